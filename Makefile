@@ -1,0 +1,31 @@
+# The two commands a user needs: `make demo` and `make test`. Everything else is here for developers.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test compile manifests lint bench
+
+$(STAMP): setup.cfg constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/kfp-ct demo
+
+test: install
+	$(BIN)/python -m pytest
+
+compile: install
+	$(BIN)/kfp-ct compile
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -1,0 +1,89 @@
+"""Dataset artifacts on disk: one Parquet file, written atomically, described by metadata.
+
+A dataset artifact's file is `{uri}` itself (a single Parquet file). Its KFP metadata holds `rows`, `columns`,
+`sha256` (of the file's bytes: the data version) and `source_uri`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BATCH_ROWS = 256_000
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary path beside `path`; moves it into place only if the block succeeds.
+
+    A reader never sees a half-written file, and a failure leaves nothing behind.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def describe(path: str | os.PathLike, source_uri: str) -> dict:
+    """The metadata of a dataset artifact written at `path`."""
+    meta = pq.ParquetFile(path).metadata
+    return {
+        "rows": meta.num_rows,
+        "columns": meta.num_columns,
+        "sha256": sha256_file(path),
+        "source_uri": source_uri,
+    }
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, source_uri: str) -> dict:
+    """Writes `table` as the dataset artifact at `path` and returns its metadata."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return describe(path, source_uri)
+
+
+def write_frame(frame, path: str | os.PathLike, source_uri: str) -> dict:
+    """Writes a pandas DataFrame as the dataset artifact at `path` and returns its metadata."""
+    return write_table(pa.Table.from_pandas(frame, preserve_index=False), path, source_uri)
+
+
+def open_dataset(path: str | os.PathLike) -> pq.ParquetFile:
+    """Opens a dataset artifact, with an error that names the file when it is not Parquet."""
+    try:
+        return pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"dataset file not found: {path}") from None
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ValueError(f"{path} is not a readable Parquet file: {err}") from None
+
+
+def iter_batches(path: str | os.PathLike, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Streams a dataset artifact in bounded batches."""
+    yield from open_dataset(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+
+
+def read_frame(path: str | os.PathLike, columns: list[str] | None = None):
+    """Reads a whole dataset artifact into pandas (for steps that need it in memory: featurize, train)."""
+    return open_dataset(path).read(columns=columns).to_pandas()

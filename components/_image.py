@@ -1,0 +1,23 @@
+"""The one place that names the catalog's container images and the decorator every component uses.
+
+The image tag is the package version, so one version bump moves the pip package, the images and the compiled YAML
+together.
+"""
+
+from kfp import dsl
+
+from kfp_ct import __version__
+
+REGISTRY = "ghcr.io/kfp-ct"
+IMAGE = f"{REGISTRY}/kfp-ct:{__version__}"
+GPU_IMAGE = f"{REGISTRY}/kfp-ct-gpu:{__version__}"
+SERVING_IMAGE = f"{REGISTRY}/kfp-ct-serving:{__version__}"
+
+
+def component(func=None, *, gpu: bool = False):
+    """Turns a function into a KFP component that runs in the catalog's image.
+
+    The image already holds kfp and kfp-ct, so nothing is installed at run time.
+    """
+    decorate = dsl.component(base_image=GPU_IMAGE if gpu else IMAGE, install_kfp_package=False)
+    return decorate if func is None else decorate(func)

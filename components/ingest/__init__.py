@@ -1,0 +1,3 @@
+from kfp_ct.components.ingest.component import ingest
+
+__all__ = ["ingest"]

@@ -1,0 +1,38 @@
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components._image import component
+
+
+@component
+def ingest(
+    source_uri: str,
+    dataset: dsl.Output[dsl.Dataset],
+    file_format: str = "auto",
+    time_column: Optional[str] = None,
+    start: Optional[str] = None,
+    end: Optional[str] = None,
+    encoding: str = "utf8",
+):
+    """Reads tabular data from a path, file://, gs:// or http(s):// URI into a Parquet dataset.
+
+    CSV, Parquet and JSON lines, gzip'd or not, are read in bounded batches, so memory stays flat as rows grow.
+
+    Args:
+        source_uri: Where the data is: a local path, file://, gs://bucket/object (honours STORAGE_EMULATOR_HOST)
+            or http(s):// URL.
+        file_format: csv, parquet or jsonl; auto tells it from the name (a trailing .gz means gzip).
+        time_column: Column holding each row's time (ISO 8601 text, a date or timestamp, or a number); with start and
+            end it selects a window.
+        start: Keep rows with time_column >= start (ISO 8601, or a number for a numeric column).
+        end: Keep rows with time_column < end.
+        encoding: Text encoding of a CSV source.
+
+    Returns:
+        dataset: One Parquet file at {uri}; metadata: rows, columns, sha256 of the file (the data version) and
+            source_uri.
+    """
+    from kfp_ct.components.ingest.core import ingest as ingest_core
+
+    dataset.metadata.update(ingest_core(source_uri, dataset.path, file_format, time_column, start, end, encoding))

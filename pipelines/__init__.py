@@ -1,0 +1,1 @@
+"""Pipelines composed from the kfp-ct catalog."""
