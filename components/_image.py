@@ -4,7 +4,7 @@ The image tag is the package version, so one version bump moves the pip package,
 together.
 """
 
-from kfp import dsl
+from kfp.dsl.component_decorator import component as kfp_component
 
 from kfp_ct import __version__
 
@@ -17,7 +17,9 @@ SERVING_IMAGE = f"{REGISTRY}/kfp-ct-serving:{__version__}"
 def component(func=None, *, gpu: bool = False):
     """Turns a function into a KFP component that runs in the catalog's image.
 
-    The image already holds kfp and kfp-ct, so nothing is installed at run time.
+    The image already holds kfp and kfp-ct, so nothing is installed at run time. The decorator is imported from its
+    module because `kfp.dsl` leaves it out inside a running component (_KFP_RUNTIME), where this module is imported
+    again through `kfp_ct.components`.
     """
-    decorate = dsl.component(base_image=GPU_IMAGE if gpu else IMAGE, install_kfp_package=False)
+    decorate = kfp_component(base_image=GPU_IMAGE if gpu else IMAGE, install_kfp_package=False)
     return decorate if func is None else decorate(func)

@@ -72,36 +72,43 @@ def local_file(uri: str) -> Iterator[str]:
         yield dest
 
 
-def _csv_batches(path: str, gzipped: bool, encoding: str) -> Iterator[pa.RecordBatch]:
-    """CSV batches; a column whose later rows do not fit the type inferred from the first block is widened
-    (integer to float, then to string) and the file is read again."""
-    column_types: dict[str, pa.DataType] = {}
-    while True:
-        stream = pa.input_stream(path, compression="gzip" if gzipped else None)
+class TypeFoundLate(Exception):
+    """A CSV column's later rows do not fit the type inferred from the first block: read again, wider."""
+
+    def __init__(self, column: str, wider: pa.DataType):
+        super().__init__(f"column '{column}' needs {wider}")
+        self.column, self.wider = column, wider
+
+
+def _not_text(column: str, encoding: str) -> ValueError:
+    return ValueError(f"column '{column}' holds bytes that are not valid {encoding} text: pass the file's encoding "
+                      "(for example encoding='latin-1')")
+
+
+def _csv_batches(path: str, gzipped: bool, encoding: str, column_types: dict) -> Iterator[pa.RecordBatch]:
+    stream = pa.input_stream(path, compression="gzip" if gzipped else None)
+    with contextlib.closing(stream):
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding=encoding),
+            convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=True),
+        )
+        undecodable = [f.name for f in reader.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        if undecodable:
+            raise _not_text(undecodable[0], encoding)
         try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding=encoding),
-                convert_options=pacsv.ConvertOptions(column_types=column_types),
-            )
-            names = reader.schema.names
             yield from _check_names(reader.schema, reader)
-            return
         except pa.ArrowInvalid as err:
             match = _CSV_CONVERSION.search(str(err))
             if not match:
                 raise
-            column = names[int(match.group(1))]
-            if match.group(2) == "string":
-                raise ValueError(f"column '{column}' holds bytes that are not valid {encoding} text: pass the file's "
-                                 "encoding (for example encoding='latin-1')") from None
-            wider = pa.float64() if pa.types.is_integer(column_types.get(column, pa.int64())) and match.group(2) == "int64" \
-                else pa.string()
+            column = reader.schema.names[int(match.group(1))]
+            if match.group(2) in ("string", "binary"):
+                raise _not_text(column, encoding) from None
+            wider = pa.float64() if match.group(2) == "int64" else pa.string()
             if column_types.get(column) == wider:
                 raise
-            column_types[column] = wider
-        finally:
-            stream.close()
+            raise TypeFoundLate(column, wider) from None
 
 
 def _check_names(schema: pa.Schema, batches) -> Iterator[pa.RecordBatch]:
@@ -133,18 +140,27 @@ def _jsonl_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
         yield from _check_names(reader.schema, reader)
 
 
-def read_batches(path: str, file_format: str, gzipped: bool, encoding: str = "utf8") -> Iterator[pa.RecordBatch]:
-    """Streams the record batches of a local file, with errors that say what is wrong with it."""
+def read_batches(path: str, file_format: str, gzipped: bool, encoding: str = "utf8",
+                 column_types: dict | None = None) -> Iterator[pa.RecordBatch]:
+    """Streams the record batches of a local file, with errors that say what is wrong with it.
+
+    A CSV column whose later rows do not fit the type inferred from the first block raises TypeFoundLate; the caller
+    reads again with that column's wider type in `column_types`.
+    """
     if os.path.getsize(path) == 0:
         raise ValueError("the source file is empty (0 bytes)")
     try:
         if file_format == "csv":
-            yield from _csv_batches(path, gzipped, encoding)
+            yield from _csv_batches(path, gzipped, encoding, column_types or {})
         elif file_format == "parquet":
             yield from _parquet_batches(path, gzipped)
         else:
             yield from _jsonl_batches(path, gzipped)
     except (EOFError, gzip.BadGzipFile) as err:
+        raise ValueError(f"the gzip stream is truncated or corrupted: {err}") from None
+    except OSError as err:
+        if "compressed" not in str(err).lower():
+            raise
         raise ValueError(f"the gzip stream is truncated or corrupted: {err}") from None
     except pa.ArrowInvalid as err:
         if "Empty CSV file" in str(err):
@@ -175,6 +191,27 @@ def _window_mask(batch: pa.RecordBatch, time_column: str, start: str | None, end
     return mask
 
 
+def _write(batches: Iterator[pa.RecordBatch], path: str, time_column: str | None, start: str | None,
+           end: str | None) -> int:
+    """Writes the batches (filtered to the time window) as one Parquet file; returns the rows written."""
+    writer, rows = None, 0
+    try:
+        for batch in batches:
+            if writer is None:
+                if time_column and time_column not in batch.schema.names:
+                    raise ValueError(f"time column '{time_column}' is not in the data; its columns are: "
+                                     f"{', '.join(batch.schema.names)}")
+                writer = pq.ParquetWriter(path, batch.schema)
+            if time_column:
+                batch = batch.filter(_window_mask(batch, time_column, start, end))
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
 def ingest(source_uri: str, output_path: str, file_format: str = "auto", time_column: str | None = None,
            start: str | None = None, end: str | None = None, encoding: str = "utf8") -> dict:
     """Reads `source_uri` into the Parquet dataset `output_path`, keeping rows with start <= time_column < end.
@@ -187,21 +224,15 @@ def ingest(source_uri: str, output_path: str, file_format: str = "auto", time_co
         raise ValueError("start/end need time_column: the column that holds each row's time")
     try:
         with local_file(source_uri) as path, datasets.atomic_path(output_path) as tmp:
-            writer = None
-            try:
-                for batch in read_batches(path, file_format, gzipped, encoding):
-                    if writer is None:
-                        if time_column and time_column not in batch.schema.names:
-                            raise ValueError(f"time column '{time_column}' is not in the data; its columns are: "
-                                             f"{', '.join(batch.schema.names)}")
-                        writer = pq.ParquetWriter(tmp, batch.schema)
-                    if time_column:
-                        batch = batch.filter(_window_mask(batch, time_column, start, end))
-                    writer.write_batch(batch)
-            finally:
-                if writer is not None:
-                    writer.close()
-            if writer is None or pq.ParquetFile(tmp).metadata.num_rows == 0:
+            column_types: dict[str, pa.DataType] = {}
+            while True:
+                try:
+                    rows = _write(read_batches(path, file_format, gzipped, encoding, column_types), tmp, time_column,
+                                  start, end)
+                    break
+                except TypeFoundLate as late:
+                    column_types[late.column] = late.wider
+            if rows == 0:
                 window = f" in the window [{start}, {end}) of '{time_column}'" if time_column else ""
                 raise ValueError(f"no data rows{window}")
     except (ValueError, FileNotFoundError, ConnectionError) as err:

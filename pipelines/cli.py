@@ -1,0 +1,81 @@
+"""The `kfp-ct` command line: the catalog, compilation, local runs, serving, and runs on a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def parse_params(pairs: list[str], pipeline) -> dict:
+    """`NAME=VALUE` pairs typed by the pipeline's inputs: strings stay as given, everything else is JSON."""
+    inputs = pipeline.component_spec.inputs or {}
+    arguments = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param takes NAME=VALUE, got '{pair}'")
+        if name not in inputs:
+            raise SystemExit(f"{pipeline.name} has no parameter '{name}'; its parameters: {', '.join(inputs)}")
+        if inputs[name].type == "String":
+            arguments[name] = value
+        else:
+            try:
+                arguments[name] = json.loads(value)
+            except json.JSONDecodeError:
+                raise SystemExit(f"--param {name}: expected a {inputs[name].type} in JSON, got '{value}'") from None
+    return arguments
+
+
+def _pipeline(name: str):
+    from kfp_ct.pipelines import PIPELINES
+
+    if name not in PIPELINES:
+        raise SystemExit(f"unknown pipeline '{name}'; the pipelines: {', '.join(PIPELINES)}")
+    return PIPELINES[name]
+
+
+def cmd_components(args) -> None:
+    from kfp_ct import components
+
+    for name in components.__all__:
+        description = (getattr(components, name).description or "").strip().splitlines()[0]
+        print(f"{name:<16} {description}")
+
+
+def cmd_compile(args) -> None:
+    from kfp_ct.pipelines.compile import compile_all
+
+    for path in compile_all(args.out):
+        print(path)
+
+
+def cmd_run(args) -> None:
+    from kfp_ct.pipelines.local_run import print_summary, run_local
+
+    pipeline = _pipeline(args.pipeline)
+    print_summary(run_local(pipeline, parse_params(args.param, pipeline), args.root))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kfp-ct", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("components", help="list the catalog").set_defaults(func=cmd_components)
+
+    compile_parser = commands.add_parser("compile", help="compile every component and pipeline into YAML")
+    compile_parser.add_argument("--out", default="compiled")
+    compile_parser.set_defaults(func=cmd_compile)
+
+    run_parser = commands.add_parser("run", help="run a pipeline locally under kfp.local")
+    run_parser.add_argument("pipeline")
+    run_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    run_parser.add_argument("--root", default="runs", help="pipeline root: where runs write their outputs")
+    run_parser.set_defaults(func=cmd_run)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""ingest: every source scheme and format, time windows, streaming, and a corpus of bad inputs."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.server
+import shutil
+import threading
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kfp_ct.components.ingest import core
+
+ROWS = pd.DataFrame({"a": [1, 2, 3, 4], "b": ["x", "y", None, "x"], "t": ["2024-01-01", "2024-02-01", "2024-03-01",
+                                                                          "2024-04-01"]})
+
+
+@pytest.fixture
+def elec2(shared_data):
+    return shared_data / "elec2" / "elec2.csv"
+
+
+def write_source(directory, name: str, frame: pd.DataFrame = ROWS):
+    path = directory / name
+    plain = name.removesuffix(".gz")
+    if plain.endswith(".csv"):
+        data = frame.to_csv(index=False).encode()
+    elif plain.endswith(".jsonl"):
+        data = frame.to_json(orient="records", lines=True).encode()
+    else:
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+        data = sink.getvalue().to_pybytes()
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz", "d.parquet", "d.parquet.gz", "d.jsonl", "d.jsonl.gz"])
+def test_every_format_gives_the_same_rows(tmp_path, name):
+    source = write_source(tmp_path, name)
+    meta = core.ingest(str(source), str(tmp_path / "out"))
+    assert (meta["rows"], meta["columns"], meta["source_uri"]) == (4, 3, str(source))
+    frame = pd.read_parquet(tmp_path / "out")
+    assert frame["a"].tolist() == [1, 2, 3, 4]
+    assert frame["b"].tolist() == ["x", "y", None, "x"]
+
+
+def test_file_uri_and_explicit_format(tmp_path):
+    source = write_source(tmp_path, "data.txt.gz", ROWS)
+    shutil.copy(write_source(tmp_path, "d.csv.gz"), source)
+    meta = core.ingest(f"file://{source}", str(tmp_path / "out"), file_format="csv")
+    assert meta["rows"] == 4 and meta["format"] == "csv"
+
+
+def test_sha256_versions_the_data(tmp_path, elec2):
+    first = core.ingest(str(elec2), str(tmp_path / "one"))
+    again = core.ingest(str(elec2), str(tmp_path / "two"))
+    other = core.ingest(str(elec2), str(tmp_path / "three"), time_column="date", end="0.5")
+    assert first["sha256"] == again["sha256"] != other["sha256"]
+    assert (first["rows"], first["columns"]) == (45312, 9)
+
+
+def test_time_window_on_dates_and_numbers(tmp_path, shared_data):
+    hours = shared_data / "bike_sharing" / "hour.csv"
+    meta = core.ingest(str(hours), str(tmp_path / "y2012"), time_column="dteday", start="2012-01-01")
+    frame = pd.read_parquet(tmp_path / "y2012")
+    assert meta["rows"] == len(frame) == (pd.read_csv(hours)["yr"] == 1).sum()
+    enriched = shared_data / "elec2" / "elec2_enriched.csv.gz"
+    core.ingest(str(enriched), str(tmp_path / "first"), time_column="day_index", start="0", end="365")
+    days = pd.read_parquet(tmp_path / "first")["day_index"]
+    assert days.min() >= 0 and days.max() < 365
+
+
+def test_streams_in_blocks_and_widens_a_type_found_late(tmp_path, monkeypatch):
+    monkeypatch.setattr(core, "BLOCK_BYTES", 1 << 10)
+    frame = pd.DataFrame({"n": [str(i) for i in range(5000)], "s": ["k"] * 5000})
+    frame.loc[4000, "n"] = "4000.5"
+    source = tmp_path / "late.csv"
+    frame.to_csv(source, index=False)
+    with pytest.raises(core.TypeFoundLate, match="column .n. needs double"):
+        list(core.read_batches(str(source), "csv", False))
+    batches = list(core.read_batches(str(source), "csv", False, column_types={"n": pa.float64()}))
+    assert len(batches) > 10
+    core.ingest(str(source), str(tmp_path / "out"))
+    out = pd.read_parquet(tmp_path / "out")
+    assert out["n"].dtype == "float64" and out["n"][4000] == 4000.5 and len(out) == 5000
+
+
+def test_http_source(tmp_path, elec2):
+    shutil.copy(elec2, tmp_path / "elec2.csv")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert core.ingest(f"{base}/elec2.csv", str(tmp_path / "out"))["rows"] == 45312
+        with pytest.raises(FileNotFoundError, match="HTTP 404"):
+            core.ingest(f"{base}/missing.csv", str(tmp_path / "missing"))
+        assert not (tmp_path / "missing").exists()
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.integration
+def test_gcs_source_and_missing_bucket_or_object(tmp_path, gcs_bucket, elec2):
+    gcs_bucket.blob("raw/elec2.csv").upload_from_filename(str(elec2))
+    meta = core.ingest(f"gs://{gcs_bucket.name}/raw/elec2.csv", str(tmp_path / "out"))
+    assert meta["rows"] == 45312 and meta["source_uri"].startswith("gs://")
+    with pytest.raises(FileNotFoundError, match="object not found"):
+        core.ingest(f"gs://{gcs_bucket.name}/raw/nope.csv", str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="bucket not found: gs://no-such-bucket-kfp-ct"):
+        core.ingest("gs://no-such-bucket-kfp-ct/x.csv", str(tmp_path / "nope"))
+    assert not (tmp_path / "nope").exists()
+
+
+def _bad(name: str, content: bytes):
+    return pytest.param(name, content, id=name)
+
+
+BAD_SOURCES = [
+    ("empty.csv", b"", {}, "empty"),
+    ("header_only.csv", b"a,b,c\n", {}, "no data rows"),
+    ("latin1.csv", "name,city\nJos\u00e9,M\u00fcnchen\n".encode("latin-1"), {}, "not valid utf8 text"),
+    ("duplicate.csv", b"a,b,a\n1,2,3\n", {}, "duplicate column names: a"),
+    ("truncated.parquet", None, {}, "not a valid Parquet file"),
+    ("truncated.csv.gz", gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(5000)))[:9000], {},
+     "gzip stream is truncated"),
+    ("broken.jsonl", b'{"a": 1}\n{"a": \n', {}, "cannot parse it as jsonl"),
+    ("data.xlsx", b"PK\x03\x04", {}, "cannot tell the format"),
+    ("ragged.csv", b"a,b\n1,2\n3,4,5\n", {}, "cannot parse it as csv"),
+    ("window.csv", b"t,v\n2024-01-01,1\n", {"time_column": "t", "start": "2030-01-01"}, "no data rows in the window"),
+    ("nocol.csv", b"t,v\n2024-01-01,1\n", {"time_column": "when", "start": "2030-01-01"}, "time column 'when'"),
+    ("nowindowcol.csv", b"t,v\n2024-01-01,1\n", {"start": "2030-01-01"}, "need time_column"),
+    ("format.csv", b"t,v\n1,1\n", {"file_format": "xml"}, "unknown file_format 'xml'"),
+]
+
+
+@pytest.mark.parametrize("name,content,kwargs,message", BAD_SOURCES, ids=[b[0] for b in BAD_SOURCES])
+def test_bad_sources_fail_clearly_and_leave_nothing(tmp_path, name, content, kwargs, message):
+    source = tmp_path / "in" / name
+    source.parent.mkdir()
+    if content is None:  # a real Parquet file cut in half
+        write_source(source.parent, name, pd.DataFrame({"a": range(1000)}))
+        source.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    else:
+        source.write_bytes(content)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=message) as error:
+        core.ingest(str(source), str(out / "dataset"), **kwargs)
+    # a problem of the data names the file; a problem of the arguments names the argument
+    assert str(source) in str(error.value) or any(argument in str(error.value) for argument in kwargs)
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("uri,error,message", [
+    ("/no/such/file.csv", FileNotFoundError, "source file not found: /no/such/file.csv"),
+    ("s3://bucket/data.csv", ValueError, "unsupported URI scheme 's3'"),
+    ("ftp://host/data.csv", ValueError, "unsupported URI scheme 'ftp'"),
+])
+def test_missing_files_and_unknown_schemes(tmp_path, uri, error, message):
+    with pytest.raises(error, match=message):
+        core.ingest(uri, str(tmp_path / "out"))
+    assert not any(tmp_path.iterdir())
