@@ -21,7 +21,7 @@ test: install
 	$(BIN)/python -m pytest
 
 compile: install
-	$(BIN)/kfp-ct compile
+	$(BIN)/kfp-ct compile --readme README.md
 
 lint: install
 	$(BIN)/ruff check .

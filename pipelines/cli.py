@@ -44,10 +44,13 @@ def cmd_components(args) -> None:
 
 
 def cmd_compile(args) -> None:
-    from kfp_ct.pipelines.compile import compile_all
+    from kfp_ct.pipelines.compile import compile_all, write_readme_table
 
     for path in compile_all(args.out):
         print(path)
+    if args.readme:
+        write_readme_table(args.readme)
+        print(f"{args.readme}: components table")
 
 
 def cmd_run(args) -> None:
@@ -55,6 +58,25 @@ def cmd_run(args) -> None:
 
     pipeline = _pipeline(args.pipeline)
     print_summary(run_local(pipeline, parse_params(args.param, pipeline), args.root))
+
+
+def cmd_submit(args) -> None:
+    from kfp_ct.pipelines import remote
+
+    pipeline = _pipeline(args.pipeline)
+    run_id = remote.submit(remote.client(args.host, args.namespace), pipeline, parse_params(args.param, pipeline),
+                           experiment=args.experiment, run_name=args.run_name)
+    print(f"run {run_id} of {pipeline.name} started on {args.host}")
+
+
+def cmd_schedule(args) -> None:
+    from kfp_ct.pipelines import remote
+
+    pipeline = _pipeline(args.pipeline)
+    recurring_id = remote.schedule(remote.client(args.host, args.namespace), pipeline,
+                                   parse_params(args.param, pipeline), cron=args.cron, job_name=args.job_name,
+                                   experiment=args.experiment)
+    print(f"recurring run {recurring_id} of {pipeline.name} on '{args.cron}' (one at a time, no catch-up)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
     compile_parser = commands.add_parser("compile", help="compile every component and pipeline into YAML")
     compile_parser.add_argument("--out", default="compiled")
+    compile_parser.add_argument("--readme", help="also refresh the components table in this README")
     compile_parser.set_defaults(func=cmd_compile)
 
     run_parser = commands.add_parser("run", help="run a pipeline locally under kfp.local")
@@ -72,6 +95,23 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     run_parser.add_argument("--root", default="runs", help="pipeline root: where runs write their outputs")
     run_parser.set_defaults(func=cmd_run)
+
+    for name, func, help_text in (("submit", cmd_submit, "start a run on a KFP cluster"),
+                                  ("schedule", cmd_schedule, "create a recurring run on a KFP cluster")):
+        sub = commands.add_parser(name, help=help_text)
+        if name == "submit":
+            sub.add_argument("pipeline")
+        else:
+            sub.add_argument("--pipeline", default="continuous_training_pipeline")
+            sub.add_argument("--cron", required=True, help="KFP's six fields, seconds first: '0 0 2 * * *'")
+            sub.add_argument("--job-name", default="kfp-ct-continuous-training")
+        sub.add_argument("--host", required=True, help="the KFP API endpoint")
+        sub.add_argument("--namespace", help="the user namespace (multi-user KFP)")
+        sub.add_argument("--experiment", default="kfp-ct")
+        sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+        if name == "submit":
+            sub.add_argument("--run-name")
+        sub.set_defaults(func=func)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -21,3 +21,26 @@ def compile_all(out_dir: str | Path = "compiled") -> list[Path]:
     for path, func in targets.items():
         compiler.Compiler().compile(func, str(path))
     return sorted(targets)
+
+
+TABLE_START, TABLE_END = "<!-- components:start -->", "<!-- components:end -->"
+
+
+def components_table() -> str:
+    """The README's table of the catalog, from each component's docstring."""
+    from kfp_ct import components
+
+    rows = ["| component | what it does |", "|---|---|"]
+    for name in components.__all__:
+        summary = " ".join(getattr(components, name).component_spec.description.split("\n\n")[0].split())
+        rows.append(f"| [`{name}`](components/{name}/) | {summary} |")
+    return "\n".join(rows)
+
+
+def write_readme_table(readme: str | Path = "README.md") -> None:
+    """Replaces the table between the README's markers with the one the docstrings give."""
+    path = Path(readme)
+    text = path.read_text()
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    path.write_text(f"{head}{TABLE_START}\n{components_table()}\n{TABLE_END}{tail}")
