@@ -22,6 +22,10 @@ test: install
 
 compile: install
 	$(BIN)/kfp-ct compile --readme README.md
+	$(BIN)/kfp-ct manifests
+
+manifests: install
+	$(BIN)/kfp-ct manifests
 
 lint: install
 	$(BIN)/ruff check .

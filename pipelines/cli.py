@@ -64,8 +64,13 @@ def cmd_submit(args) -> None:
     from kfp_ct.pipelines import remote
 
     pipeline = _pipeline(args.pipeline)
-    run_id = remote.submit(remote.client(args.host, args.namespace), pipeline, parse_params(args.param, pipeline),
-                           experiment=args.experiment, run_name=args.run_name)
+    run_id = remote.submit(
+        remote.client(args.host, args.namespace),
+        pipeline,
+        parse_params(args.param, pipeline),
+        experiment=args.experiment,
+        run_name=args.run_name,
+    )
     print(f"run {run_id} of {pipeline.name} started on {args.host}")
 
 
@@ -73,10 +78,35 @@ def cmd_schedule(args) -> None:
     from kfp_ct.pipelines import remote
 
     pipeline = _pipeline(args.pipeline)
-    recurring_id = remote.schedule(remote.client(args.host, args.namespace), pipeline,
-                                   parse_params(args.param, pipeline), cron=args.cron, job_name=args.job_name,
-                                   experiment=args.experiment)
+    recurring_id = remote.schedule(
+        remote.client(args.host, args.namespace),
+        pipeline,
+        parse_params(args.param, pipeline),
+        cron=args.cron,
+        job_name=args.job_name,
+        experiment=args.experiment,
+    )
     print(f"recurring run {recurring_id} of {pipeline.name} on '{args.cron}' (one at a time, no catch-up)")
+
+
+def cmd_serve(args) -> None:
+    from kfp_ct.components.push.server import serve
+
+    serve(args.model_uri, model_name=args.name, port=args.port, host=args.host)
+
+
+def cmd_demo(args) -> None:
+    from kfp_ct.pipelines.demo import run_demo
+
+    run_demo(args.root)
+
+
+def cmd_manifests(args) -> None:
+    from kfp_ct.components.push.manifests import write_manifests as write_kserve
+    from kfp_ct.components.tune.katib import write_manifests as write_katib
+
+    for path in [*write_kserve(args.kserve), *write_katib(args.katib)]:
+        print(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,8 +126,26 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--root", default="runs", help="pipeline root: where runs write their outputs")
     run_parser.set_defaults(func=cmd_run)
 
-    for name, func, help_text in (("submit", cmd_submit, "start a run on a KFP cluster"),
-                                  ("schedule", cmd_schedule, "create a recurring run on a KFP cluster")):
+    serve_parser = commands.add_parser("serve", help="serve a kfp-ct model with the catalog's KServe model server")
+    serve_parser.add_argument("model_uri", help="the model directory: a path, file:// or gs://")
+    serve_parser.add_argument("--port", type=int, default=8080)
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--name", help="the model's name in the URLs (default: from the model)")
+    serve_parser.set_defaults(func=cmd_serve)
+
+    demo_parser = commands.add_parser("demo", help="the continuous-training loop, locally, on the embedded data")
+    demo_parser.add_argument("--root", default="runs/demo")
+    demo_parser.set_defaults(func=cmd_demo)
+
+    manifests_parser = commands.add_parser("manifests", help="generate the KServe and Katib manifests")
+    manifests_parser.add_argument("--kserve", default="kserve")
+    manifests_parser.add_argument("--katib", default="katib")
+    manifests_parser.set_defaults(func=cmd_manifests)
+
+    for name, func, help_text in (
+        ("submit", cmd_submit, "start a run on a KFP cluster"),
+        ("schedule", cmd_schedule, "create a recurring run on a KFP cluster"),
+    ):
         sub = commands.add_parser(name, help=help_text)
         if name == "submit":
             sub.add_argument("pipeline")

@@ -1,4 +1,4 @@
-"""Compiles the catalog: each component into compiled/components/<name>.yaml, each pipeline into compiled/<name>.yaml."""
+"""Compiles the catalog: components into compiled/components/<name>.yaml, pipelines into compiled/<name>.yaml."""
 
 from __future__ import annotations
 

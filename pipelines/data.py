@@ -7,7 +7,9 @@ from kfp import dsl
 from kfp_ct.components import featurize, ingest, validate
 
 
-@dsl.pipeline(name="data-pipeline", description="Ingest a dataset, validate it (inferring its schema) and featurize it.")
+@dsl.pipeline(
+    name="data-pipeline", description="Ingest a dataset, validate it (inferring its schema) and featurize it."
+)
 def data_pipeline(
     source_uri: str,
     target_column: str,
@@ -15,6 +17,7 @@ def data_pipeline(
     time_column: Optional[str] = None,
     start: Optional[str] = None,
     end: Optional[str] = None,
+    exclude_columns: Optional[list] = None,
     test_fraction: float = 0.2,
     seed: int = 0,
 ):
@@ -22,6 +25,10 @@ def data_pipeline(
     data = ingest(source_uri=source_uri, file_format=file_format, time_column=time_column, start=start, end=end)
     checked = validate(dataset=data.outputs["dataset"], target_column=target_column)
     featurize(
-        dataset=data.outputs["dataset"], target_column=target_column, test_fraction=test_fraction, seed=seed,
+        dataset=data.outputs["dataset"],
+        target_column=target_column,
+        exclude_columns=exclude_columns,
+        test_fraction=test_fraction,
+        seed=seed,
         time_column=time_column,
     ).after(checked)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +67,11 @@ def summarize(pipeline, run_dir: Path) -> RunSummary:
         definitions = components[f"comp-{task.name}"].output_definitions.artifacts
         for name, entry in content.get("artifacts", {}).items():
             artifact = entry["artifacts"][0]
-            task.artifacts[name] = {"uri": artifact["uri"], "metadata": artifact.get("metadata", {}),
-                                    "type": definitions[name].artifact_type.schema_title}
+            task.artifacts[name] = {
+                "uri": artifact["uri"],
+                "metadata": artifact.get("metadata", {}),
+                "type": definitions[name].artifact_type.schema_title,
+            }
         tasks.append(task)
     return RunSummary(pipeline.name, run_dir, tasks)
 
@@ -89,7 +91,9 @@ def print_summary(summary: RunSummary) -> None:
 
 def _roc_svg(points: list[dict]) -> str:
     coords = sorted((p.get("falsePositiveRate", 0.0), p.get("recall", 0.0)) for p in points)
-    path = " ".join(f"{'M' if i == 0 else 'L'}{20 + 260 * x:.1f},{280 - 260 * y:.1f}" for i, (x, y) in enumerate(coords))
+    path = " ".join(
+        f"{'M' if i == 0 else 'L'}{20 + 260 * x:.1f},{280 - 260 * y:.1f}" for i, (x, y) in enumerate(coords)
+    )
     return (
         '<svg class="roc" width="300" height="300" viewBox="0 0 300 300" xmlns="http://www.w3.org/2000/svg">'
         '<rect x="20" y="20" width="260" height="260" fill="none" stroke="#999"/>'
@@ -121,7 +125,8 @@ def _report_link(summary: RunSummary, task: TaskOutputs, name: str, artifact: di
     text = source.read_text(encoding="utf-8", errors="replace")
     if artifact["type"] == "system.Markdown":
         text = f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>" + markdown.markdown(
-            text, extensions=["tables", "fenced_code"])
+            text, extensions=["tables", "fenced_code"]
+        )
     target.write_text(text, encoding="utf-8")
     return f'<a href="reports/{html.escape(target.name)}">{html.escape(name)}</a>'
 
@@ -132,8 +137,10 @@ def write_index(summary: RunSummary) -> Path:
     for task in summary.tasks:
         parts = [f"<h2>{html.escape(task.name)}</h2>"]
         if task.parameters:
-            items = "".join(f"<li>{html.escape(k)} = <code>{html.escape(json.dumps(v))}</code></li>"
-                            for k, v in task.parameters.items())
+            items = "".join(
+                f"<li>{html.escape(k)} = <code>{html.escape(json.dumps(v))}</code></li>"
+                for k, v in task.parameters.items()
+            )
             parts.append(f"<ul>{items}</ul>")
         for name, artifact in task.artifacts.items():
             meta = artifact["metadata"]
@@ -143,8 +150,9 @@ def write_index(summary: RunSummary) -> Path:
                 parts.append(f"<p>{html.escape(name)}: <code>{html.escape(artifact['uri'])}</code></p>")
             scalars = {k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool))}
             if scalars:
-                rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-                               for k, v in scalars.items())
+                rows = "".join(
+                    f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in scalars.items()
+                )
                 parts.append(f'<table class="metrics">{rows}</table>')
             if "confusionMatrix" in meta:
                 parts.append(_confusion_table(meta["confusionMatrix"]))
@@ -157,7 +165,8 @@ def write_index(summary: RunSummary) -> Path:
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
         "section{border-top:1px solid #ddd;margin-top:1em}</style></head><body>"
         f"<h1>{html.escape(summary.pipeline)}</h1><p>run folder: <code>{html.escape(str(summary.run_dir))}</code></p>"
-        + "".join(sections) + "</body></html>"
+        + "".join(sections)
+        + "</body></html>"
     )
     summary.index.write_text(page, encoding="utf-8")
     return summary.index

@@ -59,12 +59,23 @@ def generate(period: str, rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
     )
     defaulted = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     income[rng.random(rows) < 0.02] = np.nan  # incomes some applicants did not state
-    return pd.DataFrame({
-        TIME_COLUMN: application_date, "age": age, "annual_income": income, "loan_amount": loan_amount,
-        "term": term, "employment": employment, "home_ownership": home, "region": region, "channel": channel,
-        "credit_score": credit_score, "debt_to_income": debt_to_income, "open_accounts": open_accounts,
-        TARGET: defaulted,
-    })
+    return pd.DataFrame(
+        {
+            TIME_COLUMN: application_date,
+            "age": age,
+            "annual_income": income,
+            "loan_amount": loan_amount,
+            "term": term,
+            "employment": employment,
+            "home_ownership": home,
+            "region": region,
+            "channel": channel,
+            "credit_score": credit_score,
+            "debt_to_income": debt_to_income,
+            "open_accounts": open_accounts,
+            TARGET: defaulted,
+        }
+    )
 
 
 def write_sample_data(directory: str | Path, rows: int = 20_000, seed: int = 0) -> dict[str, str]:

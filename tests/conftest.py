@@ -67,9 +67,24 @@ def mlflow_server(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     process = start_server(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
-        f"http://127.0.0.1:{port}/health", root / "server.log",
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root}/mlflow.db",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        f"http://127.0.0.1:{port}/health",
+        root / "server.log",
     )
     yield f"http://127.0.0.1:{port}"
     stop_server(process)
@@ -82,9 +97,19 @@ def gcs_emulator(tmp_path_factory) -> str:
     port = free_port()
     host = f"http://127.0.0.1:{port}"
     process = start_server(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--in-memory"],
-        f"{host}/storage/v1/b", root / "server.log",
+        [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+        ],
+        f"{host}/storage/v1/b",
+        root / "server.log",
     )
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = host

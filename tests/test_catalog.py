@@ -18,8 +18,10 @@ HEAVY = ("torch", "tensorflow", "evidently", "mlflow", "kserve", "optuna")
 
 
 def test_importing_the_catalog_loads_no_heavy_library():
-    code = ("import sys, kfp_ct.components, kfp_ct.pipelines; "
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    code = (
+        "import sys, kfp_ct.components, kfp_ct.pipelines; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
 
@@ -28,8 +30,9 @@ def test_importing_the_catalog_loads_no_heavy_library():
 def test_every_input_and_output_is_documented(name):
     spec = getattr(components, name).component_spec
     assert spec.description, f"{name} has no description"
-    undocumented = [k for k, v in {**(spec.inputs or {}), **(spec.outputs or {})}.items()
-                    if not v.description and k != "Output"]
+    undocumented = [
+        k for k, v in {**(spec.inputs or {}), **(spec.outputs or {})}.items() if not v.description and k != "Output"
+    ]
     assert not undocumented, f"{name}: document {undocumented} (inputs under Args:, outputs under Returns:)"
 
 
@@ -52,7 +55,8 @@ def test_compiled_yaml_matches_the_code(tmp_path):
         assert committed.is_file(), f"{committed} is missing: run `make compile`"
         assert committed.read_text() == path.read_text(), f"{committed} is stale: run `make compile`"
     extra = {p.relative_to(REPO / "compiled") for p in (REPO / "compiled").rglob("*.yaml")} - {
-        p.relative_to(tmp_path) for p in written}
+        p.relative_to(tmp_path) for p in written
+    }
     assert not extra, f"compiled files with no source: {extra}"
 
 
@@ -74,6 +78,7 @@ def test_readme_lists_every_component_as_its_docstring_says():
 
 
 def test_cli_lists_the_catalog():
-    out = subprocess.run([sys.executable, "-m", "kfp_ct.pipelines.cli", "components"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "kfp_ct.pipelines.cli", "components"], capture_output=True, text=True, check=True
+    ).stdout
     assert [line.split()[0] for line in out.splitlines()] == components.__all__

@@ -12,8 +12,8 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,8 +23,15 @@ import pyarrow.parquet as pq
 
 from kfp_ct.components._common import datasets, storage
 
-FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
-           ".ndjson": "jsonl", ".json": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 BLOCK_BYTES = 16 << 20
 _CSV_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
 
@@ -55,8 +62,9 @@ def local_file(uri: str) -> Iterator[str]:
         yield path
         return
     if scheme not in ("gs", "http", "https"):
-        raise ValueError(f"unsupported URI scheme '{scheme}' in {uri}: expected a local path, file://, gs://, http:// "
-                         "or https://")
+        raise ValueError(
+            f"unsupported URI scheme '{scheme}' in {uri}: expected a local path, file://, gs://, http:// or https://"
+        )
     with tempfile.TemporaryDirectory(prefix="kfp-ct-ingest-") as tmp:
         dest = os.path.join(tmp, os.path.basename(path) or "source")
         if scheme == "gs":
@@ -81,8 +89,10 @@ class TypeFoundLate(Exception):
 
 
 def _not_text(column: str, encoding: str) -> ValueError:
-    return ValueError(f"column '{column}' holds bytes that are not valid {encoding} text: pass the file's encoding "
-                      "(for example encoding='latin-1')")
+    return ValueError(
+        f"column '{column}' holds bytes that are not valid {encoding} text: pass the file's encoding "
+        "(for example encoding='latin-1')"
+    )
 
 
 def _csv_batches(path: str, gzipped: bool, encoding: str, column_types: dict) -> Iterator[pa.RecordBatch]:
@@ -140,8 +150,9 @@ def _jsonl_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
         yield from _check_names(reader.schema, reader)
 
 
-def read_batches(path: str, file_format: str, gzipped: bool, encoding: str = "utf8",
-                 column_types: dict | None = None) -> Iterator[pa.RecordBatch]:
+def read_batches(
+    path: str, file_format: str, gzipped: bool, encoding: str = "utf8", column_types: dict | None = None
+) -> Iterator[pa.RecordBatch]:
     """Streams the record batches of a local file, with errors that say what is wrong with it.
 
     A CSV column whose later rows do not fit the type inferred from the first block raises TypeFoundLate; the caller
@@ -191,16 +202,19 @@ def _window_mask(batch: pa.RecordBatch, time_column: str, start: str | None, end
     return mask
 
 
-def _write(batches: Iterator[pa.RecordBatch], path: str, time_column: str | None, start: str | None,
-           end: str | None) -> int:
+def _write(
+    batches: Iterator[pa.RecordBatch], path: str, time_column: str | None, start: str | None, end: str | None
+) -> int:
     """Writes the batches (filtered to the time window) as one Parquet file; returns the rows written."""
     writer, rows = None, 0
     try:
         for batch in batches:
             if writer is None:
                 if time_column and time_column not in batch.schema.names:
-                    raise ValueError(f"time column '{time_column}' is not in the data; its columns are: "
-                                     f"{', '.join(batch.schema.names)}")
+                    raise ValueError(
+                        f"time column '{time_column}' is not in the data; its columns are: "
+                        f"{', '.join(batch.schema.names)}"
+                    )
                 writer = pq.ParquetWriter(path, batch.schema)
             if time_column:
                 batch = batch.filter(_window_mask(batch, time_column, start, end))
@@ -212,8 +226,15 @@ def _write(batches: Iterator[pa.RecordBatch], path: str, time_column: str | None
     return rows
 
 
-def ingest(source_uri: str, output_path: str, file_format: str = "auto", time_column: str | None = None,
-           start: str | None = None, end: str | None = None, encoding: str = "utf8") -> dict:
+def ingest(
+    source_uri: str,
+    output_path: str,
+    file_format: str = "auto",
+    time_column: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    encoding: str = "utf8",
+) -> dict:
     """Reads `source_uri` into the Parquet dataset `output_path`, keeping rows with start <= time_column < end.
 
     Returns the dataset's metadata (rows, columns, sha256, source_uri). On any error nothing is left at
@@ -227,8 +248,9 @@ def ingest(source_uri: str, output_path: str, file_format: str = "auto", time_co
             column_types: dict[str, pa.DataType] = {}
             while True:
                 try:
-                    rows = _write(read_batches(path, file_format, gzipped, encoding, column_types), tmp, time_column,
-                                  start, end)
+                    rows = _write(
+                        read_batches(path, file_format, gzipped, encoding, column_types), tmp, time_column, start, end
+                    )
                     break
                 except TypeFoundLate as late:
                     column_types[late.column] = late.wider

@@ -15,8 +15,9 @@ import pytest
 
 from kfp_ct.components.ingest import core
 
-ROWS = pd.DataFrame({"a": [1, 2, 3, 4], "b": ["x", "y", None, "x"], "t": ["2024-01-01", "2024-02-01", "2024-03-01",
-                                                                          "2024-04-01"]})
+ROWS = pd.DataFrame(
+    {"a": [1, 2, 3, 4], "b": ["x", "y", None, "x"], "t": ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"]}
+)
 
 
 @pytest.fixture
@@ -127,8 +128,12 @@ BAD_SOURCES = [
     ("latin1.csv", "name,city\nJos\u00e9,M\u00fcnchen\n".encode("latin-1"), {}, "not valid utf8 text"),
     ("duplicate.csv", b"a,b,a\n1,2,3\n", {}, "duplicate column names: a"),
     ("truncated.parquet", None, {}, "not a valid Parquet file"),
-    ("truncated.csv.gz", gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(5000)))[:9000], {},
-     "gzip stream is truncated"),
+    (
+        "truncated.csv.gz",
+        gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(5000)))[:9000],
+        {},
+        "gzip stream is truncated",
+    ),
     ("broken.jsonl", b'{"a": 1}\n{"a": \n', {}, "cannot parse it as jsonl"),
     ("data.xlsx", b"PK\x03\x04", {}, "cannot tell the format"),
     ("ragged.csv", b"a,b\n1,2\n3,4,5\n", {}, "cannot parse it as csv"),
@@ -156,11 +161,14 @@ def test_bad_sources_fail_clearly_and_leave_nothing(tmp_path, name, content, kwa
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("uri,error,message", [
-    ("/no/such/file.csv", FileNotFoundError, "source file not found: /no/such/file.csv"),
-    ("s3://bucket/data.csv", ValueError, "unsupported URI scheme 's3'"),
-    ("ftp://host/data.csv", ValueError, "unsupported URI scheme 'ftp'"),
-])
+@pytest.mark.parametrize(
+    "uri,error,message",
+    [
+        ("/no/such/file.csv", FileNotFoundError, "source file not found: /no/such/file.csv"),
+        ("s3://bucket/data.csv", ValueError, "unsupported URI scheme 's3'"),
+        ("ftp://host/data.csv", ValueError, "unsupported URI scheme 'ftp'"),
+    ],
+)
 def test_missing_files_and_unknown_schemes(tmp_path, uri, error, message):
     with pytest.raises(error, match=message):
         core.ingest(uri, str(tmp_path / "out"))

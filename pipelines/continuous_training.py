@@ -1,0 +1,102 @@
+"""continuous_training_pipeline: the recurring run that retrains, gates and redeploys when drift or decay is found.
+
+reference data (the champion's training data) and the current window -> validate the window against the
+reference schema -> monitor_drift (data drift, performance decay, new-data volume) -> if triggered: featurize the
+window -> train -> evaluate against the champion -> push with a canary if blessed.
+"""
+
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components import featurize, ingest, monitor_drift, reference_data, validate
+from kfp_ct.pipelines.steps import step
+from kfp_ct.pipelines.training import train_evaluate_push
+
+
+@dsl.pipeline(
+    name="continuous-training-pipeline",
+    description="Compare a new data window with the champion's "
+    "training data; on drift, decay or enough new data, retrain, evaluate and push with a canary.",
+)
+def continuous_training_pipeline(
+    current_uri: str,
+    target_column: str,
+    model_name: str = "kfp-ct-model",
+    reference_uri: Optional[str] = None,
+    file_format: str = "auto",
+    time_column: Optional[str] = None,
+    start: Optional[str] = None,
+    end: Optional[str] = None,
+    drift_share: float = 0.5,
+    max_metric_drop: Optional[float] = 0.05,
+    min_new_rows: Optional[int] = None,
+    task: str = "classification",
+    framework: str = "sklearn",
+    estimator: str = "hist_gradient_boosting",
+    hyperparameters: dict = {},
+    thresholds: dict = {},
+    exclude_columns: Optional[list] = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    tracking_uri: Optional[str] = None,
+    push_target: str = "local",
+    storage_uri: str = "file://models",
+    namespace: str = "kubeflow-user-example-com",
+    canary_traffic_percent: int = 10,
+):
+    """Checks the window at `current_uri` against the reference and retrains when a trigger fires."""
+    reference = step(reference_data(model_name=model_name, reference_uri=reference_uri, tracking_uri=tracking_uri))
+    reference_schema = step(validate(dataset=reference.outputs["reference"], target_column=target_column))
+    current = step(
+        ingest(source_uri=current_uri, file_format=file_format, time_column=time_column, start=start, end=end)
+    )
+    checked = step(
+        validate(
+            dataset=current.outputs["dataset"],
+            target_column=target_column,
+            reference_schema=reference_schema.outputs["schema"],
+        )
+    )
+    drift = step(
+        monitor_drift(
+            reference=reference.outputs["reference"],
+            current=current.outputs["dataset"],
+            drift_share=drift_share,
+            target_column=target_column,
+            model_name=model_name,
+            max_metric_drop=max_metric_drop,
+            min_new_rows=min_new_rows,
+            tracking_uri=tracking_uri,
+        ).after(checked)
+    )
+    with dsl.If(drift.output == True, name="triggered"):  # noqa: E712 (a KFP condition)
+        features = step(
+            featurize(
+                dataset=current.outputs["dataset"],
+                target_column=target_column,
+                task=task,
+                exclude_columns=exclude_columns,
+                test_fraction=test_fraction,
+                seed=seed,
+                time_column=time_column,
+            )
+        )
+        train_evaluate_push(
+            train=features.outputs["train"],
+            test=features.outputs["test"],
+            featurizer=features.outputs["featurizer"],
+            target_column=target_column,
+            task=task,
+            framework=framework,
+            estimator=estimator,
+            hyperparameters=hyperparameters,
+            model_name=model_name,
+            thresholds=thresholds,
+            tracking_uri=tracking_uri,
+            push_target=push_target,
+            storage_uri=storage_uri,
+            namespace=namespace,
+            canary_traffic_percent=canary_traffic_percent,
+            seed=seed,
+        )

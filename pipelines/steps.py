@@ -1,0 +1,17 @@
+"""How the pipelines run each step on a cluster: hardware, retries, caching and credentials live here, never in the
+components."""
+
+from kfp_ct.pipelines.credentials import use_credentials
+
+
+def step(task, *, gpu: bool = False, memory: str = "4G", retries: int = 0):
+    """Configures a task: never cached (each step reads data or registry state that changes between runs, and
+    `enable_caching=False` at submission does not reach tasks inside dsl.If or sub-pipelines), credentials from the
+    Secret, resources, and a GPU for the GPU trainers. kfp.local ignores the resources (with a warning)."""
+    task.set_caching_options(False)
+    task.set_memory_request(memory).set_memory_limit(memory)
+    if gpu:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    if retries:
+        task.set_retry(retries)
+    return use_credentials(task)

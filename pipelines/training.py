@@ -1,0 +1,163 @@
+"""training_pipeline: ingest -> validate -> featurize -> [tune] -> train -> evaluate -> push if blessed."""
+
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components import evaluate, featurize, ingest, push, train_keras, train_sklearn, train_torch, tune, validate
+from kfp_ct.pipelines.steps import step
+
+TRAINERS = {"sklearn": train_sklearn, "torch": train_torch, "keras": train_keras}
+GPU_TRAINERS = {"torch", "keras"}
+
+
+@dsl.pipeline(
+    name="train-evaluate-push",
+    description="Train with the chosen framework, evaluate against the "
+    "champion, and push the model when it is blessed.",
+)
+def train_evaluate_push(
+    train: dsl.Input[dsl.Dataset],
+    test: dsl.Input[dsl.Dataset],
+    featurizer: dsl.Input[dsl.Model],
+    target_column: str,
+    task: str,
+    framework: str,
+    estimator: str,
+    hyperparameters: dict,
+    model_name: str,
+    thresholds: dict,
+    tracking_uri: Optional[str],
+    push_target: str,
+    storage_uri: str,
+    namespace: str,
+    canary_traffic_percent: int,
+    seed: int,
+):
+    """The training steps shared by the training and the continuous-training pipelines; one branch per framework."""
+    for name, trainer in TRAINERS.items():
+        with dsl.If(framework == name, name=f"framework-{name}"):
+            options = {"estimator": estimator} if name == "sklearn" else {}
+            trained = step(
+                trainer(
+                    train=train,
+                    featurizer=featurizer,
+                    target_column=target_column,
+                    task=task,
+                    hyperparameters=hyperparameters,
+                    model_name=model_name,
+                    tracking_uri=tracking_uri,
+                    seed=seed,
+                    **options,
+                ),
+                gpu=name in GPU_TRAINERS,
+                memory="16G" if name in GPU_TRAINERS else "8G",
+            )
+            verdict = step(
+                evaluate(
+                    model=trained.outputs["model"],
+                    test=test,
+                    target_column=target_column,
+                    model_name=model_name,
+                    thresholds=thresholds,
+                    tracking_uri=tracking_uri,
+                )
+            )
+            with dsl.If(verdict.output == True, name=f"blessed-{name}"):  # noqa: E712 (a KFP condition)
+                step(
+                    push(
+                        model=trained.outputs["model"],
+                        model_name=model_name,
+                        target=push_target,
+                        storage_uri=storage_uri,
+                        namespace=namespace,
+                        canary_traffic_percent=canary_traffic_percent,
+                        tracking_uri=tracking_uri,
+                    )
+                )
+
+
+@dsl.pipeline(
+    name="training-pipeline",
+    description="Ingest, validate and featurize data, optionally tune, train, "
+    "evaluate against the champion and push the blessed model.",
+)
+def training_pipeline(
+    source_uri: str,
+    target_column: str,
+    model_name: str = "kfp-ct-model",
+    task: str = "classification",
+    framework: str = "sklearn",
+    estimator: str = "hist_gradient_boosting",
+    hyperparameters: dict = {},
+    thresholds: dict = {},
+    file_format: str = "auto",
+    time_column: Optional[str] = None,
+    start: Optional[str] = None,
+    end: Optional[str] = None,
+    exclude_columns: Optional[list] = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    tune_hyperparameters: bool = False,
+    search_space: Optional[list] = None,
+    tuning_algorithm: str = "tpe",
+    max_trial_count: int = 12,
+    parallel_trial_count: int = 2,
+    tracking_uri: Optional[str] = None,
+    push_target: str = "local",
+    storage_uri: str = "file://models",
+    namespace: str = "kubeflow-user-example-com",
+    canary_traffic_percent: int = 10,
+):
+    """Trains a model on `source_uri` and pushes it when evaluate blesses it against the champion."""
+    data = step(ingest(source_uri=source_uri, file_format=file_format, time_column=time_column, start=start, end=end))
+    checked = step(validate(dataset=data.outputs["dataset"], target_column=target_column))
+    features = step(
+        featurize(
+            dataset=data.outputs["dataset"],
+            target_column=target_column,
+            task=task,
+            exclude_columns=exclude_columns,
+            test_fraction=test_fraction,
+            seed=seed,
+            time_column=time_column,
+        ).after(checked)
+    )
+    shared = dict(
+        train=features.outputs["train"],
+        test=features.outputs["test"],
+        featurizer=features.outputs["featurizer"],
+        target_column=target_column,
+        task=task,
+        framework=framework,
+        estimator=estimator,
+        model_name=model_name,
+        thresholds=thresholds,
+        tracking_uri=tracking_uri,
+        push_target=push_target,
+        storage_uri=storage_uri,
+        namespace=namespace,
+        canary_traffic_percent=canary_traffic_percent,
+        seed=seed,
+    )
+    with dsl.If(tune_hyperparameters == True, name="tuned"):  # noqa: E712 (a KFP condition)
+        tuned = step(
+            tune(
+                train=features.outputs["train"],
+                featurizer=features.outputs["featurizer"],
+                target_column=target_column,
+                task=task,
+                trainer=framework,
+                estimator=estimator,
+                hyperparameters=hyperparameters,
+                search_space=search_space,
+                algorithm=tuning_algorithm,
+                max_trial_count=max_trial_count,
+                parallel_trial_count=parallel_trial_count,
+                seed=seed,
+            ),
+            memory="8G",
+        )
+        train_evaluate_push(hyperparameters=tuned.output, **shared)
+    with dsl.Else(name="given-hyperparameters"):
+        train_evaluate_push(hyperparameters=hyperparameters, **shared)
