@@ -46,6 +46,7 @@ def run_local(pipeline, arguments: dict, pipeline_root: str | Path) -> RunSummar
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    _read_unset_defaults_as_none()
     before = set(root.iterdir())
     try:
         pipeline(**arguments)
@@ -54,6 +55,34 @@ def run_local(pipeline, arguments: dict, pipeline_root: str | Path) -> RunSummar
         if new:
             write_index(summarize(pipeline, new[-1]))
     return summarize(pipeline, new[-1])
+
+
+def _read_unset_defaults_as_none() -> None:
+    """Lets kfp.local run an optional pipeline parameter left at None, as KFP on a cluster does (a null value).
+
+    kfp 2.17's local orchestrator fails on one twice: reading its unset default ("Unknown value type") and writing
+    None into a task's executor input. Both places, and nothing else, learn to read and write null.
+    """
+    import types
+
+    from google.protobuf import struct_pb2
+    from kfp.local import executor_input_utils, executor_output_utils
+
+    original = executor_output_utils.pb2_value_to_python
+    if getattr(original, "reads_unset_as_none", False):
+        return
+
+    def pb2_value_to_python(value):
+        return None if value.WhichOneof("kind") is None else original(value)
+
+    pb2_value_to_python.reads_unset_as_none = True
+    executor_output_utils.pb2_value_to_python = pb2_value_to_python
+
+    builder = executor_input_utils.pipeline_spec_builder
+    local_builder = types.SimpleNamespace(**vars(builder))
+    local_builder.to_protobuf_value = lambda value: (
+        struct_pb2.Value(null_value=0) if value is None else builder.to_protobuf_value(value))
+    executor_input_utils.pipeline_spec_builder = local_builder
 
 
 def summarize(pipeline, run_dir: Path) -> RunSummary:

@@ -216,7 +216,7 @@ def _write(
                         f"{', '.join(batch.schema.names)}"
                     )
                 writer = pq.ParquetWriter(path, batch.schema)
-            if time_column:
+            if start is not None or end is not None:
                 batch = batch.filter(_window_mask(batch, time_column, start, end))
             writer.write_batch(batch)
             rows += batch.num_rows

@@ -1,6 +1,5 @@
 """Whole pipelines under kfp.local (SubprocessRunner, use_venv=False) on the real datasets."""
 
-from __future__ import annotations
 
 from pathlib import Path
 
