@@ -60,8 +60,9 @@ def run_local(pipeline, arguments: dict, pipeline_root: str | Path) -> RunSummar
 def _read_unset_defaults_as_none() -> None:
     """Lets kfp.local run an optional pipeline parameter left at None, as KFP on a cluster does (a null value).
 
-    kfp 2.17's local orchestrator fails on one twice: reading its unset default ("Unknown value type") and writing
-    None into a task's executor input. Both places, and nothing else, learn to read and write null.
+    kfp 2.17's local orchestrator fails on one in three places: reading its unset default ("Unknown value type"),
+    writing None into a task's executor input, and casting an integer parameter with int(). These three places, and
+    nothing else, learn to read, write and pass on null.
     """
     import types
 
@@ -83,6 +84,19 @@ def _read_unset_defaults_as_none() -> None:
     local_builder.to_protobuf_value = lambda value: (
         struct_pb2.Value(null_value=0) if value is None else builder.to_protobuf_value(value))
     executor_input_utils.pipeline_spec_builder = local_builder
+
+    to_dict = executor_input_utils.executor_input_to_dict
+
+    def executor_input_to_dict(executor_input, component_spec):
+        values = executor_input.inputs.parameter_values
+        nulls = [name for name, value in values.items() if value.WhichOneof("kind") == "null_value"]
+        for name in nulls:
+            del values[name]
+        as_dict = to_dict(executor_input, component_spec)
+        as_dict.setdefault("inputs", {}).setdefault("parameterValues", {}).update(dict.fromkeys(nulls))
+        return as_dict
+
+    executor_input_utils.executor_input_to_dict = executor_input_to_dict
 
 
 def summarize(pipeline, run_dir: Path) -> RunSummary:

@@ -2,8 +2,9 @@
 
 Three half-year periods of applications with a binary label `defaulted`:
 - `2025H1`: the baseline the first model is trained on;
-- `2025H2`: drift: incomes and loan amounts grow, contractors and the app channel take a larger share, and the
-  link between debt and default strengthens (concept drift), so the first model decays;
+- `2025H2`: drift: applicants are younger, incomes, loan amounts, debt and open accounts grow, credit scores fall,
+  contractors and the app channel take a larger share; and default now follows debt and the app channel more and
+  the credit score less (concept drift), so the first model decays;
 - `2026H1`: the same population and behaviour as 2025H2: no drift against a model trained on 2025H2.
 """
 
@@ -35,7 +36,7 @@ def generate(period: str, rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
     start = pd.Timestamp(spec["start"])
     seconds = rng.integers(0, 181 * 24 * 3600, rows)
     application_date = (start + pd.to_timedelta(np.sort(seconds), unit="s")).strftime("%Y-%m-%dT%H:%M:%S")
-    age = rng.integers(21, 76, rows)
+    age = rng.integers(21, 60 if drift else 76, rows)
     income = rng.lognormal(np.log(52_000 * (1.3 if drift else 1.0)), 0.45, rows).round(2)
     loan_amount = (income * rng.uniform(0.05, 0.6 if drift else 0.45, rows)).round(2)
     employment = rng.choice(EMPLOYMENT, rows, p=[0.45, 0.2, 0.3, 0.05] if drift else [0.65, 0.2, 0.1, 0.05])
@@ -43,18 +44,19 @@ def generate(period: str, rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
     home = rng.choice(["rent", "mortgage", "own"], rows, p=[0.4, 0.4, 0.2])
     region = rng.choice(["north", "south", "east", "west"], rows)
     term = rng.choice(["36 months", "60 months"], rows, p=[0.7, 0.3])
-    credit_score = np.clip(rng.normal(680, 60, rows), 300, 850).round().astype(int)
+    credit_score = np.clip(rng.normal(655 if drift else 680, 60, rows), 300, 850).round().astype(int)
     debt_to_income = np.clip(rng.gamma(2.0, 0.09 if drift else 0.08, rows), 0, 1.5).round(4)
-    open_accounts = rng.poisson(5, rows)
+    open_accounts = rng.poisson(7 if drift else 5, rows)
 
     logit = (
         -1.2
-        - 0.012 * (credit_score - 680)
-        + (5.5 if drift else 2.5) * (debt_to_income - 0.17)
+        - (0.004 if drift else 0.012) * (credit_score - 680)
+        + (7.0 if drift else 2.5) * (debt_to_income - 0.17)
         + 1.2 * np.log(loan_amount / income / 0.25)
         + 0.6 * (term == "60 months")
         + np.select([employment == "unemployed", employment == "contractor"], [1.5, 1.1 if drift else 0.2], 0.0)
-        + (0.5 if drift else 0.0) * (channel == "app")
+        + (1.0 if drift else 0.0) * (channel == "app")
+        - (0.8 if drift else 0.0) * (home == "own")
         - 0.01 * (age - 45)
     )
     defaulted = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)

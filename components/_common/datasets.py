@@ -70,9 +70,13 @@ def write_frame(frame, path: str | os.PathLike, source_uri: str) -> dict:
 
 
 def open_dataset(path: str | os.PathLike) -> pq.ParquetFile:
-    """Opens a dataset artifact, with an error that names the file when it is not Parquet."""
+    """Opens a dataset artifact, with an error that names the file when it is not Parquet.
+
+    pre_buffer is off: with it on, Arrow keeps the bytes of every row group it has read, so streaming a large file
+    would hold it all in memory.
+    """
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, pre_buffer=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"dataset file not found: {path}") from None
     except (pa.ArrowInvalid, OSError) as err:

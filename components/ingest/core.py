@@ -136,10 +136,7 @@ def _parquet_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
                 shutil.copyfileobj(src, tmp)
             tmp.flush()
             path = tmp.name
-        try:
-            file = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"not a valid Parquet file (truncated or corrupted): {err}") from None
+        file = datasets.open_dataset(path)
         yield from _check_names(file.schema_arrow, file.iter_batches(batch_size=datasets.BATCH_ROWS))
 
 

@@ -1,0 +1,3 @@
+from kfp_ct.components.validate.component import validate
+
+__all__ = ["validate"]

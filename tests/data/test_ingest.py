@@ -127,7 +127,7 @@ BAD_SOURCES = [
     ("header_only.csv", b"a,b,c\n", {}, "no data rows"),
     ("latin1.csv", "name,city\nJos\u00e9,M\u00fcnchen\n".encode("latin-1"), {}, "not valid utf8 text"),
     ("duplicate.csv", b"a,b,a\n1,2,3\n", {}, "duplicate column names: a"),
-    ("truncated.parquet", None, {}, "not a valid Parquet file"),
+    ("truncated.parquet", None, {}, "not a readable Parquet file"),
     (
         "truncated.csv.gz",
         gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(5000)))[:9000],

@@ -1,0 +1,76 @@
+from kfp import dsl
+
+from kfp_ct.components._image import component
+
+
+@component
+def validate(
+    dataset: dsl.Input[dsl.Dataset],
+    target_column: str,
+    schema: dsl.Output[dsl.Artifact],
+    report: dsl.Output[dsl.HTML],
+    metrics: dsl.Output[dsl.Metrics],
+    reference_schema: dsl.Input[dsl.Artifact] = None,
+    null_tolerance: float = 0.05,
+    out_of_range_tolerance: float = 0.05,
+    unseen_category_tolerance: float = 0.05,
+    target_null_tolerance: float = 0.0,
+    max_categories: int = 100,
+    strict: bool = False,
+):
+    """Infers a dataset's schema and checks it against a reference schema, failing on blocking anomalies.
+
+    One streaming pass over the Parquet dataset, in bounded batches. Without a reference it blocks on an empty
+    dataset, an all-null column and a missing, null or one-class target. With one it also blocks on missing or extra
+    columns, type changes and a null share above the reference's plus null_tolerance, and warns (in the report) on
+    values out of the reference's range, unseen categories, new target classes and constant columns that vary.
+    All blocking anomalies are listed in one error.
+
+    Args:
+        dataset: The Parquet dataset to validate.
+        target_column: The label column.
+        reference_schema: A schema written by this component (for example the one of the champion's training
+            data); without it the schema is only inferred.
+        null_tolerance: How much a column's null share may exceed the reference's (0 to 1).
+        out_of_range_tolerance: Share of a column's values outside the reference's [min, max] that is tolerated
+            before a warning.
+        unseen_category_tolerance: Share of a column's values outside the reference's categories that is
+            tolerated before a warning.
+        target_null_tolerance: Share of rows whose target may be null.
+        max_categories: Most distinct values tracked as categories of a string, bool or int column.
+        strict: Make every warning blocking.
+
+    Returns:
+        schema: The dataset's inferred schema (JSON, format kfp-ct.schema/v1, sorted keys) at {uri}; it can be the
+            next reference.
+        report: An HTML page: the verdict, a table of the anomalies and the schema.
+        metrics: rows, columns, anomalies, blocking and warnings.
+    """
+    from kfp_ct.components.validate.core import check, write_report, write_schema
+
+    result = check(
+        dataset.path,
+        target_column,
+        reference_schema.path if reference_schema is not None else None,
+        null_tolerance=null_tolerance,
+        out_of_range_tolerance=out_of_range_tolerance,
+        unseen_category_tolerance=unseen_category_tolerance,
+        target_null_tolerance=target_null_tolerance,
+        max_categories=max_categories,
+        strict=strict,
+    )
+    for anomaly in result.anomalies:
+        print(f"{'BLOCKING' if anomaly.blocking else 'warning'}: {anomaly}")
+    result.raise_for_blocking()
+    write_schema(result.schema, schema.path)
+    schema.metadata.update(
+        {
+            "rows": result.schema["rows"],
+            "columns": len(result.schema["columns"]),
+            "target": target_column,
+            "task": result.schema["target"]["task"] or "",
+        }
+    )
+    write_report(result, report.path)
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
