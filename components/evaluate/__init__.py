@@ -1,0 +1,3 @@
+from kfp_ct.components.evaluate.component import evaluate
+
+__all__ = ["evaluate"]

@@ -1,0 +1,3 @@
+from kfp_ct.components.featurize.component import featurize
+
+__all__ = ["featurize"]

@@ -1,0 +1,71 @@
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components._image import component
+
+
+@component
+def featurize(
+    dataset: dsl.Input[dsl.Dataset],
+    target_column: str,
+    train: dsl.Output[dsl.Dataset],
+    test: dsl.Output[dsl.Dataset],
+    featurizer: dsl.Output[dsl.Model],
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    time_column: Optional[str] = None,
+    task: Optional[str] = None,
+    exclude_columns: Optional[list] = None,
+):
+    """Splits a dataset into train and test, and fits a featurizer on the train split only.
+
+    The split is deterministic: by time when time_column is given (the latest test_fraction of rows is the test
+    split), else stratified by class for classification, else shuffled with the seed. The featurizer imputes and
+    scales numeric columns, one-hot (or, above 20 categories, ordinal) encodes categorical ones, tolerating unseen
+    categories, and turns dates into their parts.
+
+    Args:
+        dataset: The Parquet dataset to split (for example ingest's output).
+        target_column: The column to predict.
+        test_fraction: Share of rows in the test split, between 0 and 1.
+        seed: Seed of the shuffled or stratified split.
+        time_column: Column holding each row's time; when given, the split is by time.
+        task: classification or regression; inferred from the target column when not given (text, boolean and
+            integer columns with few distinct values are classes).
+        exclude_columns: Columns that are not features (identifiers, or columns that leak the target).
+
+    Returns:
+        train: The train split, one Parquet file at {uri} with every column; metadata: rows, columns, sha256,
+            source_uri, split.
+        test: The test split, as train.
+        featurizer: A directory: {uri}/transformer.skops (the fitted scikit-learn transformer, raw feature columns ->
+            float32 matrix) and {uri}/featurizer.json (feature columns and types, target column, task, classes,
+            time column); metadata: task, classes, target_column, features.
+    """
+    from kfp_ct.components.featurize.core import featurize as featurize_core
+
+    result = featurize_core(
+        dataset.path,
+        target_column,
+        train.path,
+        test.path,
+        featurizer.path,
+        test_fraction,
+        seed,
+        time_column,
+        task,
+        exclude_columns,
+        dataset.metadata.get("source_uri") or dataset.uri,
+    )
+    train.metadata.update(result["train"])
+    test.metadata.update(result["test"])
+    featurizer.metadata.update(
+        {
+            "task": result["task"],
+            "classes": result["classes"],
+            "target_column": target_column,
+            "features": result["features"],
+            "output_features": result["output_features"],
+        }
+    )

@@ -1,0 +1,610 @@
+"""Featurize: split a dataset into train and test, and fit a featurizer on the train split only.
+
+The featurizer is a scikit-learn transformer (raw feature DataFrame -> float32 matrix): numeric columns are imputed
+(median) and standardized, categorical columns are imputed and one-hot encoded (ordinal encoded above
+`MAX_ONE_HOT` categories), both tolerating categories never seen in training, and date/time columns become their
+parts (year, month, day, day of week, hour, and a continuous time). It sits in a Pipeline in front of an estimator
+and is saved with skops; the few custom classes it uses live in this module and are named in `SKOPS_TRUSTED`.
+
+A featurizer artifact is a directory:
+
+    {path}/transformer.skops   the fitted transformer (skops format)
+    {path}/featurizer.json     feature columns (name, kind, MLflow type), target column, task, classes, time column
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+TRANSFORMER_FILE = "transformer.skops"
+SPEC_FILE = "featurizer.json"
+FORMAT_VERSION = 1
+MAX_ONE_HOT = 20  # categorical columns with more categories are ordinal encoded
+MAX_CLASSES = 50  # an integer target with at most this many values (and few per row) is a class label
+MISSING = "__missing__"
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch_days")
+CLASSIFICATION, REGRESSION = "classification", "regression"
+
+
+class DatetimeParts(TransformerMixin, BaseEstimator):
+    """Date/time columns (datetime64, dates, or ISO 8601 text) -> year, month, day, day of week, hour and days since
+    1970, as floats; unparseable or missing values become NaN (imputed by the next step)."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1] if not hasattr(X, "columns") else len(X.columns)
+        return self
+
+    def transform(self, X):
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
+        columns = []
+        for name in frame.columns:
+            values = _to_datetime(frame[name])
+            epoch_days = (values - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+            for part in DATETIME_PARTS:
+                column = epoch_days if part == "epoch_days" else getattr(values.dt, part)
+                columns.append(column.astype("float64").to_numpy())
+        return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+    def get_feature_names_out(self, input_features=None):
+        names = list(input_features) if input_features is not None else [f"x{i}" for i in range(self.n_features_in_)]
+        return np.asarray([f"{name}_{part}" for name in names for part in DATETIME_PARTS], dtype=object)
+
+
+class CategoryStrings(TransformerMixin, BaseEstimator):
+    """Categorical columns -> text (so mixed types compare), with missing values as one category of their own."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1] if not hasattr(X, "columns") else len(X.columns)
+        return self
+
+    def transform(self, X):
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
+        out = frame.astype(object).where(frame.notna(), MISSING)
+        return out.astype(str).to_numpy(dtype=object)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(
+            list(input_features) if input_features is not None else [f"x{i}" for i in range(self.n_features_in_)],
+            dtype=object,
+        )
+
+
+class Float32(TransformerMixin, BaseEstimator):
+    """The last step: a dense float32 matrix, the input every trainer expects."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        if hasattr(X, "toarray"):
+            X = X.toarray()
+        return np.asarray(X, dtype=np.float32)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(
+            list(input_features) if input_features is not None else [f"x{i}" for i in range(self.n_features_in_)],
+            dtype=object,
+        )
+
+
+# Exactly the types a fitted featurizer holds, beyond what skops trusts by default.
+SKOPS_TRUSTED = [
+    f"{__name__}.DatetimeParts",
+    f"{__name__}.CategoryStrings",
+    f"{__name__}.Float32",
+]
+
+
+@dataclass
+class Featurizer:
+    """A fitted featurizer and what it was fitted for."""
+
+    transformer: object
+    feature_columns: list[dict]  # [{"name", "kind": numeric|categorical|datetime, "mlflow_type"}]
+    target_column: str
+    task: str
+    classes: list | None
+    time_column: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [column["name"] for column in self.feature_columns]
+
+    @property
+    def n_classes(self) -> int | None:
+        return len(self.classes) if self.classes is not None else None
+
+    def check_columns(self, frame: pd.DataFrame, what: str = "the data") -> None:
+        missing = [name for name in self.feature_names if name not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"{what} lacks the feature column(s) {', '.join(missing)}; the featurizer expects: "
+                f"{', '.join(self.feature_names)}"
+            )
+
+    def features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The raw feature columns of `frame`, in the featurizer's order."""
+        self.check_columns(frame)
+        return frame[self.feature_names]
+
+    def encode_target(self, values) -> np.ndarray:
+        """Labels -> class indices (classification) or float values (regression), naming bad values."""
+        series = pd.Series(values).reset_index(drop=True)
+        if series.isna().any():
+            rows = series.index[series.isna()][:5].tolist()
+            raise ValueError(
+                f"target column '{self.target_column}' has {int(series.isna().sum())} null label(s) "
+                f"(first rows: {rows}): drop or fill them before featurizing"
+            )
+        if self.task == REGRESSION:
+            try:
+                return series.astype("float64").to_numpy()
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"target column '{self.target_column}' is not numeric, but the task is regression"
+                ) from None
+        lookup = {_label_key(label): index for index, label in enumerate(self.classes)}
+        keys = [_label_key(value) for value in series]
+        unseen = sorted({str(key) for key in keys if key not in lookup})
+        if unseen:
+            raise ValueError(
+                f"target column '{self.target_column}' holds label(s) {', '.join(unseen[:10])} that the "
+                f"featurizer never saw in training; its classes are: {self.classes}"
+            )
+        return np.asarray([lookup[key] for key in keys], dtype=np.int64)
+
+    def decode(self, indices) -> np.ndarray:
+        """Class indices -> labels."""
+        return np.asarray(self.classes)[np.asarray(indices, dtype=np.int64)]
+
+    def split_xy(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """(raw feature columns, encoded target) of a frame that holds the target column."""
+        if self.target_column not in frame.columns:
+            raise ValueError(
+                f"target column '{self.target_column}' is not in the data; its columns are: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        return self.features(frame), self.encode_target(frame[self.target_column])
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw rows -> the float32 feature matrix."""
+        return np.asarray(self.transformer.transform(self.features(frame)), dtype=np.float32)
+
+    def spec(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "feature_columns": self.feature_columns,
+            "target_column": self.target_column,
+            "task": self.task,
+            "classes": self.classes,
+            "time_column": self.time_column,
+            "output_features": [str(name) for name in self.transformer.get_feature_names_out()],
+            **self.extra,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the featurizer directory at `path` atomically (a temporary directory renamed into place)."""
+        import skops.io
+
+        with atomic_dir(path) as tmp:
+            skops.io.dump(self.transformer, os.path.join(tmp, TRANSFORMER_FILE))
+            with open(os.path.join(tmp, SPEC_FILE), "w") as f:
+                json.dump(self.spec(), f, indent=2)
+
+
+def _label_key(value):
+    """A hashable key that equates a label with its JSON round trip (numpy ints and floats, Python ints)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else float(value)
+    return str(value)
+
+
+def _to_datetime(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = series
+    else:
+        values = pd.to_datetime(
+            series,
+            errors="coerce",
+            format="ISO8601"
+            if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "string"
+            else None,
+        )
+    if getattr(values.dt, "tz", None) is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values
+
+
+class atomic_dir:  # noqa: N801 (a context manager used like a function)
+    """Yields a temporary directory beside `path`; renames it to `path` only if the block succeeds."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.target = Path(path)
+
+    def __enter__(self) -> str:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if self.target.is_dir() and not any(self.target.iterdir()):
+            self.target.rmdir()  # KFP may create an empty output directory
+        elif self.target.exists():
+            shutil.rmtree(self.target) if self.target.is_dir() else self.target.unlink()
+        os.replace(self.tmp, self.target)
+
+
+def load_featurizer(path: str | os.PathLike) -> Featurizer:
+    """Loads a featurizer directory written by `Featurizer.save`, trusting exactly the types it needs."""
+    import skops.io
+
+    path = Path(path)
+    spec_path, transformer_path = path / SPEC_FILE, path / TRANSFORMER_FILE
+    for required in (spec_path, transformer_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"not a featurizer directory: {required} is missing")
+    spec = json.loads(spec_path.read_text())
+    if spec.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{spec_path}: featurizer format_version {spec.get('format_version')} is not supported "
+            f"(expected {FORMAT_VERSION})"
+        )
+    transformer = skops.io.load(transformer_path, trusted=trusted_types(transformer_path))
+    known = {"format_version", "feature_columns", "target_column", "task", "classes", "time_column", "output_features"}
+    return Featurizer(
+        transformer=transformer,
+        feature_columns=spec["feature_columns"],
+        target_column=spec["target_column"],
+        task=spec["task"],
+        classes=spec["classes"],
+        time_column=spec.get("time_column"),
+        extra={k: v for k, v in spec.items() if k not in known},
+    )
+
+
+def trusted_types(skops_file: str | os.PathLike) -> list[str]:
+    """The types a skops file needs beyond skops' defaults, checked against what the catalog allows: the classes in
+    `SKOPS_TRUSTED`, scikit-learn's own (e.g. HistGradientBoosting's TreePredictor) and numpy dtypes. Anything else
+    (a function, a type from another package) is refused by name."""
+    import skops.io
+
+    needed = skops.io.get_untrusted_types(file=skops_file)
+    refused = [name for name in needed if not _allowed_type(name)]
+    if refused:
+        raise ValueError(f"{skops_file} holds types the catalog does not trust: {', '.join(refused)}")
+    return needed
+
+
+_NUMPY_TYPES = re.compile(r"^numpy\.(dtype|dtypes\.\w+DType|(float|int|uint)(8|16|32|64)|bool_?|str_|object_)$")
+
+
+def _allowed_type(name: str) -> bool:
+    return name in SKOPS_TRUSTED or name.startswith("sklearn.") or bool(_NUMPY_TYPES.match(name))
+
+
+# ----------------------------------------------------------------------------------------------- fitting
+
+
+def infer_task(target: pd.Series) -> str:
+    """classification for text, boolean and categorical targets, and integer targets with few distinct values;
+    regression otherwise."""
+    values = target.dropna()
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return CLASSIFICATION
+    if pd.api.types.is_integer_dtype(values) or (len(values) and (values == values.round()).all()):
+        distinct = values.nunique()
+        if distinct <= MAX_CLASSES and distinct <= max(2, 0.05 * len(values)):
+            return CLASSIFICATION
+    return REGRESSION
+
+
+def column_kind(series: pd.Series) -> str:
+    """numeric, categorical or datetime."""
+    if pd.api.types.is_bool_dtype(series):
+        return "categorical"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    if inferred in ("date", "datetime", "datetime64"):
+        return "datetime"
+    if inferred == "string":
+        sample = series.dropna().head(1000)
+        if len(sample) and sample.str.len().between(8, 35).all() and sample.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+            if pd.to_datetime(sample, errors="coerce", format="ISO8601").notna().all():
+                return "datetime"
+    return "categorical"
+
+
+def mlflow_type(series: pd.Series, kind: str) -> str:
+    """The MLflow signature type of a raw column: long for integers (MLflow refuses int64 -> double), double for
+    other numbers, boolean, datetime, else string."""
+    if kind == "datetime":
+        return "datetime"
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if kind == "numeric":
+        return "long" if pd.api.types.is_integer_dtype(series) else "double"
+    return "string"
+
+
+def build_transformer(feature_columns: list[dict], n_rows: int, categories: dict[str, int]):
+    """The unfitted featurizer for these columns."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    by_kind: dict[str, list[str]] = {"numeric": [], "categorical": [], "datetime": []}
+    for column in feature_columns:
+        by_kind[column["kind"]].append(column["name"])
+    one_hot = [name for name in by_kind["categorical"] if categories[name] <= MAX_ONE_HOT]
+    ordinal = [name for name in by_kind["categorical"] if categories[name] > MAX_ONE_HOT]
+    numeric = Pipeline(
+        [("impute", SimpleImputer(strategy="median", keep_empty_features=True)), ("scale", StandardScaler())]
+    )
+    parts = [
+        ("numeric", numeric, by_kind["numeric"]),
+        (
+            "one_hot",
+            Pipeline(
+                [
+                    ("text", CategoryStrings()),
+                    ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)),
+                ]
+            ),
+            one_hot,
+        ),
+        (
+            "ordinal",
+            Pipeline(
+                [
+                    ("text", CategoryStrings()),
+                    ("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.float64)),
+                    ("scale", StandardScaler()),
+                ]
+            ),
+            ordinal,
+        ),
+        (
+            "datetime",
+            Pipeline(
+                [
+                    ("parts", DatetimeParts()),
+                    ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                    ("scale", StandardScaler()),
+                ]
+            ),
+            by_kind["datetime"],
+        ),
+    ]
+    columns = ColumnTransformer(
+        [part for part in parts if part[2]], remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=True
+    )
+    return Pipeline([("columns", columns), ("float32", Float32())])
+
+
+def fit_featurizer(
+    train: pd.DataFrame,
+    target_column: str,
+    task: str,
+    time_column: str | None = None,
+    exclude_columns: list[str] | None = None,
+) -> Featurizer:
+    """Fits a featurizer on the train split: every column but the target (and `exclude_columns`) is a feature."""
+    exclude = set(exclude_columns or ()) | {target_column}
+    names = [name for name in train.columns if name not in exclude]
+    if not names:
+        raise ValueError(f"no feature columns left: the data holds only {', '.join(map(str, train.columns))}")
+    feature_columns, categories = [], {}
+    for name in names:
+        kind = column_kind(train[name])
+        feature_columns.append(
+            {
+                "name": str(name),
+                "kind": kind,
+                "mlflow_type": mlflow_type(train[name], kind),
+                "dtype": str(train[name].dtype),
+            }
+        )
+        if kind == "categorical":
+            categories[name] = int(train[name].nunique(dropna=False))
+    classes = None
+    if task == CLASSIFICATION:
+        classes = sorted({_label_key(value) for value in train[target_column].dropna()}, key=_sort_key)
+    transformer = build_transformer(feature_columns, len(train), categories)
+    featurizer = Featurizer(
+        transformer=transformer,
+        feature_columns=feature_columns,
+        target_column=target_column,
+        task=task,
+        classes=classes,
+        time_column=time_column,
+    )
+    x, _ = featurizer.split_xy(train)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Skipping features without any observed values.*")
+        transformer.fit(x)
+    return featurizer
+
+
+def _sort_key(value):
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+
+
+# ----------------------------------------------------------------------------------------------- splitting
+
+
+def check_target(frame: pd.DataFrame, target_column: str, what: str = "the dataset") -> None:
+    if target_column not in frame.columns:
+        raise ValueError(
+            f"target column '{target_column}' is not in {what}; its columns are: {', '.join(map(str, frame.columns))}"
+        )
+    nulls = frame[target_column].isna()
+    if nulls.any():
+        rows = frame.index[nulls][:5].tolist()
+        raise ValueError(
+            f"target column '{target_column}' has {int(nulls.sum())} null label(s) in {what} "
+            f"(first rows: {rows}): drop or fill them before featurizing"
+        )
+
+
+def split(
+    frame: pd.DataFrame,
+    target_column: str,
+    task: str,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    time_column: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deterministic train/test split: by time when `time_column` is given (the latest `test_fraction` of rows, ties
+    kept together, is the test split), else stratified by class for classification, else shuffled."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
+    if len(frame) < 2:
+        raise ValueError(f"the dataset has {len(frame)} row(s): at least 2 are needed to split it")
+    if time_column:
+        if time_column not in frame.columns:
+            raise ValueError(
+                f"time column '{time_column}' is not in the data; its columns are: {', '.join(map(str, frame.columns))}"
+            )
+        times = frame[time_column]
+        if column_kind(times) == "datetime":
+            times = _to_datetime(times)
+        if times.isna().any():
+            raise ValueError(
+                f"time column '{time_column}' has {int(times.isna().sum())} missing or unparseable "
+                "value(s): every row needs a time to be split by time"
+            )
+        order = np.argsort(times.to_numpy(), kind="stable")
+        n_test = max(1, int(round(test_fraction * len(frame))))
+        cut = times.iloc[order[len(frame) - n_test]]
+        is_test = (times >= cut).to_numpy()
+        train, test = frame[~is_test], frame[is_test]
+        if train.empty:
+            raise ValueError(f"the train split is empty: every row has the latest time ({cut}) in '{time_column}'")
+    else:
+        from sklearn.model_selection import train_test_split
+
+        stratify, singles = None, frame.iloc[:0]
+        if task == CLASSIFICATION:
+            # a class with a single row goes to train, so that every class is seen in training
+            counts = frame[target_column].value_counts()
+            is_single = frame[target_column].isin(counts.index[counts < 2]).to_numpy()
+            singles, frame = frame[is_single], frame[~is_single]
+            counts = counts[counts >= 2]
+            n_test = int(np.ceil(test_fraction * len(frame)))
+            if len(counts) and n_test >= len(counts) and len(frame) - n_test >= len(counts):
+                stratify = frame[target_column]
+        if len(frame) < 2:
+            raise ValueError(
+                f"too few rows to split: {len(frame) + len(singles)} row(s), "
+                f"{len(singles)} of them the only row of their class"
+            )
+        train, test = train_test_split(frame, test_size=test_fraction, random_state=seed, stratify=stratify)
+        train = pd.concat([train, singles])
+        train, test = train.sort_index(), test.sort_index()
+    for name, part in (("train", train), ("test", test)):
+        if part.empty:
+            raise ValueError(f"the {name} split is empty ({len(frame)} rows, test_fraction={test_fraction})")
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def check_classes(train: pd.DataFrame, target_column: str) -> None:
+    distinct = train[target_column].nunique()
+    if distinct < 2:
+        only = train[target_column].iloc[0] if len(train) else None
+        raise ValueError(
+            f"target column '{target_column}' has a single class ({only!r}) in the train split: "
+            "a classifier needs at least two"
+        )
+
+
+@dataclass
+class FeaturizeResult:
+    featurizer: Featurizer
+    train_rows: int
+    test_rows: int
+
+
+def featurize(
+    dataset_path: str,
+    target_column: str,
+    train_path: str,
+    test_path: str,
+    featurizer_path: str,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    time_column: str | None = None,
+    task: str | None = None,
+    exclude_columns: list[str] | None = None,
+    source_uri: str = "",
+) -> dict:
+    """Splits the dataset at `dataset_path` and fits the featurizer on its train split.
+
+    Writes the train and test splits (Parquet, every column kept) and the featurizer directory; nothing is written
+    unless all three succeed. Returns {"task", "classes", "train": metadata, "test": metadata, "features"}.
+    """
+    from kfp_ct.components._common import datasets
+
+    frame = datasets.read_frame(dataset_path)
+    if frame.empty:
+        raise ValueError(f"{dataset_path}: the dataset has no rows")
+    check_target(frame, target_column)
+    unknown = [name for name in (exclude_columns or ()) if name not in frame.columns]
+    if unknown:
+        raise ValueError(f"exclude_columns names column(s) not in the data: {', '.join(unknown)}")
+    if task is None:
+        task = infer_task(frame[target_column])
+    elif task not in (CLASSIFICATION, REGRESSION):
+        raise ValueError(f"unknown task '{task}': expected classification or regression")
+    if task == CLASSIFICATION:
+        check_classes(frame, target_column)
+    train, test = split(frame, target_column, task, test_fraction, seed, time_column)
+    if task == CLASSIFICATION:
+        check_classes(train, target_column)
+    featurizer = fit_featurizer(train, target_column, task, time_column, exclude_columns)
+    featurizer.extra.update(
+        {"test_fraction": test_fraction, "seed": seed, "exclude_columns": list(exclude_columns or [])}
+    )
+    written = []
+    try:
+        train_meta = datasets.write_frame(train, train_path, source_uri)
+        written.append(train_path)
+        test_meta = datasets.write_frame(test, test_path, source_uri)
+        written.append(test_path)
+        featurizer.save(featurizer_path)
+    except BaseException:
+        for path in written:
+            Path(path).unlink(missing_ok=True)
+        raise
+    return {
+        "task": task,
+        "classes": featurizer.classes,
+        "train": {**train_meta, "split": "train"},
+        "test": {**test_meta, "split": "test"},
+        "features": len(featurizer.feature_columns),
+        "output_features": len(featurizer.spec()["output_features"]),
+    }

@@ -1,0 +1,74 @@
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components._image import component
+
+
+@component
+def train_sklearn(
+    train: dsl.Input[dsl.Dataset],
+    featurizer: dsl.Input[dsl.Model],
+    target_column: str,
+    task: str,
+    model: dsl.Output[dsl.Model],
+    metrics: dsl.Output[dsl.Metrics],
+    estimator: str = "hist_gradient_boosting",
+    hyperparameters: Optional[dict] = None,
+    model_name: str = "kfp-ct-model",
+    tracking_uri: Optional[str] = None,
+    seed: int = 0,
+):
+    """Trains a scikit-learn estimator on the train split, logs it to MLflow and registers a new model version.
+
+    A validation part of the train split is held out (the latest rows when the featurizer has a time column) and
+    its metrics are printed as validation-<name>=<value> lines (what Katib reads). The model is
+    Pipeline(featurizer, estimator), so it takes raw rows.
+
+    Args:
+        train: The train split (featurize's train output).
+        featurizer: The featurizer fitted on it (featurize's featurizer output).
+        target_column: The column to predict; must be the featurizer's.
+        task: classification or regression; must be the featurizer's.
+        estimator: logistic_regression, linear_regression, random_forest or hist_gradient_boosting.
+        hyperparameters: The estimator's hyperparameters (scikit-learn names, e.g. {"learning_rate": 0.05}); an
+            unknown name fails before any work, listing the allowed ones.
+        model_name: Registered model to add a version to (also the MLflow experiment's name).
+        tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the
+            working folder.
+        seed: Seeds the estimator and the validation split: same data and seed give the same model and metrics.
+
+    Returns:
+        model: An MLflow model directory at {uri} (flavors sklearn and python_function, signature over the raw
+            feature columns, input example, the featurizer in {uri}/featurizer); metadata: model_name, version,
+            run_id, framework, estimator, and the validation metrics.
+        metrics: The validation metrics (classification: accuracy, f1, log_loss, roc_auc; regression: rmse, mae, r2).
+    """
+    from kfp_ct.components.train_sklearn.core import train_sklearn as train_core
+
+    outcome = train_core(
+        train.path,
+        featurizer.path,
+        model.path,
+        model_name,
+        estimator,
+        hyperparameters,
+        seed,
+        tracking_uri,
+        target_column,
+        task,
+        dict(train.metadata, uri=train.uri),
+    )
+    model.metadata.update(
+        {
+            "model_name": model_name,
+            "version": outcome.version,
+            "run_id": outcome.run_id,
+            "model_uri": outcome.model_uri,
+            "framework": "sklearn",
+            "estimator": estimator,
+            **outcome.metrics,
+        }
+    )
+    for name, value in outcome.metrics.items():
+        metrics.log_metric(name, value)

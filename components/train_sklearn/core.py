@@ -1,0 +1,215 @@
+"""Train a scikit-learn estimator on featurized data: logistic/linear regression, random forest, or histogram
+gradient boosting. The model is a Pipeline(featurizer, estimator) saved with mlflow.sklearn in the skops format,
+trusting exactly the types it holds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kfp_ct.components._common.training import FitResult, validation_metrics
+from kfp_ct.components.featurize.core import CLASSIFICATION
+
+# Each estimator's hyperparameters and their defaults; anything else is refused by name.
+HYPERPARAMETERS: dict[str, dict[str, object]] = {
+    "logistic_regression": {"C": 1.0, "max_iter": 1000, "class_weight": None},
+    "linear_regression": {"alpha": 1e-6},  # ridge penalty; ~0 is ordinary least squares, kept for stability
+    "random_forest": {
+        "n_estimators": 200,
+        "max_depth": None,
+        "min_samples_leaf": 1,
+        "max_features": "sqrt",
+        "class_weight": None,
+        "n_jobs": None,
+    },
+    "hist_gradient_boosting": {
+        "learning_rate": 0.1,
+        "max_iter": 200,
+        "max_leaf_nodes": 31,
+        "max_depth": None,
+        "min_samples_leaf": 20,
+        "l2_regularization": 0.0,
+        "max_bins": 255,
+        "early_stopping": False,
+        "class_weight": None,
+    },
+}
+ESTIMATORS = tuple(HYPERPARAMETERS)
+TASKS = {"logistic_regression": (CLASSIFICATION,), "linear_regression": ("regression",)}
+
+
+def hyperparameters_for(estimator: str) -> dict[str, object]:
+    """The hyperparameters `estimator` accepts, with their defaults."""
+    if estimator not in HYPERPARAMETERS:
+        raise ValueError(f"unknown estimator '{estimator}': expected one of {', '.join(ESTIMATORS)}")
+    return dict(HYPERPARAMETERS[estimator])
+
+
+def make_estimator(estimator: str, task: str, hyperparameters: dict, seed: int):
+    """The unfitted scikit-learn estimator for a name, a task and (checked) hyperparameters."""
+    from sklearn import ensemble, linear_model
+
+    hyperparameters_for(estimator)
+    if task not in TASKS.get(estimator, (CLASSIFICATION, "regression")):
+        raise ValueError(f"estimator '{estimator}' is for {TASKS[estimator][0]}, but the task is {task}")
+    hp = dict(hyperparameters)
+    classify = task == CLASSIFICATION
+    if estimator == "logistic_regression":
+        return linear_model.LogisticRegression(random_state=seed, **hp)
+    if estimator == "linear_regression":
+        return linear_model.Ridge(**hp)
+    if estimator == "random_forest":
+        if classify:
+            return ensemble.RandomForestClassifier(random_state=seed, **hp)
+        hp.pop("class_weight")
+        if hp["max_features"] == "sqrt":
+            hp["max_features"] = 1.0
+        return ensemble.RandomForestRegressor(random_state=seed, **hp)
+    if classify:
+        return ensemble.HistGradientBoostingClassifier(random_state=seed, **hp)
+    hp.pop("class_weight")
+    return ensemble.HistGradientBoostingRegressor(random_state=seed, **hp)
+
+
+def fit(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    task: str,
+    n_classes: int | None,
+    hyperparameters: dict,
+    seed: int = 0,
+    estimator: str = "hist_gradient_boosting",
+) -> FitResult:
+    """Fits `estimator` (see kfp_ct.components._common.training for the contract) and scores the validation rows.
+
+    For classification the estimator is fitted on class indices, so predict_proba's columns are the featurizer's
+    classes in order.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from kfp_ct.components._common.training import check_hyperparameters, cpu_threads
+
+    hp = check_hyperparameters(hyperparameters, hyperparameters_for(estimator), estimator)
+    model = make_estimator(estimator, task, hp, seed)
+    with threadpool_limits(limits=cpu_threads()):
+        model.fit(x_train, y_train)
+        scores = scores_of(model, x_val, task, n_classes)
+    history = []
+    if getattr(model, "n_iter_", None) is not None:  # iterations run (HistGradientBoosting, LogisticRegression)
+        history.append({"n_iter": float(np.max(model.n_iter_))})
+    return FitResult(estimator=model, metrics=validation_metrics(task, y_val, scores), history=history)
+
+
+def scores_of(model, x: np.ndarray, task: str, n_classes: int | None) -> np.ndarray:
+    """Probabilities (n, n_classes) for classification (zeros for a class absent from the fit rows), values for
+    regression."""
+    if task != CLASSIFICATION:
+        return np.asarray(model.predict(x), dtype=np.float64)
+    proba = model.predict_proba(x)
+    out = np.zeros((len(x), n_classes), dtype=np.float64)
+    out[:, np.asarray(model.classes_, dtype=np.int64)] = proba
+    return out
+
+
+class SklearnAdapter:
+    """Saves Pipeline(featurizer, estimator) with mlflow.sklearn (skops) and scores raw rows with it."""
+
+    framework = "sklearn"
+    libraries = ("scikit-learn", "skops")
+
+    def pipeline(self, estimator, featurizer):
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline([("featurizer", featurizer.transformer), ("estimator", estimator)])
+
+    def save(self, estimator, featurizer, path: str, mlflow_model) -> None:
+        import mlflow.sklearn
+        import skops.io
+
+        from kfp_ct.components._common.model import pip_requirements
+        from kfp_ct.components.featurize.core import trusted_types
+
+        pipeline = self.pipeline(estimator, featurizer)
+        probe = path + ".types.skops"  # the exact types this pipeline holds, checked against what the catalog allows
+        try:
+            skops.io.dump(pipeline, probe)
+            trusted = trusted_types(probe)
+        finally:
+            import os
+
+            if os.path.exists(probe):
+                os.remove(probe)
+        mlflow.sklearn.save_model(
+            pipeline,
+            path,
+            mlflow_model=mlflow_model,
+            serialization_format="skops",
+            skops_trusted_types=trusted,
+            pip_requirements=pip_requirements(self.libraries),
+        )
+
+    def load(self, path: str, featurizer):
+        import mlflow.sklearn
+        from threadpoolctl import threadpool_limits
+
+        from kfp_ct.components._common.training import cpu_threads
+
+        pipeline = mlflow.sklearn.load_model(path)
+        classify = featurizer.task == CLASSIFICATION
+        threads = cpu_threads()
+
+        def score(frame):
+            x = frame[featurizer.feature_names]
+            with threadpool_limits(limits=threads):
+                if classify:
+                    proba = pipeline.predict_proba(x)
+                    out = np.zeros((len(x), featurizer.n_classes), dtype=np.float64)
+                    out[:, np.asarray(pipeline.classes_, dtype=np.int64)] = proba
+                    return out
+                return np.asarray(pipeline.predict(x), dtype=np.float64)
+
+        return score
+
+
+def train_sklearn(
+    train_path: str,
+    featurizer_path: str,
+    model_path: str,
+    model_name: str,
+    estimator: str = "hist_gradient_boosting",
+    hyperparameters: dict | None = None,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    target_column: str | None = None,
+    task: str | None = None,
+    train_metadata: dict | None = None,
+):
+    """Trains `estimator` on the train split, then saves, logs and registers the model (training.train)."""
+    from kfp_ct.components._common import training
+    from kfp_ct.components.featurize.core import load_featurizer
+
+    allowed = hyperparameters_for(estimator)
+    training.check_hyperparameters(hyperparameters, allowed, estimator)
+    featurizer_task = load_featurizer(featurizer_path).task
+    if featurizer_task not in TASKS.get(estimator, (featurizer_task,)):
+        raise ValueError(
+            f"estimator '{estimator}' is for {TASKS[estimator][0]}, but the featurizer's task is {featurizer_task}"
+        )
+    return training.train(
+        fit,
+        SklearnAdapter(),
+        train_path=train_path,
+        featurizer_path=featurizer_path,
+        model_path=model_path,
+        model_name=model_name,
+        hyperparameters=hyperparameters,
+        allowed_hyperparameters=allowed,
+        estimator_name=estimator,
+        seed=seed,
+        tracking_uri=tracking_uri,
+        train_metadata=train_metadata,
+        target_column=target_column,
+        task=task,
+        fit_options={"estimator": estimator},
+    )

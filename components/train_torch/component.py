@@ -1,0 +1,62 @@
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components._image import component
+
+
+@component(gpu=True)
+def train_torch(
+    train: dsl.Input[dsl.Dataset],
+    featurizer: dsl.Input[dsl.Model],
+    target_column: str,
+    task: str,
+    model: dsl.Output[dsl.Model],
+    metrics: dsl.Output[dsl.Metrics],
+    hyperparameters: Optional[dict] = None,
+    model_name: str = "kfp-ct-model",
+    tracking_uri: Optional[str] = None,
+    seed: int = 0,
+):
+    """Trains a PyTorch MLP on the train split (on the GPU when there is one), logs it to MLflow and registers a new
+    model version.
+
+    A validation part of the train split is held out (the latest rows when the featurizer has a time column) for
+    early stopping. On CUDA the data stays on the device, batches are drawn there, and training runs under bf16
+    autocast with fused AdamW; on CPU the same code runs in float32. Each epoch prints name=value lines (epoch, loss,
+    validation-loss, validation-accuracy and validation-roc_auc, or validation-rmse, validation-mae and
+    validation-r2), then the final validation metrics are printed: what Katib's StdOut collector reads.
+
+    Args:
+        train: The train split (featurize's train output).
+        featurizer: The featurizer fitted on it (featurize's featurizer output).
+        target_column: The column to predict; must be the featurizer's.
+        task: classification or regression; must be the featurizer's.
+        hyperparameters: Any of hidden_sizes ([256, 256], or "256,256"), dropout (0.1), lr (0.001), weight_decay
+            (0.0001), batch_size (None: from the row count, up to 8192 on a GPU), epochs (100), patience (10, epochs
+            without a lower validation loss before stopping), class_weight ("balanced" or "none"), compile (false:
+            torch.compile, falling back to eager if it fails); numbers may be given as text. An unknown name fails
+            before any work, listing the allowed ones.
+        model_name: Registered model to add a version to (also the MLflow experiment's name).
+        tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the
+            working folder.
+        seed: Seeds weight init, batch order, dropout and the validation split: same data and seed give the same
+            metrics on CPU.
+
+    Returns:
+        model: An MLflow model directory at {uri} (flavors pytorch, a torch.export program in {uri}/data/model.pt2,
+            and python_function; signature over the raw feature columns, input example, the featurizer in
+            {uri}/featurizer); metadata: model_name, version, run_id, model_uri, framework, estimator, and the
+            validation metrics.
+        metrics: The validation metrics (classification: accuracy, f1, log_loss, roc_auc; regression: rmse, mae, r2).
+    """
+    from kfp_ct.components.train_torch.core import ESTIMATOR
+    from kfp_ct.components.train_torch.core import train_torch as train_core
+
+    outcome = train_core(train.path, featurizer.path, model.path, model_name, hyperparameters, seed, tracking_uri,
+                         target_column, task, dict(train.metadata, uri=train.uri))
+    model.metadata.update({"model_name": model_name, "version": outcome.version, "run_id": outcome.run_id,
+                           "model_uri": outcome.model_uri, "framework": "torch", "estimator": ESTIMATOR,
+                           **outcome.metrics})
+    for name, value in outcome.metrics.items():
+        metrics.log_metric(name, value)

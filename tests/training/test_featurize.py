@@ -1,0 +1,192 @@
+"""featurize: deterministic splits, a featurizer fitted on the train split only, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfp_ct.components._common import datasets
+from kfp_ct.components.featurize import core
+
+
+def _write(frame: pd.DataFrame, path) -> str:
+    datasets.write_frame(frame, path, "test")
+    return str(path)
+
+
+def test_elec2_split_is_stratified_and_featurizer_round_trips(elec2_split, elec2_dataset):
+    result = elec2_split["result"]
+    assert result["task"] == "classification"
+    assert result["classes"] == ["DOWN", "UP"]
+    full = datasets.read_frame(elec2_dataset[0])
+    train, test = datasets.read_frame(elec2_split["train"]), datasets.read_frame(elec2_split["test"])
+    assert len(train) + len(test) == len(full)
+    assert len(test) == pytest.approx(0.2 * len(full), abs=1)
+    assert abs(train["class"].eq("UP").mean() - test["class"].eq("UP").mean()) < 0.01  # stratified
+    assert result["train"]["sha256"] == datasets.sha256_file(elec2_split["train"])
+    assert result["train"]["source_uri"].endswith("elec2.csv")
+
+    featurizer = core.load_featurizer(elec2_split["featurizer"])
+    assert featurizer.target_column == "class" and featurizer.task == "classification"
+    assert featurizer.feature_names == [
+        "date",
+        "day",
+        "period",
+        "nswprice",
+        "nswdemand",
+        "vicprice",
+        "vicdemand",
+        "transfer",
+    ]
+    x_raw, y = featurizer.split_xy(test)
+    assert list(x_raw.columns) == featurizer.feature_names
+    assert y.dtype == np.int64 and set(np.unique(y)) == {0, 1}
+    assert (featurizer.decode(y) == test["class"].to_numpy()).all()
+    x = featurizer.transform(test)
+    assert x.dtype == np.float32 and x.shape == (len(test), 8)
+    # fitted on the train split only: standardized train columns have mean ~0, test columns do not exactly
+    x_train = featurizer.transform(train)
+    assert np.abs(x_train.mean(axis=0)).max() < 1e-3
+    spec = json.loads(open(os.path.join(elec2_split["featurizer"], core.SPEC_FILE)).read())
+    assert spec["feature_columns"][1] == {"name": "day", "kind": "numeric", "mlflow_type": "long", "dtype": "int64"}
+
+
+def test_split_is_deterministic_and_seeded(elec2_dataset):
+    frame = datasets.read_frame(elec2_dataset[0])
+    a = core.split(frame, "class", "classification", 0.25, seed=3)
+    b = core.split(frame, "class", "classification", 0.25, seed=3)
+    c = core.split(frame, "class", "classification", 0.25, seed=4)
+    pd.testing.assert_frame_equal(a[1], b[1])
+    assert not a[1].equals(c[1])
+
+
+def test_time_split_puts_the_latest_rows_in_test(bike_split, bike_dataset):
+    train, test = datasets.read_frame(bike_split["train"]), datasets.read_frame(bike_split["test"])
+    assert pd.to_datetime(train["dteday"]).max() < pd.to_datetime(test["dteday"]).min()
+    assert bike_split["result"]["task"] == "regression" and bike_split["result"]["classes"] is None
+    featurizer = core.load_featurizer(bike_split["featurizer"])
+    assert "casual" not in featurizer.feature_names and "cnt" not in featurizer.feature_names
+    kinds = {c["name"]: c["kind"] for c in featurizer.feature_columns}
+    assert kinds["dteday"] == "datetime" and kinds["temp"] == "numeric"
+    names = featurizer.spec()["output_features"]
+    assert "datetime__dteday_month" in names and "datetime__dteday_dayofweek" in names
+    x = featurizer.transform(test)
+    assert x.dtype == np.float32 and np.isfinite(x).all()
+
+
+def test_categories_missing_values_and_unseen_categories(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "color": rng.choice(["red", "green", "blue"], n),
+            "city": [f"city{i % 40}" for i in range(n)],  # above MAX_ONE_HOT: ordinal
+            "size": rng.normal(size=n),
+            "when": pd.date_range("2024-01-01", periods=n, freq="h"),
+            "flag": rng.choice([True, False], n),
+            "label": rng.choice(["a", "b", "c"], n),
+        }
+    )
+    frame.loc[::7, "size"] = np.nan
+    frame.loc[::11, "color"] = None
+    path = _write(frame, tmp_path / "data.parquet")
+    result = core.featurize(
+        path,
+        "label",
+        str(tmp_path / "tr.parquet"),
+        str(tmp_path / "te.parquet"),
+        str(tmp_path / "feat"),
+        time_column="when",
+    )
+    assert result["task"] == "classification" and result["classes"] == ["a", "b", "c"]
+    featurizer = core.load_featurizer(tmp_path / "feat")
+    kinds = {c["name"]: (c["kind"], c["mlflow_type"]) for c in featurizer.feature_columns}
+    assert kinds == {
+        "color": ("categorical", "string"),
+        "city": ("categorical", "string"),
+        "size": ("numeric", "double"),
+        "when": ("datetime", "datetime"),
+        "flag": ("categorical", "boolean"),
+    }
+    names = featurizer.spec()["output_features"]
+    assert "one_hot__color_red" in names and "ordinal__city" in names
+    unseen = frame.head(3).assign(
+        color=["purple", None, "red"],
+        city=["nowhere", "city1", None],
+        size=[np.nan, 1.0, 2.0],
+        when=["2030-01-01T00:00:00", None, "garbage"],
+    )
+    x = featurizer.transform(unseen)
+    assert x.shape[0] == 3 and np.isfinite(x).all()
+    color = [i for i, name in enumerate(names) if name.startswith("one_hot__color_") and "__missing__" not in name]
+    assert x[0, color].sum() == 0  # an unseen category is all zeros
+
+
+def test_integer_target_with_few_values_is_classification(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(200.0), "y": np.arange(200) % 2})
+    result = core.featurize(
+        _write(frame, tmp_path / "d.parquet"), "y", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "f")
+    )
+    assert result["task"] == "classification" and result["classes"] == [0, 1]
+    featurizer = core.load_featurizer(tmp_path / "f")
+    assert featurizer.encode_target(pd.Series([1, 0, 1])).tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "frame, kwargs, message",
+    [
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}), {}, "target column 'y' is not in the dataset"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", None, "b", "a"]}), {}, "1 null label"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a"] * 4}), {}, "single class ('a')"),
+        (
+            pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b"] * 2, "t": [1] * 4}),
+            {"time_column": "t"},
+            "train split is empty",
+        ),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b"] * 2}), {"test_fraction": 1.5}, "test_fraction"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b"] * 2}), {"task": "ranking"}, "unknown task"),
+        (pd.DataFrame({"y": ["a", "b"] * 2}), {}, "no feature columns"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b"] * 2}), {"exclude_columns": ["z"]}, "exclude_columns"),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, frame, kwargs, message):
+    path = _write(frame, tmp_path / "data.parquet")
+    outputs = [tmp_path / "train.parquet", tmp_path / "test.parquet", tmp_path / "featurizer"]
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        core.featurize(path, "y", *map(str, outputs), **kwargs)
+    assert not any(p.exists() for p in outputs)
+    assert sorted(os.listdir(tmp_path)) == ["data.parquet"]
+
+
+def test_unseen_label_and_missing_column_are_named(elec2_split):
+    featurizer = core.load_featurizer(elec2_split["featurizer"])
+    test = datasets.read_frame(elec2_split["test"]).head(5)
+    with pytest.raises(ValueError, match="label\\(s\\) SIDEWAYS"):
+        featurizer.split_xy(test.assign(**{"class": "SIDEWAYS"}))
+    with pytest.raises(ValueError, match="lacks the feature column\\(s\\) nswprice"):
+        featurizer.transform(test.drop(columns=["nswprice"]))
+    with pytest.raises(FileNotFoundError, match="featurizer.json"):
+        core.load_featurizer(os.path.dirname(elec2_split["featurizer"]))
+
+
+def test_component_python_func(elec2_dataset, tmp_path):
+    from kfp import dsl
+
+    from kfp_ct.components.featurize import featurize
+
+    path, meta = elec2_dataset
+    dataset = dsl.Dataset(uri=path, metadata=dict(meta))
+    outputs = {
+        name: cls(uri=str(tmp_path / name))
+        for name, cls in (("train", dsl.Dataset), ("test", dsl.Dataset), ("featurizer", dsl.Model))
+    }
+    featurize.python_func(dataset=dataset, target_column="class", test_fraction=0.3, seed=1, **outputs)
+    assert outputs["train"].metadata["rows"] + outputs["test"].metadata["rows"] == meta["rows"]
+    assert outputs["test"].metadata["split"] == "test"
+    assert outputs["train"].metadata["source_uri"] == meta["source_uri"]
+    assert outputs["featurizer"].metadata["classes"] == ["DOWN", "UP"]
+    assert core.load_featurizer(outputs["featurizer"].path).task == "classification"
