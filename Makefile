@@ -33,3 +33,6 @@ lint: install
 
 bench: install
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# Container images and the container test tier (podman or docker): make image, make base-image, make test-containers.
+include containers.mk

@@ -70,7 +70,7 @@ def continuous_training_pipeline(
             tracking_uri=tracking_uri,
         ).after(checked)
     )
-    with dsl.If(drift.output == True, name="triggered"):  # noqa: E712 (a KFP condition)
+    with dsl.If(drift.outputs["Output"] == True, name="triggered"):  # noqa: E712 (a KFP condition)
         features = step(
             featurize(
                 dataset=current.outputs["dataset"],

@@ -63,7 +63,7 @@ def train_evaluate_push(
                     tracking_uri=tracking_uri,
                 )
             )
-            with dsl.If(verdict.output == True, name=f"blessed-{name}"):  # noqa: E712 (a KFP condition)
+            with dsl.If(verdict.outputs["Output"] == True, name=f"blessed-{name}"):  # noqa: E712 (a KFP condition)
                 step(
                     push(
                         model=trained.outputs["model"],
@@ -99,8 +99,10 @@ def training_pipeline(
     test_fraction: float = 0.2,
     seed: int = 0,
     tune_hyperparameters: bool = False,
-    search_space: Optional[list] = None,
+    search_space: Optional[dict] = None,
     tuning_algorithm: str = "tpe",
+    tuning_objective: str = "validation-roc_auc",
+    tuning_objective_type: str = "maximize",
     max_trial_count: int = 12,
     parallel_trial_count: int = 2,
     tracking_uri: Optional[str] = None,
@@ -152,12 +154,14 @@ def training_pipeline(
                 hyperparameters=hyperparameters,
                 search_space=search_space,
                 algorithm=tuning_algorithm,
+                objective_metric_name=tuning_objective,
+                objective_type=tuning_objective_type,
                 max_trial_count=max_trial_count,
                 parallel_trial_count=parallel_trial_count,
                 seed=seed,
             ),
             memory="8G",
         )
-        train_evaluate_push(hyperparameters=tuned.output, **shared)
+        train_evaluate_push(hyperparameters=tuned.outputs["Output"], **shared)
     with dsl.Else(name="given-hyperparameters"):
         train_evaluate_push(hyperparameters=hyperparameters, **shared)

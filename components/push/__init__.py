@@ -1,0 +1,3 @@
+from kfp_ct.components.push.component import push
+
+__all__ = ["push"]

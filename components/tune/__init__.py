@@ -1,0 +1,3 @@
+from kfp_ct.components.tune.component import tune
+
+__all__ = ["tune"]

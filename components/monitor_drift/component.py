@@ -1,0 +1,68 @@
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components._image import component
+
+
+@component
+def monitor_drift(
+    reference: dsl.Input[dsl.Dataset],
+    current: dsl.Input[dsl.Dataset],
+    report: dsl.Output[dsl.HTML],
+    metrics: dsl.Output[dsl.Metrics],
+    drift_table: dsl.Output[dsl.Artifact],
+    drift_share: float = 0.5,
+    columns: Optional[list] = None,
+    column_tests: Optional[dict] = None,
+    target_column: Optional[str] = None,
+    model_name: Optional[str] = None,
+    max_metric_drop: Optional[float] = None,
+    min_new_rows: Optional[int] = None,
+    tracking_uri: Optional[str] = None,
+    report_sample_rows: int = 5000,
+) -> bool:
+    """Compares a current window of data with a reference one, column by column, and says whether to retrain.
+
+    Each column gets the test Evidently's DataDriftPreset picks for its type and size (K-S, chi-squared or Z-test
+    up to 1000 reference values; normed Wasserstein distance or Jensen-Shannon distance above), with the same
+    thresholds and verdicts, computed on all rows in bounded memory. The dataset drifts when the share of drifted
+    columns reaches drift_share. Retraining triggers: data drift; performance decay (the registry's champion scored
+    on the labelled current rows, its primary metric compared with the value recorded for it); new-data volume.
+
+    Args:
+        reference: The reference window (e.g. the training data), a Parquet dataset.
+        current: The current window, with the same columns.
+        drift_share: Share of drifted columns at which the dataset counts as drifted.
+        columns: Columns to test; default every numerical and categorical column except target_column.
+        column_tests: Per-column test and/or threshold, with Evidently's test names (ks, chisquare, z,
+            jensenshannon, wasserstein, psi, kl_div): {"col": {"test": "psi", "threshold": 0.2}}.
+        target_column: The label column: left out of the drift tests, and used for the performance-decay trigger.
+        model_name: Registered model whose `champion` alias is scored on the current rows (performance decay).
+        max_metric_drop: Turns on the performance-decay trigger (with target_column and model_name): it fires when
+            the champion's primary metric (roc_auc, else accuracy; rmse for regression) on the labelled current rows
+            is worse than the value recorded for it by more than this, in the metric's own units.
+        min_new_rows: New-data trigger: fires when the current window has at least this many rows.
+        tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the
+            working folder.
+        report_sample_rows: Rows of each window sampled at random to render the Evidently dashboard.
+
+    Returns:
+        report: Self-contained HTML: the verdicts on all rows, the triggers, then Evidently's DataDriftPreset
+            dashboard on the sampled rows.
+        metrics: dataset_drift, share_of_drifted_columns, number_of_drifted_columns, drift_score_<column> and
+            drifted_<column> per column, trigger_<name> per trigger checked, triggered.
+        drift_table: JSON at {uri}: per column the test, score (p-value or distance), threshold, verdict and column
+            type; the share and dataset_drift; the triggers that fired, with their details.
+        Output: True when any retraining trigger fired (drives dsl.If).
+    """
+    from kfp_ct.components.monitor_drift.core import monitor
+
+    outcome = monitor(reference.path, current.path, report.path, drift_table.path, drift_share, columns,
+                      column_tests, target_column, model_name, max_metric_drop, min_new_rows, tracking_uri,
+                      report_sample_rows)
+    for name, value in outcome.metrics.items():
+        metrics.log_metric(name, value)
+    drift_table.metadata.update({"dataset_drift": outcome.drift.dataset_drift, "triggers": outcome.triggers.fired,
+                                 "drifted_columns": outcome.drift.drifted_columns})
+    return outcome.triggered

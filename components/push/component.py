@@ -1,0 +1,87 @@
+from typing import Optional
+
+from kfp import dsl
+
+from kfp_ct.components._image import component
+
+
+@component
+def push(
+    model: dsl.Input[dsl.Model],
+    model_name: str,
+    manifest: dsl.Output[dsl.Artifact],
+    target: str = "local",
+    storage_uri: str = "kfp-ct-models",
+    namespace: str = "kubeflow-user-example-com",
+    canary_traffic_percent: int = 10,
+    deployment_mode: str = "Serverless",
+    tracking_uri: Optional[str] = None,
+    cpu_request: str = "500m",
+    memory_request: str = "1Gi",
+    cpu_limit: str = "2",
+    memory_limit: str = "2Gi",
+    gpu_count: int = 0,
+    min_replicas: int = 1,
+    max_replicas: int = 3,
+    rollout_timeout_s: int = 600,
+) -> str:
+    """Publishes a model version, proves it serves, and deploys it to KServe (or makes it the local champion).
+
+    The model is copied to storage_uri under a new version folder, atomically (readers only see complete
+    versions). Infra validation then starts the catalog's model server on that copy and sends the model's input
+    example through the V1 and V2 protocols; any failure stops the push and nothing is promoted. With
+    target="kserve" the InferenceService (validated against the CRD schema) is created or updated with a canary,
+    smoke-tested once Ready, then promoted to 100% or rolled back to 0% (in RawDeployment/Standard mode: a full
+    rollout gated on the smoke test, rolled back to the previous storageUri). With target="local" the registered
+    version becomes the `champion` alias in MLflow (the previous champion stays registered).
+
+    Args:
+        model: The model to push (a kfp-ct MLflow model directory, as the trainers write it).
+        model_name: The InferenceService name and the model's name on the endpoints (/v1/models/NAME:predict):
+            lowercase letters, digits and '-'.
+        target: local (MLflow champion alias and the manifest that would be applied) or kserve (roll out).
+        storage_uri: Where model versions are published: a path, file:// or gs://bucket/prefix (kserve needs
+            gs://). A relative path is taken from the working folder.
+        namespace: The Kubernetes namespace of the InferenceService.
+        canary_traffic_percent: Share of traffic the new version gets while it is smoke-tested (Serverless mode).
+        deployment_mode: Serverless (Knative; canary rollout) or RawDeployment/Standard (full rollout, rolled back on
+            failure).
+        tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else the one the model was
+            trained with.
+        cpu_request: CPU request of each predictor replica.
+        memory_request: Memory request of each predictor replica.
+        cpu_limit: CPU limit of each predictor replica.
+        memory_limit: Memory limit of each predictor replica.
+        gpu_count: GPUs (nvidia.com/gpu) per predictor replica; 0 for none.
+        min_replicas: Minimum predictor replicas (0 lets Serverless scale to zero).
+        max_replicas: Maximum predictor replicas.
+        rollout_timeout_s: How long each rollout step may wait for the InferenceService to be Ready.
+
+    Returns:
+        manifest: The InferenceService YAML at {uri} (what was applied, or would be with target=local); metadata:
+            url, storage_uri, target, registered_model, version, previous_champion.
+        Output: The V1 predict URL of the InferenceService (http://.../v1/models/NAME:predict).
+    """
+    from kfp_ct.components.push.core import push as push_core
+    from kfp_ct.components.push.core import write_manifest
+    from kfp_ct.components.push.manifests import Resources
+
+    resources = Resources(cpu_request, memory_request, cpu_limit, memory_limit, gpu_count)
+    result = push_core(
+        model.path,
+        model_name,
+        target,
+        storage_uri,
+        namespace,
+        canary_traffic_percent,
+        deployment_mode,
+        tracking_uri,
+        resources,
+        min_replicas,
+        max_replicas,
+        rollout_timeout_s,
+        registered_version=model.metadata.get("version"),
+    )
+    write_manifest(result.manifest, manifest.path)
+    manifest.metadata.update(result.metadata())
+    return result.url

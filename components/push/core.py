@@ -1,0 +1,405 @@
+"""Push: publish a model version to storage, prove it serves, then roll it out to KServe or make it the champion.
+
+1. The model directory is copied to `{storage_uri}/{new version}` atomically (storage.publish_directory): a reader
+   never sees a half-written version.
+2. Infra validation: the catalog's model server is started on the COPY, as the serving image runs it
+   (`python -m kfp_ct.components.push.server`, on a free loopback port), and the model's input example is sent
+   through V1 and V2; both answers must equal the model's own predictions. Any failure stops the push, the copy is
+   withdrawn and nothing is promoted.
+3. The InferenceService is built with the kserve SDK's models and validated against the CRD schema.
+4. target="kserve": rollout.rollout (canary and promote or roll back in Serverless mode; full rollout gated on the
+   smoke test, with rollback to the previous storageUri, in raw mode).
+   target="local": the registered version becomes the `champion` in the MLflow registry (the previous champion stays
+   registered, for rollback), and the manifest that would be applied is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from kfp_ct.components._common import storage
+from kfp_ct.components.push import manifests
+
+DEFAULT_STORAGE_URI = "kfp-ct-models"
+"""A folder in the working directory (beside the default MLflow sqlite file); use gs://bucket/prefix on a cluster."""
+TARGETS = ("local", "kserve")
+SERVER_START_TIMEOUT_S = 120
+
+
+class InfraValidationError(RuntimeError):
+    """The copied model did not serve its own input example correctly; nothing was promoted."""
+
+
+@dataclass
+class PushResult:
+    url: str
+    storage_uri: str
+    manifest: dict
+    target: str
+    registered_model: str | None = None
+    version: str | None = None
+    previous_champion: str | None = None
+    events: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict:
+        return {
+            "url": self.url,
+            "storage_uri": self.storage_uri,
+            "target": self.target,
+            "registered_model": self.registered_model or "",
+            "version": self.version or "",
+            "previous_champion": self.previous_champion or "",
+        }
+
+
+# --- infra validation ------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def input_example(model_dir: str) -> list[dict]:
+    """The model's input example as JSON records (missing values as null)."""
+    import math
+
+    path = os.path.join(model_dir, "input_example.json")
+    if not os.path.isfile(path):
+        raise InfraValidationError(f"the model has no input example ({path} is missing): cannot validate it")
+    with open(path) as f:
+        example = json.load(f)
+    if isinstance(example, dict) and "columns" in example and "data" in example:
+        records = [dict(zip(example["columns"], row)) for row in example["data"]]
+    elif isinstance(example, list) and all(isinstance(row, dict) for row in example):
+        records = example
+    else:
+        raise InfraValidationError(f"{path} is neither pandas 'split' JSON nor a list of records")
+    if not records:
+        raise InfraValidationError(f"{path} holds no rows")
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in records]
+
+
+def _post(url: str, body: dict, timeout: float = 30) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        text = err.read().decode(errors="replace")
+        try:
+            return err.code, json.loads(text)
+        except ValueError:
+            return err.code, {"error": text}
+
+
+def v2_request(records: list[dict], columns: list[tuple[str, str]]) -> dict:
+    """An Open Inference Protocol request: one named input per column (null for a missing value)."""
+    numeric = {"double", "float", "long", "integer"}
+    inputs = []
+    for name, kind in columns:
+        values = [row.get(name) for row in records]
+        if kind in numeric:
+            data = [None if v is None else float(v) for v in values]
+            inputs.append({"name": name, "shape": [len(values)], "datatype": "FP64", "data": data})
+        else:
+            data = [None if v is None else str(v) for v in values]
+            inputs.append({"name": name, "shape": [len(values)], "datatype": "BYTES", "data": data})
+    return {"inputs": inputs}
+
+
+def _close(a: list, b: list, tol: float = 1e-9) -> bool:
+    import numpy as np
+
+    try:
+        return bool(np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), atol=tol, rtol=0))
+    except (TypeError, ValueError):
+        return list(map(str, np.asarray(a).reshape(-1))) == list(map(str, np.asarray(b).reshape(-1)))
+
+
+def expected_answer(model, records: list[dict]) -> dict:
+    """What the loaded model itself says for `records`: {"predictions", "probabilities" (classification)}."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records, columns=[name for name, _ in model.input_columns])
+    if model.task == "classification":
+        return {"predictions": model.predict(frame).tolist(), "probabilities": model.predict_proba(frame).tolist()}
+    return {"predictions": model.predict(frame).tolist()}
+
+
+def check_answer(answer: dict, expected: dict, where: str) -> None:
+    """Raises naming the difference when a served answer differs from the model's own."""
+    for key in expected:
+        if key not in answer:
+            raise InfraValidationError(f"{where}: the answer lacks '{key}': {json.dumps(answer)[:500]}")
+        if len(answer[key]) != len(expected[key]) or not _close(answer[key], expected[key]):
+            raise InfraValidationError(
+                f"{where}: '{key}' differs from the model's own predictions: served "
+                f"{answer[key]!r}, expected {expected[key]!r}"
+            )
+
+
+def v2_answer(response: dict) -> dict:
+    outputs = {output["name"]: output for output in response.get("outputs", [])}
+    answer = {}
+    for name, output in outputs.items():
+        data = output.get("data", [])
+        shape = output.get("shape", [len(data)])
+        if len(shape) == 2:
+            width = shape[1]
+            data = [data[i * width : (i + 1) * width] for i in range(shape[0])]
+        answer[name] = data
+    return answer
+
+
+def infra_validate(
+    model_uri: str,
+    model_dir: str,
+    model_name: str,
+    timeout_s: float = SERVER_START_TIMEOUT_S,
+    log_dir: str | None = None,
+) -> dict:
+    """Serves `model_uri` (the published copy) with the catalog's server on a free loopback port, as the serving
+    image does, and checks V1 and V2 answers to the input example against `model_dir`'s own predictions.
+
+    Returns {"records": input example, "expected": the model's answer}. Raises InfraValidationError.
+    """
+    from kfp_ct.components._common.model import load_model
+
+    records = input_example(model_dir)
+    try:
+        model = load_model(model_dir)
+        expected = expected_answer(model, records)
+    except Exception as err:
+        raise InfraValidationError(
+            f"the model cannot predict its own input example: {type(err).__name__}: {err}"
+        ) from err
+    columns = model.input_columns
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_dir = log_dir or tempfile.mkdtemp(prefix="kfp-ct-infra-")
+    log_path = os.path.join(log_dir, "model-server.log")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                manifests.SERVER_MODULE,
+                "--model_uri",
+                model_uri,
+                "--model_name",
+                model_name,
+                "--http_port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log_tail() -> str:
+        with open(log_path, errors="replace") as f:
+            return f.read()[-3000:]
+
+    try:
+        _wait_ready(f"{base}/v2/models/{model_name}/ready", process, timeout_s, log_tail)
+        status, v1 = _post(f"{base}/v1/models/{model_name}:predict", {"instances": records})
+        if status != 200:
+            raise InfraValidationError(f"V1 predict answered HTTP {status}: {v1}")
+        check_answer(v1, expected, "V1 predict")
+        status, v2 = _post(f"{base}/v2/models/{model_name}/infer", v2_request(records, columns))
+        if status != 200:
+            raise InfraValidationError(f"V2 infer answered HTTP {status}: {v2}")
+        check_answer(v2_answer(v2), expected, "V2 infer")
+        for path in ("/v2/health/live", "/metrics"):
+            with urllib.request.urlopen(base + path, timeout=10) as response:
+                if response.status != 200:
+                    raise InfraValidationError(f"{path} answered HTTP {response.status}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return {"records": records, "expected": expected}
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float, log_tail) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise InfraValidationError(
+                f"the model server exited with code {process.returncode} before it was ready; its log:\n{log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise InfraValidationError(f"the model server was not ready within {timeout_s:g} s; its log:\n{log_tail()}")
+
+
+# --- the smoke test used by the KServe rollout -------------------------------------------------------------------
+
+
+def http_smoke_test(model_name: str, records: list[dict], expected: dict, timeout_s: float = 30):
+    """smoke_test(base_url) for rollout: the V1 answer to the input example must equal the model's own."""
+
+    def smoke(base_url: str) -> None:
+        status, answer = _post(f"{base_url}/v1/models/{model_name}:predict", {"instances": records}, timeout_s)
+        if status != 200:
+            raise RuntimeError(f"V1 predict answered HTTP {status}: {json.dumps(answer)[:500]}")
+        check_answer(answer, expected, "V1 predict")
+
+    return smoke
+
+
+# --- push ----------------------------------------------------------------------------------------------------------
+
+
+def _registry_version(
+    meta: dict, model_name: str, published: str, tracking_uri: str | None, registered_version: str | None = None
+) -> tuple[str, str]:
+    """(registered model, version) of this model: the version its training run registered, or a new one."""
+    from kfp_ct.components._common import tracking
+
+    registered = str(meta.get("model_name") or model_name)
+    run_id = meta.get("mlflow_run_id")
+    version = str(registered_version) if registered_version else None
+    if version is None and run_id:
+        version = tracking.version_for_run(registered, run_id, tracking_uri)
+    if version is None:
+        version = tracking.register_version(
+            registered, published, run_id, tracking_uri, tags={"kfp_ct.storage_uri": published}
+        )
+    return registered, version
+
+
+def push(
+    model_dir: str,
+    model_name: str,
+    target: str = "local",
+    storage_uri: str = DEFAULT_STORAGE_URI,
+    namespace: str = "kubeflow-user-example-com",
+    canary_traffic_percent: int = 10,
+    deployment_mode: str = "Serverless",
+    tracking_uri: str | None = None,
+    resources: manifests.Resources | None = None,
+    min_replicas: int = 1,
+    max_replicas: int = 3,
+    rollout_timeout_s: float = 600,
+    poll_s: float = 5,
+    api=None,
+    validation_timeout_s: float = SERVER_START_TIMEOUT_S,
+    registered_version: str | None = None,
+    log=print,
+) -> PushResult:
+    """Publishes, validates and deploys the model directory `model_dir` (see the module docstring)."""
+    from kfp_ct.components._common.model import read_metadata
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
+    manifests.check_name(model_name)
+    manifests.check_deployment_mode(deployment_mode)
+    if not 0 <= canary_traffic_percent <= 100:
+        raise ValueError(f"canary_traffic_percent must be within 0..100, got {canary_traffic_percent}")
+    scheme = storage.split_uri(storage_uri)[0]
+    if target == "kserve" and scheme != "gs":
+        raise ValueError(
+            f"target='kserve' needs a storage_uri the cluster can read (gs://bucket/prefix), got '{storage_uri}'"
+        )
+    meta = read_metadata(model_dir)  # fails here, before anything is copied, when it is not a kfp-ct model
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or meta.get("tracking_uri")
+    resources = resources or manifests.Resources()
+    # the manifest is checked before the copy, so a bad resource or name fails fast; storageUri is filled in below
+    spec = manifests.ServiceSpec(
+        name=model_name,
+        storage_uri="gs://placeholder/model",
+        namespace=namespace,
+        deployment_mode=deployment_mode,
+        resources=resources,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+    )
+    manifests.inference_service(spec)
+
+    if scheme == "":
+        storage_uri = os.path.abspath(os.path.expanduser(storage.split_uri(storage_uri)[2]))
+    published = storage.publish_directory(model_dir, storage_uri)
+    log(f"published {model_dir} to {published}")
+    try:
+        checked = infra_validate(published, model_dir, model_name, validation_timeout_s)
+    except BaseException:
+        storage.withdraw_version(published)
+        log(f"infra validation failed: withdrew {published}")
+        raise
+    log(f"infra validation passed: V1 and V2 answers to the input example match the model ({published})")
+    labels = {"kfp-ct.io/model-version": published.rstrip("/").rsplit("/", 1)[-1][:63]}
+    manifest = manifests.inference_service(
+        manifests.ServiceSpec(
+            name=model_name,
+            storage_uri=published,
+            namespace=namespace,
+            deployment_mode=deployment_mode,
+            resources=resources,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            labels=labels,
+        )
+    )
+
+    if target == "local":
+        registered, version = _registry_version(meta, model_name, published, tracking_uri, registered_version)
+        from kfp_ct.components._common import tracking
+
+        previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri)
+        log(f"{registered} version {version} is the champion (previous: {previous})")
+        return PushResult(
+            manifests.service_url(model_name, namespace, deployment_mode),
+            published,
+            manifest,
+            target,
+            registered,
+            version,
+            previous,
+        )
+
+    from kfp_ct.components.push import rollout
+
+    api = api if api is not None else rollout.custom_objects_api()
+    smoke = http_smoke_test(model_name, checked["records"], checked["expected"])
+    result = rollout.rollout(api, manifest, smoke, canary_traffic_percent, rollout_timeout_s, poll_s, log=log)
+    registered = version = previous = None
+    if tracking_uri and meta.get("mlflow_run_id"):
+        from kfp_ct.components._common import tracking
+
+        registered, version = _registry_version(meta, model_name, published, tracking_uri, registered_version)
+        previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri)
+    return PushResult(result.url, published, manifest, target, registered, version, previous, result.events)
+
+
+def write_manifest(manifest: dict, path: str) -> None:
+    """Writes the manifest as YAML at `path`, atomically."""
+    import yaml
+
+    from kfp_ct.components._common.datasets import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        yaml.safe_dump(manifest, f, sort_keys=False)

@@ -1,0 +1,377 @@
+"""KServe manifests for the catalog's model server: the ServingRuntime and InferenceServices, built with the kserve
+SDK's typed models and validated against the InferenceService CRD's structural schema.
+
+`write_manifests(directory)` writes the committed files of `kserve/` (ServingRuntime, an example InferenceService,
+kustomization.yaml) from the same builders the push component uses, so what is applied by hand and what the pipeline
+applies cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+API_VERSION = "serving.kserve.io/v1beta1"
+RUNTIME_API_VERSION = "serving.kserve.io/v1alpha1"
+RUNTIME_NAME = "kfp-ct-serving"
+MODEL_FORMAT = "kfp-ct"
+MODEL_FORMAT_VERSION = "1"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
+PREVIOUS_STORAGE_ANNOTATION = "kfp-ct.io/previous-storage-uri"
+SERVERLESS_MODES = ("Serverless", "Knative")
+RAW_MODES = ("RawDeployment", "Standard")
+HTTP_PORT = 8080
+SERVER_MODULE = "kfp_ct.components.push.server"
+EXAMPLE_STORAGE_URI = "gs://YOUR-BUCKET/models/elec2/v20261126T000000000000Z-000000"
+CRD_PATH = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "schemas"
+    / "kserve"
+    / "serving.kserve.io_inferenceservices.yaml"
+)
+PACKAGED_SCHEMA = Path(__file__).resolve().parent / "inferenceservice_v1beta1.schema.json.gz"
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU, memory and GPU of one predictor replica (Kubernetes quantities)."""
+
+    cpu_request: str = "500m"
+    memory_request: str = "1Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "2Gi"
+    gpu_count: int = 0
+    gpu_resource: str = "nvidia.com/gpu"
+
+    def to_k8s(self):
+        from kubernetes.client import V1ResourceRequirements
+
+        if self.gpu_count < 0:
+            raise ValueError(f"gpu_count must be >= 0, got {self.gpu_count}")
+        limits = {"cpu": self.cpu_limit, "memory": self.memory_limit}
+        if self.gpu_count:
+            limits[self.gpu_resource] = str(self.gpu_count)
+        return V1ResourceRequirements(requests={"cpu": self.cpu_request, "memory": self.memory_request}, limits=limits)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What an InferenceService of the catalog's runtime is made of."""
+
+    name: str
+    storage_uri: str
+    namespace: str = "kubeflow-user-example-com"
+    deployment_mode: str = "Serverless"
+    canary_traffic_percent: int | None = None
+    resources: Resources = field(default_factory=Resources)
+    min_replicas: int = 1
+    max_replicas: int = 3
+    labels: dict = field(default_factory=dict)
+    annotations: dict = field(default_factory=dict)
+
+
+def check_name(name: str, what: str = "model_name") -> str:
+    """Checks that `name` can name an InferenceService (a DNS-1035 label, short enough for KServe's hostnames)."""
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 45:
+        raise ValueError(
+            f"{what} '{name}' cannot name an InferenceService: use at most 45 lowercase letters, digits "
+            "and '-', starting with a letter and not ending with '-' (for example 'elec2-classifier')"
+        )
+    return name
+
+
+def check_deployment_mode(mode: str) -> str:
+    if mode not in SERVERLESS_MODES + RAW_MODES:
+        raise ValueError(f"deployment_mode '{mode}' is not one of {', '.join(SERVERLESS_MODES + RAW_MODES)}")
+    return mode
+
+
+def is_serverless(mode: str) -> bool:
+    return check_deployment_mode(mode) in SERVERLESS_MODES
+
+
+def to_dict(obj) -> dict:
+    """A kserve/kubernetes SDK model as the plain dict (camelCase keys, no nulls) that the API server receives."""
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(obj)
+
+
+def serving_runtime(namespace: str | None = None, image: str | None = None) -> dict:
+    """The catalog's ServingRuntime: the kfp-ct predictor image (default SERVING_IMAGE) serving V1 and V2 REST."""
+    if image is None:
+        from kfp_ct.components._image import SERVING_IMAGE  # here only: the rest of this module never imports kfp
+
+        image = SERVING_IMAGE
+    from kubernetes.client import V1Container, V1ContainerPort, V1HTTPGetAction, V1ObjectMeta, V1Probe
+
+    from kserve import V1alpha1ServingRuntime, V1alpha1ServingRuntimeSpec, V1alpha1SupportedModelFormat
+
+    container = V1Container(
+        name="kserve-container",
+        image=image,
+        command=["python", "-m", SERVER_MODULE],
+        args=["--model_name={{.Name}}", "--model_uri=/mnt/models", f"--http_port={HTTP_PORT}"],
+        ports=[V1ContainerPort(container_port=HTTP_PORT, protocol="TCP")],
+        readiness_probe=V1Probe(
+            http_get=V1HTTPGetAction(path="/v2/health/ready", port=HTTP_PORT), initial_delay_seconds=5, period_seconds=5
+        ),
+        resources=Resources().to_k8s(),
+    )
+    runtime = V1alpha1ServingRuntime(
+        api_version=RUNTIME_API_VERSION,
+        kind="ServingRuntime",
+        metadata=V1ObjectMeta(
+            name=RUNTIME_NAME,
+            namespace=namespace,
+            labels={"app.kubernetes.io/part-of": "kfp-ct"},
+            annotations={"prometheus.kserve.io/port": str(HTTP_PORT), "prometheus.kserve.io/path": "/metrics"},
+        ),
+        spec=V1alpha1ServingRuntimeSpec(
+            supported_model_formats=[
+                V1alpha1SupportedModelFormat(
+                    name=MODEL_FORMAT, version=MODEL_FORMAT_VERSION, auto_select=True, priority=1
+                )
+            ],
+            protocol_versions=["v1", "v2"],
+            multi_model=False,
+            containers=[container],
+        ),
+    )
+    return to_dict(runtime)
+
+
+def inference_service(spec: ServiceSpec) -> dict:
+    """The InferenceService serving `spec.storage_uri` with the catalog's runtime, validated against the CRD."""
+    from kubernetes.client import V1ObjectMeta
+
+    from kserve import (
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
+        V1beta1PredictorSpec,
+    )
+
+    check_name(spec.name)
+    serverless = is_serverless(spec.deployment_mode)
+    if spec.canary_traffic_percent is not None and not 0 <= spec.canary_traffic_percent <= 100:
+        raise ValueError(f"canary_traffic_percent must be within 0..100, got {spec.canary_traffic_percent}")
+    if spec.canary_traffic_percent is not None and not serverless:
+        raise ValueError(f"canary_traffic_percent needs a Serverless deployment, not {spec.deployment_mode}")
+    if not 0 <= spec.min_replicas <= spec.max_replicas or spec.max_replicas < 1:
+        raise ValueError(
+            f"need 0 <= min_replicas <= max_replicas and max_replicas >= 1, got {spec.min_replicas}, "
+            f"{spec.max_replicas}"
+        )
+    annotations = {DEPLOYMENT_MODE_ANNOTATION: spec.deployment_mode, **spec.annotations}
+    if serverless:  # tag routing gives the canary revision its own URL, so the smoke test reaches it
+        annotations[TAG_ROUTING_ANNOTATION] = "true"
+    isvc = V1beta1InferenceService(
+        api_version=API_VERSION,
+        kind="InferenceService",
+        metadata=V1ObjectMeta(
+            name=spec.name,
+            namespace=spec.namespace,
+            annotations=annotations,
+            labels={"app.kubernetes.io/part-of": "kfp-ct", **spec.labels},
+        ),
+        spec=V1beta1InferenceServiceSpec(
+            predictor=V1beta1PredictorSpec(
+                min_replicas=spec.min_replicas,
+                max_replicas=spec.max_replicas,
+                canary_traffic_percent=spec.canary_traffic_percent,
+                model=V1beta1ModelSpec(
+                    model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version=MODEL_FORMAT_VERSION),
+                    runtime=RUNTIME_NAME,
+                    storage_uri=spec.storage_uri,
+                    resources=spec.resources.to_k8s(),
+                ),
+            )
+        ),
+    )
+    manifest = to_dict(isvc)
+    if manifest["spec"]["predictor"]["model"].get("name") == "":  # the SDK's default; the CRD means a container name
+        del manifest["spec"]["predictor"]["model"]["name"]
+    validate_inference_service(manifest)
+    return manifest
+
+
+def service_url(name: str, namespace: str, deployment_mode: str) -> str:
+    """The cluster-local V1 predict URL an InferenceService answers on (KServe's address.url naming)."""
+    host = (
+        f"{name}.{namespace}.svc.cluster.local"
+        if is_serverless(deployment_mode)
+        else f"{name}-predictor.{namespace}.svc.cluster.local"
+    )
+    return f"http://{host}/v1/models/{name}:predict"
+
+
+# --- CRD validation -------------------------------------------------------------------------------------------------
+
+
+def _structural(node):
+    """A CRD structural schema as JSON Schema: the x-kubernetes-* keys the API server enforces made explicit."""
+    if isinstance(node, list):
+        return [_structural(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _structural(value) for key, value in node.items() if not key.startswith("x-kubernetes-")}
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    out.pop("nullable", None)
+    # the API server's strict field validation refuses unknown fields unless the schema preserves them
+    if (
+        "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True
+    keys = node.get("x-kubernetes-list-map-keys")
+    if node.get("x-kubernetes-list-type") == "map" and keys:
+        out["x-list-map-keys"] = keys
+    return out
+
+
+def crd_schema(crd_path: str | os.PathLike, version: str = "v1beta1") -> dict:
+    """The openAPIV3Schema of one version of a CRD file."""
+    import yaml
+
+    if not os.path.isfile(crd_path):
+        raise FileNotFoundError(f"CRD file not found: {crd_path}")
+    with open(crd_path) as f:
+        crd = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    for served in crd["spec"]["versions"]:
+        if served["name"] == version:
+            return served["schema"]["openAPIV3Schema"]
+    raise ValueError(f"{crd_path} has no version {version}")
+
+
+def write_packaged_schema(crd_path: str | os.PathLike = CRD_PATH, dest: str | os.PathLike = PACKAGED_SCHEMA) -> None:
+    """Stores the CRD's v1beta1 schema beside this module (gzip'd JSON), so validation works inside the image."""
+    import gzip
+    import json
+
+    from kfp_ct.components._common.datasets import atomic_path
+
+    data = json.dumps(crd_schema(crd_path), sort_keys=True, separators=(",", ":")).encode()
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        f.write(gzip.compress(data, 9, mtime=0))
+    os.chmod(dest, 0o644)
+
+
+@functools.lru_cache(maxsize=4)
+def crd_validator(crd_path: str | None = None):
+    """A jsonschema validator for the InferenceService v1beta1 schema (structural; unknown fields refused).
+
+    Without `crd_path` it reads the copy stored beside this module (made by write_packaged_schema from
+    ../shared/schemas/kserve), which the image carries.
+    """
+    import gzip
+    import json
+
+    import jsonschema
+
+    if crd_path is None:
+        if not PACKAGED_SCHEMA.is_file():
+            raise FileNotFoundError(
+                f"the InferenceService schema is missing from the package: {PACKAGED_SCHEMA} (its "
+                "package_data must include push/*.json.gz)"
+            )
+        with gzip.open(PACKAGED_SCHEMA, "rt") as f:
+            raw = json.load(f)
+    else:
+        raw = crd_schema(crd_path)
+    schema = _structural(raw)
+
+    def list_map_keys(validator, keys, instance, schema):
+        if not validator.is_type(instance, "array"):
+            return
+        seen = set()
+        for item in instance:
+            if isinstance(item, dict):
+                key = tuple(repr(item.get(k)) for k in keys)
+                if key in seen:
+                    yield jsonschema.ValidationError(f"duplicate entry for key {dict(zip(keys, key))}")
+                seen.add(key)
+
+    cls = jsonschema.validators.extend(jsonschema.Draft7Validator, {"x-list-map-keys": list_map_keys})
+    return cls(schema)
+
+
+def crd_errors(manifest: dict, crd_path: str | None = None) -> list[str]:
+    """Every way `manifest` breaks the CRD schema, each as 'path: message'."""
+    validator = crd_validator(crd_path)
+    errors = []
+    for error in sorted(validator.iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path))):
+        path = ".".join(str(p) for p in error.absolute_path) or "(root)"
+        errors.append(f"{path}: {error.message}")
+    return errors
+
+
+def validate_inference_service(manifest: dict, crd_path: str | None = None) -> None:
+    """Raises ValueError naming every field of `manifest` the InferenceService CRD refuses."""
+    if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != "InferenceService":
+        raise ValueError(
+            f"not a {API_VERSION} InferenceService: apiVersion={manifest.get('apiVersion')}, "
+            f"kind={manifest.get('kind')}"
+        )
+    name = (manifest.get("metadata") or {}).get("name")
+    check_name(name, "metadata.name")
+    errors = crd_errors(manifest, crd_path)
+    if errors:
+        raise ValueError(f"InferenceService '{name}' does not validate against the CRD schema: " + "; ".join(errors))
+
+
+# --- the committed kserve/ folder -----------------------------------------------------------------------------------
+
+HEADER = "# Generated by kfp_ct.components.push.manifests.write_manifests (make manifests): do not edit.\n"
+
+
+def example_inference_service() -> dict:
+    return inference_service(ServiceSpec(name="elec2-classifier", storage_uri=EXAMPLE_STORAGE_URI, namespace=None))
+
+
+def render_manifests() -> dict[str, str]:
+    """File name -> text of the generated files of kserve/."""
+    import yaml
+
+    def dump(obj) -> str:
+        return HEADER + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
+
+    return {
+        "servingruntime.yaml": dump(serving_runtime()),
+        "inferenceservice-example.yaml": dump(example_inference_service()),
+        "kustomization.yaml": dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["servingruntime.yaml"],
+            }
+        ),
+    }
+
+
+def write_manifests(directory: str | os.PathLike) -> list[Path]:
+    """Writes kserve/servingruntime.yaml, inferenceservice-example.yaml and kustomization.yaml into `directory`."""
+    from kfp_ct.components._common.datasets import atomic_path
+
+    written = []
+    for name, text in render_manifests().items():
+        path = Path(directory) / name
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+        os.chmod(path, 0o644)
+        written.append(path)
+    return written

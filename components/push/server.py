@@ -1,0 +1,665 @@
+"""The catalog's model server: a `kserve.Model` that serves a kfp-ct model directory under `kserve.ModelServer`.
+
+Protocols (KServe's own endpoints; this class only turns payloads into rows and rows into answers):
+
+- V1 `POST /v1/models/NAME:predict` with `{"instances": [...]}`: records (`{"column": value, ...}`) or rows (lists of
+  values in the signature's column order). Answer: `{"predictions": [...]}`, plus `"probabilities"` (n x classes, in
+  the order of `"classes"` of `GET /v2/models/NAME`) for classification.
+- Open Inference Protocol V2 `POST /v2/models/NAME/infer`: one named input per column (shape [n] or [n, 1];
+  numbers as FP*/INT*/UINT*, text and dates as BYTES). Outputs `predictions` and, for classification,
+  `probabilities` [n, classes].
+- Health: `/v2/health/live`, `/v2/health/ready`, `/v2/models/NAME/ready`, `/v1/models/NAME`; metadata
+  `/v2/models/NAME`; Prometheus metrics `/metrics`.
+
+Every payload is checked against the model's signature before the model sees it: a missing or unknown column, a
+value of the wrong type, an empty batch or a malformed body is answered 400 with a message that names the field, and
+the server goes on serving. Payloads become one numpy column per feature, without a Python loop over values when
+the types are right.
+
+Run it: `python -m kfp_ct.components.push.server --model_uri PATH|file://|gs:// --model_name NAME [--http_port N]`
+(the serving image's command; KServe passes `--model_name` and mounts the model at /mnt/models), or `serve(...)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+MAX_ROWS = 100_000
+NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+_NUMERIC_TYPES = {"double", "float", "long", "integer"}
+_log = logging.getLogger(__name__)
+
+
+class PayloadError(ValueError):
+    """A request that does not fit the model's signature; the message names the field."""
+
+
+def resolve_model_dir(model_uri: str, workdir: str | None = None) -> str:
+    """A local directory holding the model at `model_uri` (a path, file:// or a gs:// version written by push)."""
+    from kfp_ct.components._common import storage
+
+    scheme, _, path = storage.split_uri(model_uri)
+    if scheme == "gs":
+        dest = tempfile.mkdtemp(prefix="kfp-ct-model-", dir=workdir)
+        try:
+            return storage.download_directory(model_uri, dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    if scheme:
+        raise ValueError(f"unsupported model URI scheme '{scheme}' in {model_uri}: expected a path, file:// or gs://")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"model directory not found: {path}")
+    storage.verify_directory(path)
+    return path
+
+
+class Columns:
+    """The model's input columns and how payload values are checked and converted for each."""
+
+    def __init__(self, input_columns: list[tuple[str, str]]):
+        if not input_columns:
+            raise ValueError("the model has no input signature: cannot check payloads")
+        self.names = [name for name, _ in input_columns]
+        self.types = [mlflow_type for _, mlflow_type in input_columns]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.numeric = [t in _NUMERIC_TYPES for t in self.types]
+        self.all_numeric = all(self.numeric)
+
+    def describe(self) -> str:
+        return ", ".join(f"{n} ({t})" for n, t in zip(self.names, self.types))
+
+    # --- one column of values -> a numpy array, or a PayloadError naming the value --------------------------------
+    def convert(self, i: int, values, where) -> np.ndarray:
+        name, kind = self.names[i], self.types[i]
+        if self.numeric[i]:
+            try:
+                array = values if isinstance(values, np.ndarray) else np.asarray(values)
+            except ValueError:  # ragged nested lists
+                array = None
+            if (
+                array is not None
+                and array.ndim == 1
+                and array.dtype.kind in "iuf"
+                and (isinstance(values, np.ndarray) or not _has_bool(values))
+            ):
+                out = array.astype(np.float64, copy=False)
+            else:
+                listed = values.tolist() if isinstance(values, np.ndarray) else list(values)
+                for row, value in enumerate(listed):  # find the value to blame
+                    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                        raise PayloadError(
+                            f"column '{name}' expects a number ({kind}), got {value!r} "
+                            f"({type(value).__name__}) in {where(row)}"
+                        )
+                out = np.asarray([np.nan if v is None else v for v in listed], dtype=np.float64)
+            infinite = np.isinf(out)
+            if infinite.any():
+                row = int(np.flatnonzero(infinite)[0])
+                raise PayloadError(f"column '{name}' holds an infinite value ({out[row]}) in {where(row)}")
+            return out
+        array = np.asarray(values, dtype=object)
+        for row, value in enumerate(array.tolist()):
+            if value is not None and (
+                isinstance(value, (bool, list, dict)) or not isinstance(value, (str, int, float))
+            ):
+                raise PayloadError(
+                    f"column '{name}' expects text ({kind}), got {value!r} ({type(value).__name__}) in {where(row)}"
+                )
+        if kind == "datetime":
+            import pandas as pd
+
+            parsed = pd.to_datetime(pd.Series(array), errors="coerce", format="ISO8601")
+            bad = parsed.isna() & pd.Series(array).notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise PayloadError(f"column '{name}' expects an ISO 8601 date/time, got {array[row]!r} in {where(row)}")
+            return parsed.to_numpy()
+        # text as the model's own conform() makes it: str, with None for missing
+        return np.asarray([v if v is None or isinstance(v, str) else str(v) for v in array.tolist()], dtype=object)
+
+    # --- V1 ------------------------------------------------------------------------------------------------------
+    def from_instances(self, instances) -> list[np.ndarray]:
+        if not isinstance(instances, list):
+            raise PayloadError(f"'instances' must be a list of records or rows, got {type(instances).__name__}")
+        _check_size(len(instances), "'instances'")
+        first = instances[0]
+        if isinstance(first, dict):
+            return self._from_records(instances)
+        if isinstance(first, list):
+            return self._from_rows(instances)
+        raise PayloadError(
+            f"instance 0 must be a record (object of column: value) or a row (list of values in the "
+            f"order {', '.join(self.names)}), got {type(first).__name__}"
+        )
+
+    def _from_records(self, records: list) -> list[np.ndarray]:
+        expected = self.index.keys()
+        for row, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise PayloadError(
+                    f"instance {row} is a {type(record).__name__}, but instance 0 is a record: send "
+                    "all records or all rows"
+                )
+            if record.keys() != expected:
+                missing = [n for n in self.names if n not in record]
+                if missing:
+                    raise PayloadError(
+                        f"instance {row} lacks column(s) {', '.join(repr(m) for m in missing)}; the "
+                        f"model takes: {self.describe()}"
+                    )
+                unknown = [k for k in record if k not in self.index]
+                raise PayloadError(
+                    f"instance {row} has unknown column(s) {', '.join(repr(u) for u in unknown)}; the "
+                    f"model takes: {self.describe()}"
+                )
+        return [
+            self.convert(i, [record[name] for record in records], lambda r: f"instance {r}")
+            for i, name in enumerate(self.names)
+        ]
+
+    def _from_rows(self, rows: list) -> list[np.ndarray]:
+        width = len(self.names)
+        if self.all_numeric:  # the fast path: one conversion for the whole batch
+            try:
+                matrix = np.asarray(rows)
+            except ValueError:
+                matrix = None
+            if (
+                matrix is not None
+                and matrix.ndim == 2
+                and matrix.shape[1] == width
+                and matrix.dtype.kind in "iuf"
+                and not np.isinf(matrix).any()
+                and not _has_bool(v for row in rows for v in row)  # numpy would take true/false as 1/0
+            ):
+                return [matrix[:, i].astype(np.float64) for i in range(width)]
+        for row, values in enumerate(rows):
+            if not isinstance(values, list):
+                raise PayloadError(
+                    f"instance {row} is a {type(values).__name__}, but instance 0 is a row: send all "
+                    "records or all rows"
+                )
+            if len(values) != width:
+                raise PayloadError(f"instance {row} has {len(values)} values, expected {width}: {self.describe()}")
+        return [self.convert(i, [values[i] for values in rows], lambda r: f"instance {r}") for i in range(width)]
+
+    # --- V2 ------------------------------------------------------------------------------------------------------
+    def from_infer_request(self, request) -> list[np.ndarray]:
+        by_name = {}
+        for tensor in request.inputs:
+            if tensor.name not in self.index:
+                raise PayloadError(
+                    f"unknown input '{tensor.name}'; the model takes one input per column: {self.describe()}"
+                )
+            if tensor.name in by_name:
+                raise PayloadError(f"input '{tensor.name}' is given twice")
+            by_name[tensor.name] = tensor
+        missing = [n for n in self.names if n not in by_name]
+        if missing:
+            raise PayloadError(
+                f"missing input(s) {', '.join(repr(m) for m in missing)}; the model takes one input "
+                f"per column: {self.describe()}"
+            )
+        columns, rows = [], None
+        for i, name in enumerate(self.names):
+            tensor = by_name[name]
+            shape = list(tensor.shape or [])
+            if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+                raise PayloadError(f"input '{name}' has shape {shape}, expected [n] or [n, 1]")
+            n = shape[0]
+            _check_size(n, f"input '{name}'")
+            if rows is None:
+                rows = n
+            elif n != rows:
+                raise PayloadError(f"input '{name}' has {n} rows, but input '{self.names[0]}' has {rows}")
+            datatype = tensor.datatype
+            if self.numeric[i] and datatype not in NUMERIC_V2:
+                raise PayloadError(
+                    f"input '{name}' has datatype {datatype}, expected a numeric one (FP64, FP32, "
+                    "INT64, ...) for this column"
+                )
+            if not self.numeric[i] and datatype != "BYTES":
+                raise PayloadError(
+                    f"input '{name}' has datatype {datatype}, expected BYTES for this {self.types[i]} column"
+                )
+            try:
+                if self.numeric[i]:
+                    values = tensor.as_numpy().reshape(-1)
+                else:
+                    data = tensor.data if tensor._raw_data is None else tensor.as_numpy().reshape(-1).tolist()
+                    values = [v.decode("utf-8") if isinstance(v, bytes) else v for v in _flatten(data)]
+            except PayloadError:
+                raise
+            except Exception as err:
+                raise PayloadError(
+                    f"input '{name}': its data does not fit datatype {datatype} and shape {shape} ({err})"
+                ) from None
+            if len(values) != n:
+                raise PayloadError(f"input '{name}' has {len(values)} values, but its shape {shape} says {n}")
+            columns.append(self.convert(i, values, lambda r, name=name: f"row {r} of input '{name}'"))
+        return columns
+
+
+def _has_bool(values) -> bool:
+    return any(v is True or v is False for v in values)
+
+
+def _parse_json(body):
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise PayloadError(f"the body is not valid JSON: {err}") from None
+
+
+def _flatten(data) -> list:
+    if data and isinstance(data[0], list):
+        return [v for part in data for v in part]
+    return list(data)
+
+
+def _check_size(n, what: str) -> None:
+    if not isinstance(n, int) or n <= 0:
+        raise PayloadError(f"{what} is empty: send at least one row")
+    if n > MAX_ROWS:
+        raise PayloadError(f"{what} has {n} rows, more than the {MAX_ROWS} one request may hold: split the batch")
+
+
+def _kserve_model_class():
+    import kserve
+
+    return kserve.Model
+
+
+class _Predictor:
+    """Rows as numpy columns -> (labels or values, probabilities or None).
+
+    The columns already have the types the model's `conform` gives (float64 numbers, str/None text, datetime64), so
+    the model's scorer gets them directly: the same answers as `TabularModel.predict/predict_proba` (the tests check
+    it) without converting every column a second time.
+    """
+
+    def __init__(self, model):
+        import pandas as pd
+
+        self.model = model
+        self.names = [name for name, _ in model.input_columns]
+        self.classification = model.task == "classification"
+        self.classes = np.asarray(model.classes, dtype=object) if self.classification else None
+        self._frame = pd.DataFrame
+        self.compiled = None
+
+    def __call__(self, columns: list[np.ndarray]):
+        if self.compiled is not None:
+            scores = self.compiled(columns)
+        else:
+            scores = np.asarray(self.model.scorer(self._frame(dict(zip(self.names, columns)), copy=False)))
+        if self.classification:
+            proba = scores.astype(np.float64, copy=False)
+            if proba.ndim != 2 or proba.shape[1] != len(self.classes):
+                raise RuntimeError(
+                    f"the model's scorer returned shape {proba.shape}, expected (n, {len(self.classes)})"
+                )
+            return self.classes[np.argmax(proba, axis=1)], proba
+        return scores.reshape(-1).astype(np.float64), None
+
+
+class _CompiledSklearn:
+    """A numpy-only scorer for the catalog's scikit-learn models whose featurizer holds only the numeric (median
+    impute, standard scale) and one-hot parts: the same float32 features and the same estimator calls, without the
+    per-request cost of pandas and of ColumnTransformer (milliseconds for one row).
+
+    `build` returns None for any other structure, and the result is checked against the model's own predictions at
+    load time (input example, all-missing rows, unseen categories); on any difference the server keeps the generic
+    path. Only fitted attributes are read; nothing is refitted.
+    """
+
+    def __init__(self, estimator, n_classes, names, numeric, one_hot, width):
+        self.estimator = estimator
+        self.n_classes = n_classes
+        self.numeric = numeric  # (output offset, [input positions], statistics, mean, scale)
+        self.one_hot = one_hot  # [(output offset, input position, {category: index})]
+        self.width = width
+        self.estimator_classes = np.asarray(estimator.classes_, dtype=np.int64) if n_classes is not None else None
+
+    @classmethod
+    def build(cls, model) -> _CompiledSklearn | None:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        if model.metadata.get("adapter") != "kfp_ct.components.train_sklearn.core:SklearnAdapter":
+            return None
+        transformer = model.featurizer.transformer
+        if (
+            not isinstance(transformer, Pipeline)
+            or len(transformer.steps) != 2
+            or type(transformer.steps[1][1]).__name__ != "Float32"
+        ):
+            return None
+        columns = transformer.steps[0][1]
+        if not isinstance(columns, ColumnTransformer):
+            return None
+        position = {name: i for i, (name, _) in enumerate(model.input_columns)}
+        numeric, one_hot, offset = None, [], 0
+        for name, part, selected in columns.transformers_:
+            if name == "remainder" and part == "drop":
+                continue
+            if not isinstance(part, Pipeline) or not all(isinstance(c, str) and c in position for c in selected):
+                return None
+            steps = [step for _, step in part.steps]
+            if (
+                len(steps) == 2
+                and isinstance(steps[0], SimpleImputer)
+                and isinstance(steps[1], StandardScaler)
+                and steps[0].strategy == "median"
+                and not steps[0].add_indicator
+                and numeric is None
+            ):
+                imputer, scaler = steps
+                if imputer.statistics_.shape[0] != len(selected):
+                    return None
+                mean = scaler.mean_ if scaler.with_mean else np.zeros(len(selected))
+                scale = scaler.scale_ if scaler.with_std else np.ones(len(selected))
+                numeric = (
+                    offset,
+                    [position[c] for c in selected],
+                    np.asarray(imputer.statistics_, np.float64),
+                    np.asarray(mean, np.float64),
+                    np.asarray(scale, np.float64),
+                )
+                offset += len(selected)
+            elif (
+                len(steps) == 2
+                and type(steps[0]).__name__ == "CategoryStrings"
+                and isinstance(steps[1], OneHotEncoder)
+                and steps[1].drop is None
+                and steps[1].handle_unknown == "ignore"
+                and not getattr(steps[1], "_infrequent_enabled", False)
+            ):
+                for column, categories in zip(selected, steps[1].categories_):
+                    lookup = {str(category): j for j, category in enumerate(categories.tolist())}
+                    one_hot.append((offset, position[column], lookup))
+                    offset += len(categories)
+            else:
+                return None
+        import mlflow.sklearn
+
+        pipeline = mlflow.sklearn.load_model(model.path)
+        return cls(pipeline.steps[-1][1], model.featurizer.n_classes, list(position), numeric, one_hot, offset)
+
+    def features(self, columns: list[np.ndarray]) -> np.ndarray:
+        from kfp_ct.components.featurize.core import MISSING
+
+        n = len(columns[0])
+        x = np.zeros((n, self.width), dtype=np.float32)
+        if self.numeric is not None:
+            offset, positions, statistics, mean, scale = self.numeric
+            block = np.column_stack([columns[p] for p in positions]).astype(np.float64, copy=False)
+            block = np.where(np.isnan(block), statistics, block)
+            x[:, offset : offset + len(positions)] = (block - mean) / scale
+        for offset, position, lookup in self.one_hot:
+            for row, value in enumerate(columns[position].tolist()):
+                j = lookup.get(MISSING if value is None else value)
+                if j is not None:
+                    x[row, offset + j] = 1.0
+        return x
+
+    def __call__(self, columns: list[np.ndarray]) -> np.ndarray:
+        x = self.features(columns)
+        if self.n_classes is None:
+            return np.asarray(self.estimator.predict(x), dtype=np.float64)
+        out = np.zeros((len(x), self.n_classes), dtype=np.float64)
+        out[:, self.estimator_classes] = self.estimator.predict_proba(x)
+        return out
+
+
+def _verified_compiled(model, columns_spec: Columns) -> _CompiledSklearn | None:
+    """The compiled scorer if it gives exactly the model's own scores on probe rows, else None."""
+    import pandas as pd
+
+    try:
+        compiled = _CompiledSklearn.build(model)
+    except Exception as err:  # an unexpected structure: keep the generic path
+        _log.warning("kfp-ct: no compiled fast path (%s: %s)", type(err).__name__, err)
+        return None
+    if compiled is None:
+        return None
+    example = os.path.join(model.path, "input_example.json")
+    try:
+        import json
+
+        with open(example) as f:
+            data = json.load(f)
+        records = [dict(zip(data["columns"], row)) for row in data["data"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    probes = records + [
+        {name: None for name in columns_spec.names},
+        {
+            name: (None if numeric else "__kfp_ct_unseen__")
+            for name, numeric in zip(columns_spec.names, columns_spec.numeric)
+        },
+    ]
+    columns = columns_spec.from_instances(probes)
+    frame = pd.DataFrame(dict(zip(columns_spec.names, columns)))
+    try:
+        same_features = np.array_equal(compiled.features(columns), model.featurizer.transform(frame), equal_nan=True)
+        same_scores = np.array_equal(compiled(columns), np.asarray(model.scorer(frame), dtype=np.float64))
+    except Exception as err:
+        _log.warning("kfp-ct: compiled fast path failed its check (%s: %s)", type(err).__name__, err)
+        return None
+    if not (same_features and same_scores):
+        _log.warning("kfp-ct: compiled fast path differs from the model's own scores: not used")
+        return None
+    return compiled
+
+
+def make_model_class():
+    """The kserve.Model subclass (built on first use, so importing this module does not import kserve)."""
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+    class KfpCtModel(_kserve_model_class()):
+        """Serves one kfp-ct model directory (see the module docstring)."""
+
+        def __init__(self, name: str, model_uri: str):
+            super().__init__(name)
+            self.model_uri = model_uri
+            self.model = None
+            self._tmp = None
+
+        def load(self) -> bool:
+            from threadpoolctl import threadpool_limits
+
+            from kfp_ct.components._common.model import load_model
+
+            # One request is small and requests run concurrently: OpenMP threads inside one prediction cost far more
+            # than they give (one elec2 row: ~0.25 ms with 1 thread, 9-30 ms with spinning threads on a busy host).
+            threadpool_limits(limits=int(os.environ.get("KFP_CT_SERVER_THREADS", "1")), user_api="openmp")
+
+            scheme = model_uri_scheme(self.model_uri)
+            if scheme == "gs":
+                self._tmp = tempfile.mkdtemp(prefix="kfp-ct-serve-")
+            path = resolve_model_dir(self.model_uri, self._tmp)
+            self.model = load_model(path)
+            self.columns = Columns(self.model.input_columns)
+            self.predictor = _Predictor(self.model)
+            if os.environ.get("KFP_CT_SERVER_FAST_PATH", "1") != "0":
+                self.predictor.compiled = _verified_compiled(self.model, self.columns)
+            _log.info(
+                "kfp-ct: serving %s (%s) with the %s scorer",
+                self.name,
+                self.model.framework,
+                "compiled numpy" if self.predictor.compiled is not None else "generic",
+            )
+            self.classes = list(self.model.classes) if self.model.task == "classification" else None
+            self.ready = True
+            return self.ready
+
+        def stop(self):
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            super().stop()
+
+        def get_input_types(self) -> list[dict]:
+            return [
+                {"name": n, "datatype": "FP64" if numeric else "BYTES", "shape": [-1]}
+                for n, numeric in zip(self.columns.names, self.columns.numeric)
+            ]
+
+        def get_output_types(self) -> list[dict]:
+            if self.classes is None:
+                return [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]
+            return [
+                {"name": "predictions", "datatype": _label_datatype(self.classes), "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(self.classes)]},
+            ]
+
+        def _run(self, columns):
+            try:
+                return self.predictor(columns)
+            except (ValueError, TypeError) as err:  # the model refused these values: the caller's to fix
+                raise InvalidInput(f"the model cannot score these rows: {err}") from None
+
+        async def predict(self, payload, headers=None, response_headers=None):
+            try:
+                if isinstance(payload, (bytes, str)):  # a body sent without a JSON content-type
+                    payload = _parse_json(payload)
+                if isinstance(payload, InferRequest):
+                    columns = self.columns.from_infer_request(payload)
+                elif isinstance(payload, dict):
+                    if "instances" not in payload:
+                        raise PayloadError("the body lacks 'instances': send {\"instances\": [records or rows]}")
+                    columns = self.columns.from_instances(payload["instances"])
+                else:
+                    raise PayloadError(f"the body must be a JSON object with 'instances', got {type(payload).__name__}")
+            except PayloadError as err:
+                raise InvalidInput(str(err)) from None
+            predictions, proba = self._run(columns)
+            if isinstance(payload, InferRequest):
+                outputs = [_infer_output("predictions", predictions)]
+                if proba is not None:
+                    outputs.append(InferOutput("probabilities", list(proba.shape), "FP64", proba))
+                return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=outputs)
+            response = {"predictions": predictions.tolist()}
+            if proba is not None:
+                response["probabilities"] = proba  # the ORJSONResponse serializes numpy arrays natively
+            return response
+
+    return KfpCtModel
+
+
+def _label_datatype(classes) -> str:
+    if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes):
+        return "INT64"
+    if all(isinstance(c, (int, float, np.number)) and not isinstance(c, bool) for c in classes):
+        return "FP64"
+    return "BYTES"
+
+
+def _infer_output(name: str, values: np.ndarray):
+    from kserve.protocol.infer_type import InferOutput
+
+    datatype = (
+        _label_datatype(values.tolist())
+        if values.dtype == object
+        else ("INT64" if values.dtype.kind in "iu" else "FP64")
+    )
+    if datatype == "BYTES":
+        return InferOutput(name, [len(values)], "BYTES", [str(v) for v in values.tolist()])
+    return InferOutput(name, [len(values)], datatype, values.astype(np.int64 if datatype == "INT64" else np.float64))
+
+
+def model_uri_scheme(model_uri: str) -> str:
+    from kfp_ct.components._common import storage
+
+    return storage.split_uri(model_uri)[0]
+
+
+def build_model(model_uri: str, model_name: str | None = None):
+    """A loaded KfpCtModel (raises with a clear message when the model cannot be loaded).
+
+    Without `model_name` it is named after the registered model in its metadata, else 'model'.
+    """
+    model = make_model_class()(model_name or "model", model_uri)
+    model.load()
+    if not model_name:
+        model.name = str(model.model.metadata.get("model_name") or "model")
+    return model
+
+
+def _model_server(host: str, **kwargs):
+    import kserve
+
+    class LoopbackModelServer(kserve.ModelServer):
+        """kserve.ModelServer binds 0.0.0.0; this one binds `host` (loopback by default)."""
+
+        def setup_event_loop(self):
+            if self._rest_server is not None:
+                self._rest_server.config.host = host
+            super().setup_event_loop()
+
+    return LoopbackModelServer(**kwargs)
+
+
+def serve(
+    model_uri: str,
+    model_name: str | None = None,
+    port: int = 8080,
+    host: str = "127.0.0.1",
+    enable_latency_logging: bool = False,
+) -> None:
+    """Serves the model at `model_uri` on http://{host}:{port} until interrupted (KServe V1 and V2 REST).
+
+    This is what `kfp-ct serve MODEL_URI [--port N]` runs.
+    """
+    model = build_model(model_uri, model_name)
+    server = _model_server(host, http_port=port, enable_grpc=False, enable_latency_logging=enable_latency_logging)
+    _quiet_per_request_logs()
+    server.start([model])
+
+
+def _quiet_per_request_logs() -> None:
+    """KServe logs a line per request (timing middleware, access log) at INFO: costly under load. Keep warnings."""
+    for name in ("kserve.trace", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("KFP_CT_SERVER_THREADS", "1"))
+    from kserve import model_server
+
+    parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model_uri",
+        default=os.environ.get("STORAGE_URI", "/mnt/models"),
+        help="The model: a path, file:// or gs:// (KServe mounts storageUri at /mnt/models).",
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="The address to bind (in a pod: all interfaces).")
+    parser.set_defaults(enable_grpc=False)  # the ServingRuntime exposes REST (V1 and V2) only
+    args, _ = parser.parse_known_args(argv)
+    model = build_model(args.model_uri, args.model_name)
+    server = _model_server(
+        args.host,
+        http_port=args.http_port,
+        workers=args.workers,
+        enable_grpc=args.enable_grpc,
+        enable_latency_logging=args.enable_latency_logging,
+    )
+    if not args.enable_latency_logging:
+        _quiet_per_request_logs()
+    server.start([model])
+
+
+if __name__ == "__main__":
+    main()

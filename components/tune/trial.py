@@ -1,0 +1,244 @@
+"""One tuning trial: fit a catalog trainer's core with given hyperparameters and print its validation metrics as
+`validation-<metric>=<value>` lines (the trainer prints its per-epoch lines itself).
+
+Both backends run this code: the local backend calls `prepare` once per worker process and `run_trial` per trial;
+a Katib trial's Job runs it as a module:
+
+    python -m kfp_ct.components.tune.trial --trainer sklearn --train-uri gs://b/train.parquet \\
+        --featurizer-uri gs://b/featurizer --target-column class --task classification \\
+        --option estimator=hist_gradient_boosting --param learning_rate=0.05 --param-type learning_rate=double \\
+        --param max_leaf_nodes=31 --param-type max_leaf_nodes=int
+
+The data is split into fit and validation rows exactly as the trainer does (`training.load_train_data`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from kfp_ct.components.tune.core import parse_value
+
+TRAINERS = {
+    "sklearn": "kfp_ct.components.train_sklearn.core",
+    "torch": "kfp_ct.components.train_torch.core",
+    "keras": "kfp_ct.components.train_keras.core",
+}
+# Options of a trainer that are not hyperparameters but choose what the hyperparameters mean (passed to `fit`).
+OPTIONS = {"sklearn": {"estimator": "hist_gradient_boosting"}, "torch": {}, "keras": {}}
+METRIC_PREFIX = "validation-"
+
+
+def trainer_core(trainer: str):
+    if trainer not in TRAINERS:
+        raise ValueError(f"unknown trainer '{trainer}': expected one of {', '.join(TRAINERS)}")
+    return importlib.import_module(TRAINERS[trainer])
+
+
+def preload_modules(trainer: str) -> list[str]:
+    """What a trial worker imports before it loads data: worth importing once in the workers' fork server."""
+    return ["kfp_ct.components._common.training", TRAINERS[trainer], "skops.io"]
+
+
+def trainer_options(trainer: str, options: Optional[dict] = None) -> dict:
+    """The trainer's options (e.g. sklearn's estimator) completed with their defaults; unknown ones refused."""
+    if trainer not in TRAINERS:
+        raise ValueError(f"unknown trainer '{trainer}': expected one of {', '.join(TRAINERS)}")
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - set(OPTIONS[trainer]))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) for trainer {trainer}: {', '.join(unknown)}; allowed: "
+            f"{', '.join(OPTIONS[trainer]) or 'none'}"
+        )
+    return {**OPTIONS[trainer], **options}
+
+
+def allowed_hyperparameters(trainer: str, options: Optional[dict] = None) -> dict[str, Any]:
+    """The hyperparameters the trainer's core accepts (with their defaults), as the core itself reports them."""
+    core = trainer_core(trainer)
+    options = trainer_options(trainer, options)
+    if hasattr(core, "hyperparameters_for"):
+        return dict(core.hyperparameters_for(**options))
+    for name in ("HYPERPARAMETERS", "DEFAULTS"):
+        if isinstance(getattr(core, name, None), dict):
+            return dict(getattr(core, name))
+    raise RuntimeError(f"trainer {trainer} ({TRAINERS[trainer]}) does not say which hyperparameters it accepts")
+
+
+def check_hyperparameter_names(trainer: str, names, options: Optional[dict] = None) -> None:
+    allowed = allowed_hyperparameters(trainer, options)
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        what = (
+            f"{trainer} ({', '.join(f'{k}={v}' for k, v in trainer_options(trainer, options).items())})"
+            if OPTIONS[trainer]
+            else trainer
+        )
+        raise ValueError(
+            f"unknown hyperparameter(s) for {what}: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+@contextlib.contextmanager
+def local_copy(uri: str, directory: bool) -> Iterator[str]:
+    """A local path holding `uri`: a path or file:// as is, a gs:// object (or prefix, for a directory) downloaded."""
+    from kfp_ct.components._common import storage
+
+    scheme, bucket_name, path = storage.split_uri(uri)
+    if scheme == "":
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{'directory' if directory else 'file'} not found: {path}")
+        yield path
+        return
+    if scheme != "gs":
+        raise ValueError(f"unsupported URI scheme '{scheme}' in {uri}: expected a path, file:// or gs://")
+    with tempfile.TemporaryDirectory(prefix="kfp-ct-trial-") as tmp:
+        if not directory:
+            dest = os.path.join(tmp, os.path.basename(path) or "data")
+            storage.download_gcs(uri, dest)
+            yield dest
+            return
+        prefix = path.rstrip("/") + "/"
+        found = False
+        for blob in storage.gcs_client().list_blobs(bucket_name, prefix=prefix):
+            rel = blob.name[len(prefix) :]
+            if rel and not rel.endswith("/"):
+                target = os.path.join(tmp, *rel.split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                blob.download_to_filename(target)
+                found = True
+        if not found:
+            raise FileNotFoundError(f"no objects under {uri}")
+        yield tmp
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one search shares: the featurized fit and validation rows, loaded once."""
+
+    trainer: str
+    options: dict
+    hyperparameters: dict
+    seed: int
+    task: str
+    n_classes: Optional[int]
+    x_fit: Any
+    y_fit: Any
+    x_val: Any
+    y_val: Any
+
+
+def prepare(
+    trainer: str,
+    train_uri: str,
+    featurizer_uri: str,
+    target_column: Optional[str] = None,
+    task: Optional[str] = None,
+    options: Optional[dict] = None,
+    hyperparameters: Optional[dict] = None,
+    seed: int = 0,
+) -> TrialContext:
+    """Loads and featurizes the train split once, split into fit and validation rows as the trainer does."""
+    from kfp_ct.components._common.training import load_train_data
+
+    options = trainer_options(trainer, options)
+    check_hyperparameter_names(trainer, hyperparameters or {}, options)
+    trainer_core(trainer)
+    with local_copy(train_uri, directory=False) as train_path, local_copy(featurizer_uri, directory=True) as feat:
+        data = load_train_data(train_path, feat, seed, target_column, task)
+    featurizer = data.featurizer
+    return TrialContext(
+        trainer,
+        options,
+        dict(hyperparameters or {}),
+        seed,
+        featurizer.task,
+        featurizer.n_classes,
+        data.x_fit,
+        data.y_fit,
+        data.x_val,
+        data.y_val,
+    )
+
+
+def run_trial(context: TrialContext, params: dict) -> dict[str, float]:
+    """Fits the trainer with the fixed hyperparameters updated by `params`; prints and returns the validation
+    metrics."""
+    from kfp_ct.components._common.training import print_metrics, seed_everything
+
+    core = trainer_core(context.trainer)
+    seed_everything(context.seed)
+    result = core.fit(
+        context.x_fit,
+        context.y_fit,
+        context.x_val,
+        context.y_val,
+        task=context.task,
+        n_classes=context.n_classes,
+        hyperparameters={**context.hyperparameters, **params},
+        seed=context.seed,
+        **context.options,
+    )
+    metrics = {name.removeprefix(METRIC_PREFIX): float(value) for name, value in result.metrics.items()}
+    print_metrics(metrics, prefix=METRIC_PREFIX)
+    return metrics
+
+
+def parse_assignments(items: list[str], what: str) -> dict[str, str]:
+    """NAME=VALUE strings -> {NAME: VALUE}."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{what} '{item}' must be NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kfp_ct.components.tune.trial", description=__doc__.split("\n")[0])
+    parser.add_argument("--trainer", required=True, choices=sorted(TRAINERS))
+    parser.add_argument("--train-uri", required=True, help="the train split: a Parquet file (path, file:// or gs://)")
+    parser.add_argument("--featurizer-uri", required=True, help="the featurizer directory (path, file:// or gs://)")
+    parser.add_argument("--target-column")
+    parser.add_argument("--task", choices=["classification", "regression"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--option", action="append", default=[], help="a trainer option NAME=VALUE (e.g. estimator)")
+    parser.add_argument("--hyperparameters", default="{}", help="fixed hyperparameters as a JSON object")
+    parser.add_argument("--param", action="append", default=[], help="a searched hyperparameter NAME=VALUE")
+    parser.add_argument(
+        "--param-type",
+        action="append",
+        default=[],
+        help="NAME=TYPE: the Katib parameterType (double, int, categorical, discrete) of a --param; "
+        "default categorical (JSON scalars as such, anything else as text)",
+    )
+    args = parser.parse_args(argv)
+    fixed = json.loads(args.hyperparameters)
+    if not isinstance(fixed, dict):
+        parser.error("--hyperparameters must be a JSON object")
+    options = parse_assignments(args.option, "--option")
+    kinds = parse_assignments(args.param_type, "--param-type")
+    params = {
+        k: parse_value(kinds.get(k, "categorical"), v) for k, v in parse_assignments(args.param, "--param").items()
+    }
+    check_hyperparameter_names(args.trainer, params, options)
+    context = prepare(
+        args.trainer, args.train_uri, args.featurizer_uri, args.target_column, args.task, options, fixed, args.seed
+    )
+    run_trial(context, params)
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

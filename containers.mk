@@ -1,0 +1,88 @@
+# Container images and the container test tier (included by the Makefile).
+#
+#   make image             the component image (CPU), the GPU training image and the serving image
+#   make image-cpu / image-gpu / image-serving
+#   make base-image        a Python 3.11 base built from Debian packages (debootstrap), for machines without a registry
+#   make wheelhouse        the images' dependencies as wheels, built on the host (the builds then need no network)
+#   make test-containers   podman set up here, base + CPU + serving images built, then `pytest -m containers`
+#   make containers-ready  all that test-containers does before pytest (for `make test` in CI)
+#   make containers-setup  podman (installed with apt-get if missing) configured for this kind of machine, serving
+#                          the Docker API; `. $(CT_HOME)/env.sh` points DOCKER_HOST and podman at it
+#
+# ENGINE is podman when it is installed, else docker when a Docker engine answers, else podman (installed).
+# BASE_IMAGE defaults to the registry-free Debian base; elsewhere: make image BASE_IMAGE=python:3.11-slim
+# GPU_BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu22.04. The GPU image downloads several GB of CUDA wheels from PyPI:
+# `make image` builds it; CI and the tests never do.
+
+CT_HOME ?= /var/tmp/kfp-ct-podman
+CT_ENV := $(CT_HOME)/env.sh
+CT_DIR := .ci/containers
+LOCAL_BASE := localhost/kfp-ct-base:bookworm
+BASE_IMAGE ?= $(LOCAL_BASE)
+GPU_BASE_IMAGE ?= $(BASE_IMAGE)
+ENGINE ?= $(shell if command -v podman >/dev/null 2>&1; then echo podman; \
+                  elif docker info >/dev/null 2>&1; then echo docker; else echo podman; fi)
+# podman reads the private configuration that containers-setup writes
+ENGINE_CMD = $(if $(filter podman,$(ENGINE)),. $(CT_ENV) && podman,$(ENGINE))
+WHEELHOUSE_STAMP := $(CT_DIR)/wheelhouse/.stamp
+image_name = $$($(BIN)/python -c 'from kfp_ct.components._image import $(1); print($(1))')
+# superseded final images (untagged, with the title label) go; untagged builder stages stay: they are the layer cache
+PRUNE = $(ENGINE_CMD) image prune -f --filter label=org.opencontainers.image.title >/dev/null
+# each image carries the hash of the source it was built from; tests/containers check it against the tree
+BUILD = $(ENGINE_CMD) build --network host --label org.kfp-ct.source-sha256=$$($(BIN)/python $(CT_DIR)/source_hash.py)
+
+.PHONY: image image-cpu image-gpu image-serving base-image wheelhouse containers-setup containers-stop \
+        test-containers containers-ready image-sizes
+
+containers-setup:
+ifeq ($(ENGINE),podman)
+	KFP_CT_PODMAN_HOME=$(CT_HOME) bash $(CT_DIR)/podman-setup.sh start
+else
+	@echo "using the Docker engine that answers 'docker info'"
+endif
+
+containers-stop:
+	KFP_CT_PODMAN_HOME=$(CT_HOME) bash $(CT_DIR)/podman-setup.sh stop
+
+base-image: containers-setup
+ifeq ($(BASE_IMAGE),$(LOCAL_BASE))
+	$(if $(filter podman,$(ENGINE)),. $(CT_ENV) &&) ENGINE=$(ENGINE) KFP_CT_PODMAN_HOME=$(CT_HOME) \
+		bash $(CT_DIR)/base-image.sh $(LOCAL_BASE)
+else
+	@echo "base image: $(BASE_IMAGE) (from its registry)"
+endif
+
+$(WHEELHOUSE_STAMP): setup.cfg constraints.txt $(CT_DIR)/requirements.py $(CT_DIR)/wheelhouse.sh | $(STAMP)
+	bash $(CT_DIR)/wheelhouse.sh $(BIN)/python
+	touch $@
+
+wheelhouse: $(WHEELHOUSE_STAMP)
+
+image-cpu: install base-image wheelhouse
+	$(BUILD) --build-arg BASE_IMAGE=$(BASE_IMAGE) -f Dockerfile -t $(call image_name,IMAGE) .
+	$(PRUNE)
+
+image-serving: install base-image wheelhouse
+	$(BUILD) --build-arg BASE_IMAGE=$(BASE_IMAGE) -f kserve/Dockerfile -t $(call image_name,SERVING_IMAGE) .
+	$(PRUNE)
+
+image-gpu: install base-image wheelhouse
+	$(BUILD) --build-arg BASE_IMAGE=$(GPU_BASE_IMAGE) -f Dockerfile.gpu -t $(call image_name,GPU_IMAGE) .
+	$(PRUNE)
+
+image: image-cpu image-gpu image-serving image-sizes
+
+image-sizes:
+	@for name in IMAGE GPU_IMAGE SERVING_IMAGE; do \
+		tag=$$($(BIN)/python -c "from kfp_ct.components._image import $$name; print($$name)"); \
+		size=$$($(ENGINE_CMD) image inspect --format '{{.Size}}' $$tag 2>/dev/null); \
+		if [ -n "$$size" ]; then echo "$$tag $$size" | awk '{printf "%-45s %6.2f GB\n", $$1, $$2/1e9}'; \
+		else echo "$$tag: not built"; fi; \
+	done
+
+# What the container tier needs (CI: `make test` depends on it when CI=true): the API, the CPU and serving images.
+containers-ready: image-cpu image-serving
+
+test-containers: containers-ready
+	$(if $(filter podman,$(ENGINE)),. $(CT_ENV) &&) KFP_CT_REQUIRE_CONTAINERS=1 \
+		$(BIN)/python -m pytest -m containers tests/containers

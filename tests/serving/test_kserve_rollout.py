@@ -1,0 +1,177 @@
+"""KServe rollout logic against a fake of the Kubernetes CustomObjectsApi that behaves like the KServe controller
+(generations, observedGeneration, revisions, traffic, Ready). Every manifest the fake receives must validate
+against the InferenceService CRD (the fake asserts it)."""
+
+from __future__ import annotations
+
+import pytest
+from fake_kube import FakeCustomObjectsApi
+
+from kfp_ct.components.push import manifests
+from kfp_ct.components.push.rollout import Rollout, RolloutError, rollout
+
+NS = "kubeflow-user-example-com"
+V1, V2 = "gs://bucket/models/v1", "gs://bucket/models/v2"
+URL1, URL2 = "http://revision-1.local", "http://revision-2.local"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Smoke:
+    """Records the URLs it is called with and the traffic split at that moment; fails for `failing` URLs."""
+
+    def __init__(self, api: FakeCustomObjectsApi, name: str, failing: set[str] = frozenset()):
+        self.api, self.name, self.failing = api, name, failing
+        self.calls: list[tuple[str, dict]] = []
+
+    def __call__(self, url: str) -> None:
+        self.calls.append((url, self.api.traffic(self.name)))
+        if url in self.failing:
+            raise RuntimeError(f"V1 predict answered HTTP 500 at {url}")
+
+
+def _manifest(storage: str, mode: str = "Serverless", name: str = "elec2") -> dict:
+    return manifests.inference_service(
+        manifests.ServiceSpec(name=name, storage_uri=storage, namespace=NS, deployment_mode=mode)
+    )
+
+
+def _run(api, storage, smoke, mode="Serverless", canary=10, timeout_s=600):
+    clock = Clock()
+    return rollout(
+        api,
+        _manifest(storage, mode),
+        smoke,
+        canary,
+        timeout_s=timeout_s,
+        poll_s=5,
+        sleep=clock.sleep,
+        clock=clock,
+        log=lambda message: None,
+    )
+
+
+@pytest.mark.parametrize("mode", ["Serverless", "RawDeployment"])
+def test_first_deployment(mode):
+    api = FakeCustomObjectsApi({V1: URL1})
+    smoke = Smoke(api, "elec2")
+    result = _run(api, V1, smoke, mode)
+    assert api.calls[:2] == ["get", "create"]
+    assert result.url == f"{URL1}/v1/models/elec2:predict"
+    assert result.generation == 1 and result.previous_storage_uri is None
+    assert [url for url, _ in smoke.calls] == [URL1]
+    live = api.live("elec2")
+    assert live["status"]["observedGeneration"] == live["metadata"]["generation"] == 1
+    assert "canaryTrafficPercent" not in live["spec"]["predictor"]
+
+
+def test_canary_is_smoke_tested_then_promoted():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"))
+    smoke = Smoke(api, "elec2")
+    result = _run(api, V2, smoke, canary=10)
+    # the smoke test reached the new revision (tag routing URL) while it had 10% of the traffic
+    assert smoke.calls == [(URL2, {V1: 90, V2: 10})]
+    assert [m["spec"]["predictor"].get("canaryTrafficPercent") for m in api.received[1:]] == [10, None]
+    live = api.live("elec2")
+    assert api.traffic("elec2") == {V2: 100}
+    assert "canaryTrafficPercent" not in live["spec"]["predictor"]
+    assert live["metadata"]["annotations"][manifests.PREVIOUS_STORAGE_ANNOTATION] == V1
+    assert live["status"]["components"]["predictor"]["latestRolledoutRevision"] == "elec2-predictor-00002"
+    assert result.generation == live["metadata"]["generation"] == 3
+    assert result.previous_storage_uri == V1 and result.storage_uri == V2
+
+
+def test_failed_canary_smoke_test_rolls_back_to_zero():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"))
+    with pytest.raises(RolloutError, match=r"rolled back to 0%.*HTTP 500"):
+        _run(api, V2, Smoke(api, "elec2", failing={URL2}))
+    live = api.live("elec2")
+    assert live["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert api.traffic("elec2") == {V1: 100}
+    assert live["status"]["observedGeneration"] == live["metadata"]["generation"]
+
+
+def test_canary_that_never_gets_ready_rolls_back():
+    api = FakeCustomObjectsApi({V1: URL1, V2: None})
+    _run(api, V1, Smoke(api, "elec2"))
+    smoke = Smoke(api, "elec2")
+    with pytest.raises(RolloutError, match="RevisionFailed"):
+        _run(api, V2, smoke)
+    assert smoke.calls == []  # never smoke-tested: it never got Ready
+    assert api.live("elec2")["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert api.traffic("elec2") == {V1: 100}
+
+
+def test_raw_deployment_full_rollout_keeps_previous_storage():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"), "RawDeployment")
+    result = _run(api, V2, Smoke(api, "elec2"), "RawDeployment")
+    live = api.live("elec2")
+    assert live["spec"]["predictor"]["model"]["storageUri"] == V2
+    assert live["metadata"]["annotations"][manifests.PREVIOUS_STORAGE_ANNOTATION] == V1
+    assert all("canaryTrafficPercent" not in m["spec"]["predictor"] for m in api.received)
+    assert result.url == f"{URL2}/v1/models/elec2:predict"
+
+
+def test_raw_deployment_rolls_back_to_previous_storage_on_failed_smoke_test():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"), "RawDeployment")
+    with pytest.raises(RolloutError, match=f"rolled back to {V1}"):
+        _run(api, V2, Smoke(api, "elec2", failing={URL2}), "RawDeployment")
+    live = api.live("elec2")
+    assert live["spec"]["predictor"]["model"]["storageUri"] == V1
+    assert live["status"]["observedGeneration"] == live["metadata"]["generation"] == 3
+    assert live["status"]["url"] == URL1
+
+
+def test_failed_first_deployment_is_deleted():
+    api = FakeCustomObjectsApi({V1: URL1})
+    with pytest.raises(RolloutError, match="first deployment .* failed and was deleted"):
+        _run(api, V1, Smoke(api, "elec2", failing={URL1}))
+    assert api.live("elec2") is None and api.calls[-1] == "delete"
+
+
+def test_timeout_names_what_it_waited_for():
+    api = FakeCustomObjectsApi({V1: URL1}, lag=10_000)
+    with pytest.raises(RolloutError, match=r"not Ready within 30 s \(controller has observed generation 0 of 1\)"):
+        _run(api, V1, Smoke(api, "elec2"), timeout_s=30)
+
+
+def test_write_conflict_is_retried():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"))
+    replace = api.replace_namespaced_custom_object
+    state = {"conflicts": 0}
+
+    def someone_else_writes_first(*args):
+        if state["conflicts"] == 0:  # another client changes the object between our read and our write
+            state["conflicts"] += 1
+            live = api.objects[(NS, "elec2")]
+            live["metadata"]["resourceVersion"] = "999"
+            live["metadata"].setdefault("labels", {})["team"] = "other"
+        return replace(*args)
+
+    api.replace_namespaced_custom_object = someone_else_writes_first
+    _run(api, V2, Smoke(api, "elec2"))
+    live = api.live("elec2")
+    assert live["metadata"]["labels"]["team"] == "other"  # the other writer's change survived
+    assert live["spec"]["predictor"]["model"]["storageUri"] == V2
+
+
+def test_bad_arguments():
+    api = FakeCustomObjectsApi({})
+    with pytest.raises(ValueError, match="0..100"):
+        Rollout(api, _manifest(V1), lambda url: None, canary_traffic_percent=101)
+    with pytest.raises(ValueError, match="timeout_s"):
+        Rollout(api, _manifest(V1), lambda url: None, timeout_s=0)
