@@ -5,6 +5,7 @@ from typing import Optional
 from kfp import dsl
 
 from kfp_ct.components import featurize, ingest, validate
+from kfp_ct.pipelines.steps import step
 
 
 @dsl.pipeline(
@@ -22,13 +23,14 @@ def data_pipeline(
     seed: int = 0,
 ):
     """Ingests `source_uri`, infers and checks its schema, splits it and fits a featurizer on the train split."""
-    data = ingest(source_uri=source_uri, file_format=file_format, time_column=time_column, start=start, end=end)
-    checked = validate(dataset=data.outputs["dataset"], target_column=target_column)
-    featurize(
+    data = step(ingest(source_uri=source_uri, file_format=file_format, time_column=time_column, start=start, end=end))
+    checked = step(validate(dataset=data.outputs["dataset"], target_column=target_column))
+    features = featurize(
         dataset=data.outputs["dataset"],
         target_column=target_column,
         exclude_columns=exclude_columns,
         test_fraction=test_fraction,
         seed=seed,
         time_column=time_column,
-    ).after(checked)
+    )
+    step(features.after(checked))

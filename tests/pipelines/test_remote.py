@@ -30,12 +30,12 @@ class KfpApi(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.requests.append(("GET", self.path, None, dict(self.headers)))
+        self.requests.append(("GET", self.path, None, self.headers.get("Authorization")))
         self._reply({"experiments": []} if self.path.startswith("/apis/v2beta1/experiments") else {})
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append(("POST", self.path, body, dict(self.headers)))
+        self.requests.append(("POST", self.path, body, self.headers.get("Authorization")))
         kind = self.path.split("?")[0].rsplit("/", 1)[-1]
         ids = {
             "experiments": {"experiment_id": "exp-1"},
@@ -72,11 +72,15 @@ def test_schedule_creates_a_recurring_run_one_at_a_time_without_catchup(kfp_api,
     assert recurring.trigger.cron_schedule.cron == "0 0 2 * * *"
     assert int(recurring.max_concurrency) == 1 and recurring.no_catchup is True
     assert recurring.mode == "ENABLE" and recurring.experiment_id == "exp-1"
-    assert recurring.pipeline_spec["pipelineInfo"]["name"] == "continuous-training-pipeline"
+    # with kfp-kubernetes settings (the Secret) the client sends the pipeline and platform specs together
+    spec = recurring.pipeline_spec["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "continuous-training-pipeline"
+    executors = recurring.pipeline_spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors and all("secretAsEnv" in executor for executor in executors.values()), executors
     assert recurring.runtime_config.parameters["current_uri"] == "gs://b/new.csv"
     # the credential travels in the Authorization header only, never in the pipeline or its parameters
-    auth = [headers.get("Authorization") for _, _, _, headers in requests]
-    assert all(value == "Bearer token-from-the-environment" for value in auth)
+    auth = [authorization for _, _, _, authorization in requests]
+    assert all(value == "Bearer token-from-the-environment" for value in auth), auth
     assert "token-from-the-environment" not in json.dumps(raw)
 
 
@@ -105,7 +109,7 @@ def test_submit_starts_one_run_with_typed_parameters(kfp_api):
         "target_column": "label",
         "test_fraction": 0.3,
     }
-    assert run.pipeline_spec["pipelineInfo"]["name"] == "data-pipeline"
+    assert run.pipeline_spec["pipeline_spec"]["pipelineInfo"]["name"] == "data-pipeline"
 
 
 @pytest.mark.parametrize("cron", ["0 2 * * *", "* * *", "0 0 0 2 * * *"])
