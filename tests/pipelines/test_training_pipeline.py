@@ -55,9 +55,13 @@ def test_tuned_training_matches_or_beats_the_defaults(kfp_local, mlflow_server, 
             **common,
             "model_name": "elec2-tuned",
             "tune_hyperparameters": True,
-            "max_trial_count": 6,
+            "tuning_algorithm": "grid",
+            "max_trial_count": 3,
             "parallel_trial_count": 2,
-            "search_space": {"min_samples_leaf": {"parameterType": "int", "feasibleSpace": {"min": "1", "max": "20"}}},
+            # the grid holds the default (1), so tuning can only match or beat it on validation
+            "search_space": {
+                "min_samples_leaf": {"parameterType": "discrete", "feasibleSpace": {"list": ["1", "4", "16"]}}
+            },
         },
         kfp_local,
     )
