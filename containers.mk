@@ -4,8 +4,9 @@
 #   make image-cpu / image-gpu / image-serving
 #   make base-image        a Python 3.11 base built from Debian packages (debootstrap), for machines without a registry
 #   make wheelhouse        the images' dependencies as wheels, built on the host (the builds then need no network)
-#   make test-containers   podman set up here, base + CPU + serving images built, then `pytest -m containers`
-#   make containers-ready  all that test-containers does before pytest (for `make test` in CI)
+#   make test-containers   podman set up here, base + CPU + serving images built, then `pytest -m containers`:
+#                          `make test CONTAINERS=1` with only the tier selected
+#   make containers-ready  all that the tier needs before pytest (`make test CONTAINERS=1` depends on it)
 #   make containers-setup  podman (installed with apt-get if missing) configured for this kind of machine, serving
 #                          the Docker API; `. $(CT_HOME)/env.sh` points DOCKER_HOST and podman at it
 #
@@ -36,7 +37,7 @@ BUILD = $(ENGINE_CMD) build --network host --label org.kfp-ct.source-sha256=$$($
 
 containers-setup:
 ifeq ($(ENGINE),podman)
-	KFP_CT_PODMAN_HOME=$(CT_HOME) bash $(CT_DIR)/podman-setup.sh start
+	PYTHON=$(PYTHON) KFP_CT_PODMAN_HOME=$(CT_HOME) bash $(CT_DIR)/podman-setup.sh start
 else
 	@echo "using the Docker engine that answers 'docker info'"
 endif
@@ -80,9 +81,11 @@ image-sizes:
 		else echo "$$tag: not built"; fi; \
 	done
 
-# What the container tier needs (CI: `make test` depends on it when CI=true): the API, the CPU and serving images.
+# What the container tier needs before pytest: the API, the CPU and serving images. `make test CONTAINERS=1` (CI, see
+# .ci/run) depends on it and runs pytest with CONTAINERS_ENV: DOCKER_HOST at podman's API, and the tier required.
 containers-ready: image-cpu image-serving
 
-test-containers: containers-ready
-	$(if $(filter podman,$(ENGINE)),. $(CT_ENV) &&) KFP_CT_REQUIRE_CONTAINERS=1 \
-		$(BIN)/python -m pytest -m containers tests/containers
+CONTAINERS_ENV = $(if $(filter podman,$(ENGINE)),. $(CT_ENV) &&) KFP_CT_REQUIRE_CONTAINERS=1
+
+test-containers:
+	$(MAKE) test CONTAINERS=1 PYTEST_ARGS='-m containers tests/containers'
