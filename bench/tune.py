@@ -7,9 +7,9 @@ spreads one fit over every core with OpenMP, so running its trials side by side 
 the other: the parallel-trials goal is about trainers that use one core per fit.) Three measurements, each in a
 fresh Python process, one after the other:
 
-1. tune, 1 parallel trial: `core.run_search` with the `random` algorithm (its suggestions do not depend on
-   results, so every run gets the same hyperparameters), from the call to its return: worker start-up, loading the
-   data, every trial, parsing its `name=value` lines;
+1. tune, 1 parallel trial: `core.tune` (the local backend) with the `random` algorithm (its suggestions do not
+   depend on results, so every run gets the same hyperparameters), from the call to its return: checking the
+   settings, loading the data, starting the worker, every trial, parsing its `name=value` lines;
 2. the same fits called directly, sequentially, in one process (the data loaded once, before the clock starts);
 3. tune, 2 parallel trials.
 
@@ -63,34 +63,28 @@ def prepare_data(directory: Path, rows: int | None) -> dict:
 
 
 def measure_tune(data: dict, trials: int, parallel: int, fixed: dict) -> dict:
-    from kfp_ct.components.tune import core, trial
+    from kfp_ct.components.train_sklearn import core as sk  # noqa: F401 - imported before the clock, as direct does
+    from kfp_ct.components.tune import core
 
-    parameters = core.parse_search_space(SPACE)
     started = time.perf_counter()
-    result = core.run_search(
-        trial.run_trial,
-        parameters,
-        "validation-roc_auc",
-        "maximize",
-        "random",
+    result = core.tune(
+        data["train"],
+        data["featurizer"],
+        "class",
+        "classification",
+        trainer="sklearn",
+        search_space=SPACE,
+        algorithm="random",
+        objective_metric_name="validation-roc_auc",
+        objective_type="maximize",
         max_trial_count=trials,
         parallel_trial_count=parallel,
         max_failed_trial_count=0,
         seed=0,
-        setup=trial.prepare,
-        preload=trial.preload_modules("sklearn"),
-        setup_args=(
-            "sklearn",
-            data["train"],
-            data["featurizer"],
-            "class",
-            "classification",
-            {"estimator": ESTIMATOR},
-            fixed,
-            0,
-        ),
+        options={"estimator": ESTIMATOR},
+        hyperparameters=fixed,
         log=lambda line: None,
-    )
+    ).result
     seconds = time.perf_counter() - started
     if result.count(core.SUCCEEDED) != trials:
         raise RuntimeError(

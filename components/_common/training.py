@@ -299,8 +299,8 @@ def train(
     """Trains with a framework's `fit`, then saves, logs and registers the model (see the module docstring).
 
     `allowed_hyperparameters` maps each hyperparameter `fit` accepts to its default; `train_metadata` is the train
-    dataset artifact's metadata (sha256, source_uri, rows) and its uri. The model is written at `model_path` only if it was
-    also logged and registered.
+    dataset artifact's metadata (sha256, source_uri, rows) and its uri. The model is written at `model_path` only if
+    it was also logged and registered.
     """
     from kfp_ct.components._common import model as model_format
     from kfp_ct.components._common import tracking

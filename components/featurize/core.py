@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,10 +197,8 @@ class Featurizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the featurizer directory at `path` atomically (a temporary directory renamed into place)."""
-        import skops.io
-
         with atomic_dir(path) as tmp:
-            skops.io.dump(self.transformer, os.path.join(tmp, TRANSFORMER_FILE))
+            skops_io().dump(self.transformer, os.path.join(tmp, TRANSFORMER_FILE))
             with open(os.path.join(tmp, SPEC_FILE), "w") as f:
                 json.dump(self.spec(), f, indent=2)
 
@@ -253,10 +252,27 @@ class atomic_dir:  # noqa: N801 (a context manager used like a function)
         os.replace(self.tmp, self.target)
 
 
-def load_featurizer(path: str | os.PathLike) -> Featurizer:
-    """Loads a featurizer directory written by `Featurizer.save`, trusting exactly the types it needs."""
+def skops_io():
+    """`skops.io`, imported without importing torch. skops computes its trusted types at import time from
+    scikit-learn's `all_estimators()`, whose `pkgutil.walk_packages` imports every subpackage of sklearn, its vendored
+    `externals.array_api_compat.torch` included, and that imports torch wherever torch is installed: 1.2 s on a
+    2-core machine (more with CUDA) in every process that loads a featurizer or a scikit-learn model. Marking torch
+    absent for that one import changes nothing skops trusts (no estimator comes from torch), and torch stays
+    importable afterwards."""
+    if "torch" not in sys.modules:
+        sys.modules["torch"] = None  # import raises ImportError, which walk_packages skips
+        try:
+            import skops.io
+        finally:
+            if sys.modules.get("torch", False) is None:
+                del sys.modules["torch"]
     import skops.io
 
+    return skops.io
+
+
+def load_featurizer(path: str | os.PathLike) -> Featurizer:
+    """Loads a featurizer directory written by `Featurizer.save`, trusting exactly the types it needs."""
     path = Path(path)
     spec_path, transformer_path = path / SPEC_FILE, path / TRANSFORMER_FILE
     for required in (spec_path, transformer_path):
@@ -268,7 +284,7 @@ def load_featurizer(path: str | os.PathLike) -> Featurizer:
             f"{spec_path}: featurizer format_version {spec.get('format_version')} is not supported "
             f"(expected {FORMAT_VERSION})"
         )
-    transformer = skops.io.load(transformer_path, trusted=trusted_types(transformer_path))
+    transformer = skops_io().load(transformer_path, trusted=trusted_types(transformer_path))
     known = {"format_version", "feature_columns", "target_column", "task", "classes", "time_column", "output_features"}
     return Featurizer(
         transformer=transformer,
@@ -285,9 +301,7 @@ def trusted_types(skops_file: str | os.PathLike) -> list[str]:
     """The types a skops file needs beyond skops' defaults, checked against what the catalog allows: the classes in
     `SKOPS_TRUSTED`, scikit-learn's own (e.g. HistGradientBoosting's TreePredictor) and numpy dtypes. Anything else
     (a function, a type from another package) is refused by name."""
-    import skops.io
-
-    needed = skops.io.get_untrusted_types(file=skops_file)
+    needed = skops_io().get_untrusted_types(file=skops_file)
     refused = [name for name in needed if not _allowed_type(name)]
     if refused:
         raise ValueError(f"{skops_file} holds types the catalog does not trust: {', '.join(refused)}")

@@ -125,15 +125,14 @@ class SklearnAdapter:
 
     def save(self, estimator, featurizer, path: str, mlflow_model) -> None:
         import mlflow.sklearn
-        import skops.io
 
         from kfp_ct.components._common.model import pip_requirements
-        from kfp_ct.components.featurize.core import trusted_types
+        from kfp_ct.components.featurize.core import skops_io, trusted_types
 
         pipeline = self.pipeline(estimator, featurizer)
         probe = path + ".types.skops"  # the exact types this pipeline holds, checked against what the catalog allows
         try:
-            skops.io.dump(pipeline, probe)
+            skops_io().dump(pipeline, probe)
             trusted = trusted_types(probe)
         finally:
             import os

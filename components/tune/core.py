@@ -1,9 +1,9 @@
 """Tune: search hyperparameters with Katib's semantics, locally or as a Katib Experiment on a cluster.
 
 The search space, algorithm names, objective, early stopping and trial counts are Katib's (kubeflow.org/v1beta1
-Experiment). Locally each trial runs in a worker process (the data is loaded once per worker) and prints
-`name=value` lines, parsed with the regular expression of Katib's StdOut metrics collector; an Optuna sampler stands
-in for Katib's suggestion service:
+Experiment). Locally each trial runs in a worker process (the data is loaded once and shared with the workers)
+and prints `name=value` lines, parsed with the regular expression of Katib's StdOut metrics collector; an Optuna
+sampler stands in for Katib's suggestion service:
 
 | Katib algorithm | local sampler |
 |---|---|
@@ -35,6 +35,7 @@ import queue
 import re
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -482,7 +483,7 @@ class SearchResult:
     reason: str
     objective_metric_name: str
     objective_type: str
-    startup_seconds: float = 0.0  # local backend: until every worker had loaded the data
+    startup_seconds: float = 0.0  # local backend: loading the data and starting the workers
 
     def count(self, state: str) -> int:
         return sum(t.state == state for t in self.trials)
@@ -553,26 +554,20 @@ def _limit_threads(threads: int) -> None:
 
 def _worker(
     worker_id: int,
-    setup: Optional[Callable],
-    setup_args: tuple,
+    context: Any,
     trial_fn: Callable,
     tasks,
     results,
     pruned,
     threads: int,
 ) -> None:
-    """A worker process: prepares the trial context once (loads the data), then runs trials until told to stop.
+    """A worker process: receives the trial context (unpickled here, once), then runs trials until told to stop.
 
-    Its thread pools (OpenMP, BLAS) get `threads` threads, set before any numerical library loads, so parallel
-    trials share the cores instead of oversubscribing them."""
+    Its thread pools (OpenMP, BLAS, torch) get `threads` threads, so parallel trials share the cores instead of
+    oversubscribing them."""
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
-    try:
-        context = setup(*setup_args) if setup is not None else None
-        _limit_threads(threads)
-    except BaseException:
-        results.put(("setup_failed", worker_id, traceback.format_exc()))
-        return
+    _limit_threads(threads)
     results.put(("ready", worker_id, None))
     while True:
         task = tasks.get()
@@ -595,34 +590,42 @@ def _worker(
 class _Workers:
     """`count` worker processes, each with its own task queue. They fork from a fork server that imported the trial
     code's modules once (`preload`), so a worker starts in milliseconds and shares no state with this process;
-    where there is no fork server (Windows) they are spawned."""
+    where there is no fork server (Windows, macOS) they are spawned.
 
-    def __init__(self, count: int, setup, setup_args, trial_fn, max_trials: int, preload: tuple[str, ...] = ()):
+    Construction only starts the fork server, which imports `preload` while this process prepares the trials'
+    context; `start(context)` then starts the workers, each receiving the context pickled (a `TrialContext`
+    pickles its memory-mapped arrays as file names, so the data is not copied)."""
+
+    def __init__(self, count: int, trial_fn, max_trials: int, preload: tuple[str, ...] = ()):
         if "forkserver" in multiprocessing.get_all_start_methods():
             self._ctx = multiprocessing.get_context("forkserver")
             self._ctx.set_forkserver_preload(list(preload))
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()  # returns at once: the server imports `preload` in the background
         else:
             self._ctx = multiprocessing.get_context("spawn")
         self.results = self._ctx.Queue()
         self.pruned = self._ctx.Array("b", max_trials, lock=False)
-        self._spec = (setup, setup_args, trial_fn)
+        self._trial_fn, self._context = trial_fn, None
         self.threads = max(1, cpu_count() // count)
         self.processes: list = [None] * count
         self.tasks: list = [None] * count
         self.busy: dict[int, int] = {}  # worker id -> trial number
-        for worker_id in range(count):
+
+    def start(self, context: Any) -> None:
+        self._context = context
+        for worker_id in range(len(self.processes)):
             self._start(worker_id)
 
     def _start(self, worker_id: int) -> None:
-        setup, setup_args, trial_fn = self._spec
         self.tasks[worker_id] = self._ctx.SimpleQueue()
         self.processes[worker_id] = self._ctx.Process(
             target=_worker,
             args=(
                 worker_id,
-                setup,
-                setup_args,
-                trial_fn,
+                self._context,
+                self._trial_fn,
                 self.tasks[worker_id],
                 self.results,
                 self.pruned,
@@ -637,18 +640,16 @@ class _Workers:
         deadline = time.monotonic() + timeout
         while len(ready) < len(self.processes):
             try:
-                kind, worker_id, detail = self.results.get(timeout=1)
+                kind, worker_id, _ = self.results.get(timeout=1)
             except queue.Empty:
                 dead = [w for w, p in enumerate(self.processes) if w not in ready and not p.is_alive()]
                 if dead:
                     raise RuntimeError(
-                        f"a tuning worker exited with code {self.processes[dead[0]].exitcode} while loading the data"
+                        f"a tuning worker exited with code {self.processes[dead[0]].exitcode} before its first trial"
                     ) from None
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"tuning workers did not load the data within {timeout} s") from None
+                    raise TimeoutError(f"tuning workers did not start within {timeout} s") from None
                 continue
-            if kind == "setup_failed":
-                raise RuntimeError(f"preparing the trials failed (before any trial ran):\n{detail}")
             ready.add(worker_id)
 
     def idle(self) -> list[int]:
@@ -670,13 +671,16 @@ class _Workers:
         return found
 
     def close(self, kill: bool = False) -> None:
+        started = [p for p in self.processes if p is not None]  # none when preparing the context failed
         for worker_id, process in enumerate(self.processes):
+            if process is None:
+                continue
             if kill or worker_id in self.busy:
                 process.terminate()
             else:
                 with contextlib.suppress(Exception):
                     self.tasks[worker_id].put(None)
-        for process in self.processes:
+        for process in started:
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
@@ -703,10 +707,11 @@ def run_search(
     preload: Iterable[str] = (),
 ) -> SearchResult:
     """Runs a search locally: `trial_fn(context, params)` prints `name=value` lines for a dict of typed
-    hyperparameters, in worker processes that each ran `setup(*setup_args)` once to make `context`.
+    hyperparameters, in worker processes. `context` is what `setup(*setup_args)` returned, called once in this
+    process while the workers' fork server imports `preload`; it must pickle (cheaply: see `_Workers`).
 
-    Both callables must be importable module-level functions (workers are separate processes); `preload` names
-    modules the workers' fork server imports once (the callables' own modules always are). Returns every trial and
+    `trial_fn` must be an importable module-level function (workers are separate processes); `preload` names
+    modules the workers' fork server imports once (`trial_fn`'s own module always is). Returns every trial and
     the best one (None when none reported the objective).
     """
     import optuna
@@ -733,16 +738,17 @@ def run_search(
     started: dict[int, float] = {}
     reason = "max_trial_count"
     began = time.monotonic()
-    preload = tuple(
-        dict.fromkeys(
-            ["kfp_ct.components.tune.core", *preload, *(f.__module__ for f in (trial_fn, setup) if f is not None)]
-        )
-    )
-    workers = _Workers(
-        min(parallel_trial_count, max_trial_count), setup, setup_args, trial_fn, max_trial_count, preload
-    )
+    preload = tuple(dict.fromkeys(["kfp_ct.components.tune.core", *preload, trial_fn.__module__]))
+    workers = _Workers(min(parallel_trial_count, max_trial_count), trial_fn, max_trial_count, preload)
     killed = False
     try:
+        try:
+            context = setup(*setup_args) if setup is not None else None
+        except Exception as err:
+            raise RuntimeError(
+                f"preparing the trials failed (before any trial ran): {type(err).__name__}: {err}"
+            ) from err
+        workers.start(context)
         workers.wait_ready()
         startup = time.monotonic() - began
 
@@ -811,8 +817,6 @@ def run_search(
                 continue
             if kind == "ready":
                 continue
-            if kind == "setup_failed":
-                raise RuntimeError(f"a restarted tuning worker could not prepare the trials:\n{detail}")
             trial = trials[number]
             if trial.state != "Running":
                 continue
@@ -979,23 +983,24 @@ def tune(
     parse_early_stopping(early_stopping)
 
     if backend == "local":
-        result = run_search(
-            trial.run_trial,
-            parameters,
-            objective_metric_name,
-            objective_type,
-            algorithm,
-            objective_goal,
-            max_trial_count,
-            parallel_trial_count,
-            max_failed_trial_count,
-            early_stopping,
-            seed,
-            setup=trial.prepare,
-            setup_args=(trainer, train_path, featurizer_path, target_column, task, options, fixed, seed),
-            log=log,
-            preload=trial.preload_modules(trainer),
-        )
+        with tempfile.TemporaryDirectory(prefix="kfp-ct-tune-") as shared:
+            result = run_search(
+                trial.run_trial,
+                parameters,
+                objective_metric_name,
+                objective_type,
+                algorithm,
+                objective_goal,
+                max_trial_count,
+                parallel_trial_count,
+                max_failed_trial_count,
+                early_stopping,
+                seed,
+                setup=trial.prepare,
+                setup_args=(trainer, train_path, featurizer_path, target_column, task, options, fixed, seed, shared),
+                log=log,
+                preload=trial.preload_modules(trainer),
+            )
     else:
         from kfp_ct.components.tune import katib
 

@@ -1,8 +1,8 @@
 """One tuning trial: fit a catalog trainer's core with given hyperparameters and print its validation metrics as
 `validation-<metric>=<value>` lines (the trainer prints its per-epoch lines itself).
 
-Both backends run this code: the local backend calls `prepare` once per worker process and `run_trial` per trial;
-a Katib trial's Job runs it as a module:
+Both backends run this code: the local backend calls `prepare` once (its worker processes share the memory-mapped
+rows) and `run_trial` per trial in a worker; a Katib trial's Job runs it as a module:
 
     python -m kfp_ct.components.tune.trial --trainer sklearn --train-uri gs://b/train.parquet \\
         --featurizer-uri gs://b/featurizer --target-column class --task classification \\
@@ -22,8 +22,10 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Optional
+
+import numpy as np
 
 from kfp_ct.components.tune.core import parse_value
 
@@ -44,8 +46,8 @@ def trainer_core(trainer: str):
 
 
 def preload_modules(trainer: str) -> list[str]:
-    """What a trial worker imports before it loads data: worth importing once in the workers' fork server."""
-    return ["kfp_ct.components._common.training", TRAINERS[trainer], "skops.io"]
+    """What a trial worker needs imported: its fork server imports these once, while the parent loads the data."""
+    return ["kfp_ct.components._common.training", TRAINERS[trainer]]
 
 
 def trainer_options(trainer: str, options: Optional[dict] = None) -> dict:
@@ -123,7 +125,11 @@ def local_copy(uri: str, directory: bool) -> Iterator[str]:
 
 @dataclass
 class TrialContext:
-    """What every trial of one search shares: the featurized fit and validation rows, loaded once."""
+    """What every trial of one search shares: the featurized fit and validation rows, loaded once.
+
+    Its arrays may be memory-mapped .npy files (`prepare(share_dir=...)`): such an array pickles as its file name
+    and unpickles as a copy-on-write map of the same file, so worker processes share the data's pages instead of
+    each holding a copy."""
 
     trainer: str
     options: dict
@@ -136,6 +142,38 @@ class TrialContext:
     x_val: Any
     y_val: Any
 
+    ARRAYS: ClassVar[tuple[str, ...]] = ("x_fit", "y_fit", "x_val", "y_val")
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for name in self.ARRAYS:
+            if isinstance(state[name], np.memmap) and state[name].filename:
+                state[name] = _MappedFile(state[name].filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for name in self.ARRAYS:
+            if isinstance(state[name], _MappedFile):
+                state[name] = np.load(state[name].path, mmap_mode="c")
+        self.__dict__.update(state)
+
+    def shared(self, directory: str) -> TrialContext:
+        """This context with its numeric arrays saved as .npy files in `directory` and memory-mapped."""
+        arrays = {}
+        for name in self.ARRAYS:
+            array = getattr(self, name)
+            if isinstance(array, np.ndarray) and array.dtype != object:
+                path = os.path.join(directory, f"{name}.npy")
+                np.save(path, array)
+                array = np.load(path, mmap_mode="c")
+            arrays[name] = array
+        return replace(self, **arrays)
+
+
+@dataclass(frozen=True)
+class _MappedFile:
+    path: str
+
 
 def prepare(
     trainer: str,
@@ -146,8 +184,10 @@ def prepare(
     options: Optional[dict] = None,
     hyperparameters: Optional[dict] = None,
     seed: int = 0,
+    share_dir: Optional[str] = None,
 ) -> TrialContext:
-    """Loads and featurizes the train split once, split into fit and validation rows as the trainer does."""
+    """Loads and featurizes the train split once, split into fit and validation rows as the trainer does; with
+    `share_dir`, the rows are memory-mapped from files there, for worker processes to share (see TrialContext)."""
     from kfp_ct.components._common.training import load_train_data
 
     options = trainer_options(trainer, options)
@@ -156,7 +196,7 @@ def prepare(
     with local_copy(train_uri, directory=False) as train_path, local_copy(featurizer_uri, directory=True) as feat:
         data = load_train_data(train_path, feat, seed, target_column, task)
     featurizer = data.featurizer
-    return TrialContext(
+    context = TrialContext(
         trainer,
         options,
         dict(hyperparameters or {}),
@@ -168,6 +208,7 @@ def prepare(
         data.x_val,
         data.y_val,
     )
+    return context.shared(share_dir) if share_dir else context
 
 
 def run_trial(context: TrialContext, params: dict) -> dict[str, float]:

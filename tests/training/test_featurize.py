@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -171,6 +173,22 @@ def test_unseen_label_and_missing_column_are_named(elec2_split):
         featurizer.transform(test.drop(columns=["nswprice"]))
     with pytest.raises(FileNotFoundError, match="featurizer.json"):
         core.load_featurizer(os.path.dirname(elec2_split["featurizer"]))
+
+
+def test_loading_a_featurizer_does_not_import_torch(elec2_split):
+    """skops' import walks every sklearn subpackage, which imports torch where it is installed (1.2 s here):
+    `skops_io` keeps torch out of that import, and torch still imports afterwards."""
+    pytest.importorskip("torch")
+    code = (
+        "import sys\n"
+        "from kfp_ct.components.featurize.core import load_featurizer\n"
+        f"load_featurizer({elec2_split['featurizer']!r})\n"
+        "assert 'torch' not in sys.modules, 'loading the featurizer imported torch'\n"
+        "import torch\n"
+        "assert torch.ones(2).sum().item() == 2\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_component_python_func(elec2_dataset, tmp_path):

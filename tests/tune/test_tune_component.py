@@ -160,3 +160,45 @@ def test_tune_under_kfp_local(kfp_local, elec2_split):
 
     task = tune_only(train_uri=elec2_split["train"], featurizer_uri=elec2_split["featurizer"])
     assert task.output == "l2_regularization,learning_rate,max_iter,max_leaf_nodes,min_samples_leaf"
+
+
+def test_prepared_rows_reach_the_workers_as_shared_files(elec2_split, tmp_path):
+    """The parent loads the rows once; a worker unpickles them as copy-on-write maps of the same files."""
+    import pickle
+
+    import numpy as np
+
+    from kfp_ct.components.tune import trial
+
+    args = ("sklearn", elec2_split["train"], elec2_split["featurizer"], "class", "classification", None, None, 0)
+    loaded = trial.prepare(*args)
+    shared = trial.prepare(*args, share_dir=str(tmp_path))
+    message = pickle.dumps(shared)
+    assert len(message) < 2000 < loaded.x_fit.nbytes  # file names travel, not the rows
+    received = pickle.loads(message)
+    for name in trial.TrialContext.ARRAYS:
+        assert isinstance(getattr(received, name), np.memmap)
+        np.testing.assert_array_equal(getattr(received, name), getattr(loaded, name))
+    received.x_fit[0, 0] += 1  # a trainer may write into its rows: its own copy changes, not the file
+    np.testing.assert_array_equal(np.load(tmp_path / "x_fit.npy"), loaded.x_fit)
+
+
+@pytest.mark.parametrize("trainer", ["torch", "keras"])
+def test_the_network_trainers_tune_on_the_shared_rows(elec2_split, trainer):
+    outcome = core.tune(
+        elec2_split["train"],
+        elec2_split["featurizer"],
+        "class",
+        "classification",
+        trainer=trainer,
+        search_space=[{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.001", "max": "0.01"}}],
+        algorithm="random",
+        max_trial_count=2,
+        parallel_trial_count=2,
+        max_failed_trial_count=0,
+        hyperparameters={"epochs": 3, "hidden_sizes": [16]},
+        log=lambda line: None,
+    )
+    assert outcome.result.count(core.SUCCEEDED) == 2, [t.error for t in outcome.result.trials]
+    assert 0.6 < outcome.metrics["best_validation-roc_auc"] <= 1
+    assert outcome.hyperparameters["epochs"] == 3 and 0.001 <= outcome.hyperparameters["lr"] <= 0.01
