@@ -70,6 +70,23 @@ class TrainingOutcome:
     model_uri: str
     hyperparameters: dict
 
+    def record(self, model, metrics, model_name: str, framework: str, estimator: str) -> None:
+        """Writes this outcome into a trainer component's outputs: the model artifact's metadata (what evaluate,
+        push and the UI read) and the metrics artifact."""
+        model.metadata.update(
+            {
+                "model_name": model_name,
+                "version": self.version,
+                "run_id": self.run_id,
+                "model_uri": self.model_uri,
+                "framework": framework,
+                "estimator": estimator,
+                **self.metrics,
+            }
+        )
+        for name, value in self.metrics.items():
+            metrics.log_metric(name, value)
+
 
 def check_hyperparameters(given: Mapping[str, Any] | None, allowed: Mapping[str, Any], what: str) -> dict:
     """`given` completed with the defaults in `allowed`; unknown names raise ValueError naming them and the allowed

@@ -53,10 +53,16 @@ def train_keras(
     from kfp_ct.components.train_keras.core import ESTIMATOR
     from kfp_ct.components.train_keras.core import train_keras as train_core
 
-    outcome = train_core(train.path, featurizer.path, model.path, model_name, hyperparameters, seed, tracking_uri,
-                         target_column, task, dict(train.metadata, uri=train.uri))
-    model.metadata.update({"model_name": model_name, "version": outcome.version, "run_id": outcome.run_id,
-                           "model_uri": outcome.model_uri, "framework": "keras", "estimator": ESTIMATOR,
-                           **outcome.metrics})
-    for name, value in outcome.metrics.items():
-        metrics.log_metric(name, value)
+    outcome = train_core(
+        train.path,
+        featurizer.path,
+        model.path,
+        model_name,
+        hyperparameters,
+        seed,
+        tracking_uri,
+        target_column,
+        task,
+        dict(train.metadata, uri=train.uri),
+    )
+    outcome.record(model, metrics, model_name, "keras", ESTIMATOR)

@@ -40,8 +40,9 @@ class KerasTabularModel:
     """A fitted network: `model` is a float32 keras.Sequential whose output is the logits (classification) or the
     target in its own units (regression)."""
 
-    def __init__(self, model, task: str, n_features: int, best_epoch: int = 0, device: str = "cpu",
-                 precision: str = "float32"):
+    def __init__(
+        self, model, task: str, n_features: int, best_epoch: int = 0, device: str = "cpu", precision: str = "float32"
+    ):
         self.model = model
         self.task = task
         self.n_features_in_ = n_features
@@ -59,8 +60,12 @@ class KerasTabularModel:
 
 def model_outputs(model, matrix: np.ndarray) -> np.ndarray:
     """The model's outputs over a matrix, in bounded batches, called directly (no tf.function retracing)."""
-    return np.concatenate([np.asarray(model(matrix[s:s + EVAL_BATCH], training=False), dtype=np.float32)
-                           for s in range(0, len(matrix), EVAL_BATCH)])
+    return np.concatenate(
+        [
+            np.asarray(model(matrix[s : s + EVAL_BATCH], training=False), dtype=np.float32)
+            for s in range(0, len(matrix), EVAL_BATCH)
+        ]
+    )
 
 
 class KerasAdapter:
@@ -78,10 +83,17 @@ class KerasAdapter:
         from kfp_ct.components._common.model import pip_requirements
 
         n_outputs = int(estimator.model.outputs[0].shape[-1])
-        signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, estimator.n_features_in_))]),
-                                   outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_outputs))]))
-        mlflow.keras.save_model(estimator.model, path, mlflow_model=mlflow_model, signature=signature,
-                                pip_requirements=pip_requirements(self.libraries))
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, estimator.n_features_in_))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_outputs))]),
+        )
+        mlflow.keras.save_model(
+            estimator.model,
+            path,
+            mlflow_model=mlflow_model,
+            signature=signature,
+            pip_requirements=pip_requirements(self.libraries),
+        )
 
     def load(self, path: str, featurizer):
         import mlflow.keras
@@ -122,8 +134,9 @@ def gpu_precision() -> tuple[str, str]:
     return "gpu", "mixed_bfloat16" if tuple(capability) >= (8, 0) else "mixed_float16"
 
 
-def build_model(n_features: int, n_outputs: int, hidden_sizes: list[int], dropout: float, seed: int,
-                policy: str = "float32"):
+def build_model(
+    n_features: int, n_outputs: int, hidden_sizes: list[int], dropout: float, seed: int, policy: str = "float32"
+):
     """Dense(ReLU) [Dropout] blocks in `policy`, and a float32 output layer (logits or the value)."""
     import keras
 
@@ -145,28 +158,37 @@ def epoch_metrics(outputs: np.ndarray, target: np.ndarray, task: str, target_std
         shifted = outputs - outputs.max(axis=1, keepdims=True)
         log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         probabilities = np.exp(log_probabilities)
-        metrics = {"validation-loss": float(-log_probabilities[np.arange(len(target)), target].mean()),
-                   "validation-accuracy": float((outputs.argmax(axis=1) == target).mean())}
+        metrics = {
+            "validation-loss": float(-log_probabilities[np.arange(len(target)), target].mean()),
+            "validation-accuracy": float((outputs.argmax(axis=1) == target).mean()),
+        }
         n_classes = outputs.shape[1]
         if n_classes == 2:
             if len(np.unique(target)) == 2:
                 metrics["validation-roc_auc"] = float(roc_auc_score(target, probabilities[:, 1]))
         else:
             prevalence = np.bincount(target, minlength=n_classes) / len(target)
-            metrics["validation-roc_auc"] = float(sum(
-                prevalence[k] * roc_auc_score(target == k, probabilities[:, k])
-                for k in range(n_classes) if 0 < prevalence[k] < 1))
+            metrics["validation-roc_auc"] = float(
+                sum(
+                    prevalence[k] * roc_auc_score(target == k, probabilities[:, k])
+                    for k in range(n_classes)
+                    if 0 < prevalence[k] < 1
+                )
+            )
         return metrics
     scaled_error = outputs[:, 0] - target
     error, centred = scaled_error * target_std, (target - target.mean()) * target_std
-    return {"validation-loss": float(np.mean(scaled_error**2)),
-            "validation-rmse": float(np.sqrt(np.mean(error**2))),
-            "validation-mae": float(np.mean(np.abs(error))),
-            "validation-r2": float(1 - np.sum(error**2) / np.sum(centred**2)) if np.any(centred) else math.nan}
+    return {
+        "validation-loss": float(np.mean(scaled_error**2)),
+        "validation-rmse": float(np.sqrt(np.mean(error**2))),
+        "validation-mae": float(np.mean(np.abs(error))),
+        "validation-r2": float(1 - np.sum(error**2) / np.sum(centred**2)) if np.any(centred) else math.nan,
+    }
 
 
-def epoch_callback(x_val: np.ndarray, y_val: np.ndarray, task: str, target_std: float, patience: int,
-                   log: Callable[[str], None]):
+def epoch_callback(
+    x_val: np.ndarray, y_val: np.ndarray, task: str, target_std: float, patience: int, log: Callable[[str], None]
+):
     """A callback that prints each epoch's `name=value` lines, keeps the weights of the lowest validation loss and
     stops after `patience` epochs without a lower one."""
     import time
@@ -184,8 +206,11 @@ def epoch_callback(x_val: np.ndarray, y_val: np.ndarray, task: str, target_std: 
 
         def on_epoch_end(self, epoch, logs=None):
             outputs = model_outputs(self.model, x_val)
-            record = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
-                      **epoch_metrics(outputs, y_val, task, target_std)}
+            record = {
+                "epoch": epoch + 1,
+                "loss": float((logs or {}).get("loss", math.nan)),
+                **epoch_metrics(outputs, y_val, task, target_std),
+            }
             print_metrics(record, log)
             self.history.append({**record, "seconds": time.perf_counter() - self.started})
             if record["validation-loss"] < self.best_loss:
@@ -199,8 +224,17 @@ def epoch_callback(x_val: np.ndarray, y_val: np.ndarray, task: str, target_std: 
     return EpochMetrics()
 
 
-def fit(x_train, y_train, x_val, y_val, task: str, n_classes: int | None, hyperparameters: dict | None = None,
-        seed: int = 0, log: Callable[[str], None] = default_log):
+def fit(
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    task: str,
+    n_classes: int | None,
+    hyperparameters: dict | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = default_log,
+):
     """Fits the network (the trainer contract of kfp_ct.components._common.training) and scores the validation
     rows; arguments as the PyTorch trainer's `fit`.
 
@@ -237,11 +271,18 @@ def fit(x_train, y_train, x_val, y_val, task: str, n_classes: int | None, hyperp
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     network.compile(optimizer=optimizer, loss=loss, jit_compile=hp["compile"])
     callback = epoch_callback(x_val, val_target, task, target_std, hp["patience"], log)
-    network.fit(x_train, fit_target, batch_size=batch_size, epochs=hp["epochs"], class_weight=weights,
-                shuffle=True, verbose=0, callbacks=[callback])
+    network.fit(
+        x_train,
+        fit_target,
+        batch_size=batch_size,
+        epochs=hp["epochs"],
+        class_weight=weights,
+        shuffle=True,
+        verbose=0,
+        callbacks=[callback],
+    )
     if callback.best_weights is None:
-        raise ValueError(f"training diverged: the validation loss was never finite (lr={hp['lr']}; try a lower "
-                         "one)")
+        raise ValueError(f"training diverged: the validation loss was never finite (lr={hp['lr']}; try a lower one)")
 
     # The saved model: float32 throughout, the best epoch's weights, the target scaling folded into the output.
     final = build_model(x_train.shape[1], n_outputs, hp["hidden_sizes"], hp["dropout"], seed)
@@ -250,13 +291,23 @@ def fit(x_train, y_train, x_val, y_val, task: str, n_classes: int | None, hyperp
         best[-2], best[-1] = best[-2] * target_std, best[-1] * target_std + target_mean
     final.set_weights(best)
     model = KerasTabularModel(final, task, x_train.shape[1], callback.best_epoch, device, policy)
-    return FitResult(estimator=model, metrics=validation_metrics(task, y_val, model.scores(x_val)),
-                     history=callback.history)
+    return FitResult(
+        estimator=model, metrics=validation_metrics(task, y_val, model.scores(x_val)), history=callback.history
+    )
 
 
-def train_keras(train_path: str, featurizer_path: str, model_path: str, model_name: str,
-                hyperparameters: dict | None = None, seed: int = 0, tracking_uri: str | None = None,
-                target_column: str | None = None, task: str | None = None, train_metadata: dict | None = None):
+def train_keras(
+    train_path: str,
+    featurizer_path: str,
+    model_path: str,
+    model_name: str,
+    hyperparameters: dict | None = None,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    target_column: str | None = None,
+    task: str | None = None,
+    train_metadata: dict | None = None,
+):
     """Trains the network on the train split, then saves, logs and registers the model (training.train).
 
     Hyperparameters are checked (names and values) before any data is read.
@@ -264,8 +315,19 @@ def train_keras(train_path: str, featurizer_path: str, model_path: str, model_na
     from kfp_ct.components._common import training
 
     resolve_hyperparameters(hyperparameters, KERAS_DEFAULTS, ESTIMATOR)
-    return training.train(fit, KerasAdapter(), train_path=train_path, featurizer_path=featurizer_path,
-                          model_path=model_path, model_name=model_name, hyperparameters=hyperparameters,
-                          allowed_hyperparameters=KERAS_DEFAULTS, estimator_name=ESTIMATOR, seed=seed,
-                          tracking_uri=tracking_uri, train_metadata=train_metadata, target_column=target_column,
-                          task=task)
+    return training.train(
+        fit,
+        KerasAdapter(),
+        train_path=train_path,
+        featurizer_path=featurizer_path,
+        model_path=model_path,
+        model_name=model_name,
+        hyperparameters=hyperparameters,
+        allowed_hyperparameters=KERAS_DEFAULTS,
+        estimator_name=ESTIMATOR,
+        seed=seed,
+        tracking_uri=tracking_uri,
+        train_metadata=train_metadata,
+        target_column=target_column,
+        task=task,
+    )

@@ -59,16 +59,4 @@ def train_sklearn(
         task,
         dict(train.metadata, uri=train.uri),
     )
-    model.metadata.update(
-        {
-            "model_name": model_name,
-            "version": outcome.version,
-            "run_id": outcome.run_id,
-            "model_uri": outcome.model_uri,
-            "framework": "sklearn",
-            "estimator": estimator,
-            **outcome.metrics,
-        }
-    )
-    for name, value in outcome.metrics.items():
-        metrics.log_metric(name, value)
+    outcome.record(model, metrics, model_name, "sklearn", estimator)

@@ -65,8 +65,9 @@ def _as_number(name: str, value: Any, kind: type, low: float, high: float = math
         if kind is int and float(value) != number:
             raise ValueError
     except (TypeError, ValueError):
-        raise ValueError(f"hyperparameter '{name}' must be {'an integer' if kind is int else 'a number'}, "
-                         f"got {value!r}") from None
+        raise ValueError(
+            f"hyperparameter '{name}' must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        ) from None
     if not (low < number if low_open else low <= number) or number > high or not math.isfinite(number):
         bounds = f"{'(' if low_open else '['}{low}, {high}]"
         raise ValueError(f"hyperparameter '{name}' must lie in {bounds}, got {value!r}")
@@ -83,13 +84,16 @@ def _as_sizes(name: str, value: Any) -> list[int]:
     else:
         parts = None
     if not parts:
-        raise ValueError(f"hyperparameter '{name}' must be a non-empty list of layer widths such as [256, 256] or "
-                         f"'256,256', got {value!r}")
+        raise ValueError(
+            f"hyperparameter '{name}' must be a non-empty list of layer widths such as [256, 256] or "
+            f"'256,256', got {value!r}"
+        )
     return [_as_number(name, p, int, 1) for p in parts]
 
 
-def resolve_hyperparameters(given: dict | None, defaults: dict[str, Any] = DEFAULTS,
-                            what: str = ESTIMATOR) -> dict[str, Any]:
+def resolve_hyperparameters(
+    given: dict | None, defaults: dict[str, Any] = DEFAULTS, what: str = ESTIMATOR
+) -> dict[str, Any]:
     """The defaults updated with `given`, each value checked and converted (Katib passes numbers as text).
 
     Raises:
@@ -104,8 +108,9 @@ def resolve_hyperparameters(given: dict | None, defaults: dict[str, Any] = DEFAU
         "dropout": _as_number("dropout", hp["dropout"], float, 0.0, 0.95),
         "lr": _as_number("lr", hp["lr"], float, 0.0, 10.0, low_open=True),
         "weight_decay": _as_number("weight_decay", hp["weight_decay"], float, 0.0, 10.0),
-        "batch_size": None if hp["batch_size"] in (None, "", "auto") else _as_number("batch_size", hp["batch_size"],
-                                                                                   int, 1),
+        "batch_size": None
+        if hp["batch_size"] in (None, "", "auto")
+        else _as_number("batch_size", hp["batch_size"], int, 1),
         "epochs": _as_number("epochs", hp["epochs"], int, 1),
         "patience": _as_number("patience", hp["patience"], int, 1),
         "class_weight": str(hp["class_weight"] if hp["class_weight"] is not None else "none").lower(),
@@ -144,8 +149,10 @@ def as_matrix(X, what: str = "features") -> np.ndarray:
     finite = np.isfinite(matrix)
     if not finite.all():
         columns = np.flatnonzero(~finite.all(axis=0))
-        raise ValueError(f"the {what} hold NaN or infinity in column(s) {', '.join(map(str, columns[:10]))} of "
-                         f"{matrix.shape[1]}: impute them in the featurizer")
+        raise ValueError(
+            f"the {what} hold NaN or infinity in column(s) {', '.join(map(str, columns[:10]))} of "
+            f"{matrix.shape[1]}: impute them in the featurizer"
+        )
     return matrix
 
 
@@ -166,8 +173,10 @@ def check_inputs(x_train, y_train, x_val, y_val, task: str, n_classes: int | Non
             if n_classes is None or n_classes < 2:
                 raise ValueError(f"classification needs n_classes >= 2, got {n_classes}")
             if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
-                raise ValueError(f"the {what} target must hold class indices 0..{n_classes - 1} (the featurizer's "
-                                 f"encoding), got values such as {np.unique(y)[:5].tolist()}")
+                raise ValueError(
+                    f"the {what} target must hold class indices 0..{n_classes - 1} (the featurizer's "
+                    f"encoding), got values such as {np.unique(y)[:5].tolist()}"
+                )
             targets.append(y.astype(np.int64))
         else:
             try:
@@ -246,8 +255,12 @@ def network_outputs(network, matrix: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        return np.concatenate([network(torch.from_numpy(matrix[s:s + EVAL_BATCH])).float().numpy()
-                               for s in range(0, len(matrix), EVAL_BATCH)])
+        return np.concatenate(
+            [
+                network(torch.from_numpy(matrix[s : s + EVAL_BATCH])).float().numpy()
+                for s in range(0, len(matrix), EVAL_BATCH)
+            ]
+        )
 
 
 def outputs_to_scores(outputs: np.ndarray, task: str) -> np.ndarray:
@@ -275,9 +288,15 @@ class TorchAdapter:
         example = np.zeros((2, estimator.n_features_in_), dtype=np.float32)
         network = estimator.network.float().cpu().eval()
         signature = infer_signature(example, network_outputs(network, example))
-        mlflow.pytorch.save_model(network, path, mlflow_model=mlflow_model, serialization_format="pt2",
-                                  input_example=example, signature=signature,
-                                  pip_requirements=pip_requirements(self.libraries))
+        mlflow.pytorch.save_model(
+            network,
+            path,
+            mlflow_model=mlflow_model,
+            serialization_format="pt2",
+            input_example=example,
+            signature=signature,
+            pip_requirements=pip_requirements(self.libraries),
+        )
 
     def load(self, path: str, featurizer):
         import mlflow.pytorch
@@ -381,8 +400,10 @@ def epoch_metrics(outputs, target, task: str, target_std: float) -> dict:
     import torch.nn.functional as F
 
     if task == "classification":
-        metrics = {"validation-loss": F.cross_entropy(outputs, target),
-                   "validation-accuracy": (outputs.argmax(dim=1) == target).double().mean()}
+        metrics = {
+            "validation-loss": F.cross_entropy(outputs, target),
+            "validation-accuracy": (outputs.argmax(dim=1) == target).double().mean(),
+        }
         probabilities = torch.softmax(outputs.double(), dim=1)
         if outputs.shape[1] == 2:
             metrics["validation-roc_auc"] = roc_auc_tensor(probabilities[:, 1], target == 1)
@@ -393,9 +414,12 @@ def epoch_metrics(outputs, target, task: str, target_std: float) -> dict:
         return metrics
     error = (outputs[:, 0].double() - target[:, 0].double()) * target_std
     centred = (target[:, 0].double() - target[:, 0].double().mean()) * target_std
-    return {"validation-loss": F.mse_loss(outputs, target), "validation-rmse": error.square().mean().sqrt(),
-            "validation-mae": error.abs().mean(),
-            "validation-r2": 1 - error.square().sum() / centred.square().sum()}
+    return {
+        "validation-loss": F.mse_loss(outputs, target),
+        "validation-rmse": error.square().mean().sqrt(),
+        "validation-mae": error.abs().mean(),
+        "validation-r2": 1 - error.square().sum() / centred.square().sum(),
+    }
 
 
 def evaluate(network, X, device_type: str):
@@ -404,7 +428,7 @@ def evaluate(network, X, device_type: str):
 
     network.eval()
     with torch.no_grad(), autocast_context(device_type):
-        return torch.cat([network(X[s:s + EVAL_BATCH]).float() for s in range(0, X.shape[0], EVAL_BATCH)])
+        return torch.cat([network(X[s : s + EVAL_BATCH]).float() for s in range(0, X.shape[0], EVAL_BATCH)])
 
 
 def train_epoch(network, optimizer, criterion, X, y, batch_size: int, generator, device_type: str):
@@ -417,7 +441,7 @@ def train_epoch(network, optimizer, criterion, X, y, batch_size: int, generator,
     permutation = torch.randperm(n_rows, device=X.device, generator=generator)
     total = torch.zeros((), device=X.device)
     for start in range(0, n_rows, batch_size):
-        index = permutation[start:start + batch_size]
+        index = permutation[start : start + batch_size]
         with autocast_context(device_type):
             outputs = network(X.index_select(0, index))
         loss = criterion(outputs.float(), y.index_select(0, index))
@@ -428,8 +452,18 @@ def train_epoch(network, optimizer, criterion, X, y, batch_size: int, generator,
     return total / n_rows
 
 
-def fit(x_train, y_train, x_val, y_val, task: str, n_classes: int | None, hyperparameters: dict | None = None,
-        seed: int = 0, device: str | None = None, log: Callable[[str], None] = default_log):
+def fit(
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    task: str,
+    n_classes: int | None,
+    hyperparameters: dict | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    log: Callable[[str], None] = default_log,
+):
     """Fits the MLP (the trainer contract of kfp_ct.components._common.training) and scores the validation rows.
 
     Args:
@@ -475,16 +509,19 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         generator = torch.Generator(device=dev).manual_seed(seed)  # batch order, drawn on the device
-        network = build_network(x_train.shape[1], n_classes if classify else 1, hp["hidden_sizes"],
-                                hp["dropout"]).to(dev)
+        network = build_network(x_train.shape[1], n_classes if classify else 1, hp["hidden_sizes"], hp["dropout"]).to(
+            dev
+        )
         # The whole dataset, moved to the device once.
         try:
             X, X_val = torch.from_numpy(x_train).to(dev), torch.from_numpy(x_val).to(dev)
         except torch.cuda.OutOfMemoryError:
             gib = (x_train.nbytes + x_val.nbytes) / 2**30
-            raise MemoryError(f"the features ({len(x_train) + len(x_val):,} rows x {x_train.shape[1]} columns, "
-                              f"{gib:.1f} GiB) do not fit in the memory of {dev}, where the trainer keeps them: "
-                              "train on fewer rows or on a larger GPU") from None
+            raise MemoryError(
+                f"the features ({len(x_train) + len(x_val):,} rows x {x_train.shape[1]} columns, "
+                f"{gib:.1f} GiB) do not fit in the memory of {dev}, where the trainer keeps them: "
+                "train on fewer rows or on a larger GPU"
+            ) from None
         if classify:
             y, y_v = torch.from_numpy(y_train).to(dev), torch.from_numpy(y_val).to(dev)
             weights = class_weights(y_train, n_classes, hp["class_weight"])
@@ -515,8 +552,9 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
                 if waited >= hp["patience"]:
                     break
         if best_state is None:
-            raise ValueError(f"training diverged: the validation loss was never finite (lr={hp['lr']}; try a lower "
-                             "one)")
+            raise ValueError(
+                f"training diverged: the validation loss was never finite (lr={hp['lr']}; try a lower one)"
+            )
         network.load_state_dict(best_state)
 
     network = network.float().cpu().eval()
@@ -532,10 +570,19 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
 # The component's work
 
 
-def train_torch(train_path: str, featurizer_path: str, model_path: str, model_name: str,
-                hyperparameters: dict | None = None, seed: int = 0, tracking_uri: str | None = None,
-                target_column: str | None = None, task: str | None = None, train_metadata: dict | None = None,
-                device: str | None = None):
+def train_torch(
+    train_path: str,
+    featurizer_path: str,
+    model_path: str,
+    model_name: str,
+    hyperparameters: dict | None = None,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    target_column: str | None = None,
+    task: str | None = None,
+    train_metadata: dict | None = None,
+    device: str | None = None,
+):
     """Trains the MLP on the train split, then saves, logs and registers the model (training.train).
 
     Hyperparameters are checked (names and values) before any data is read.
@@ -543,8 +590,20 @@ def train_torch(train_path: str, featurizer_path: str, model_path: str, model_na
     from kfp_ct.components._common import training
 
     resolve_hyperparameters(hyperparameters)
-    return training.train(fit, TorchAdapter(), train_path=train_path, featurizer_path=featurizer_path,
-                          model_path=model_path, model_name=model_name, hyperparameters=hyperparameters,
-                          allowed_hyperparameters=DEFAULTS, estimator_name=ESTIMATOR, seed=seed,
-                          tracking_uri=tracking_uri, train_metadata=train_metadata, target_column=target_column,
-                          task=task, fit_options={"device": device} if device else None)
+    return training.train(
+        fit,
+        TorchAdapter(),
+        train_path=train_path,
+        featurizer_path=featurizer_path,
+        model_path=model_path,
+        model_name=model_name,
+        hyperparameters=hyperparameters,
+        allowed_hyperparameters=DEFAULTS,
+        estimator_name=ESTIMATOR,
+        seed=seed,
+        tracking_uri=tracking_uri,
+        train_metadata=train_metadata,
+        target_column=target_column,
+        task=task,
+        fit_options={"device": device} if device else None,
+    )
