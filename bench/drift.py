@@ -71,8 +71,9 @@ def generate(path: str, rows: int, current: bool, seed: int) -> None:
             arrays = {}
             for name, values in cols.items():
                 if name.startswith("cat_"):
-                    arrays[name] = pa.DictionaryArray.from_arrays(pa.array(values.astype(np.int32)),
-                                                                  dictionary).cast(pa.string())
+                    arrays[name] = pa.DictionaryArray.from_arrays(pa.array(values.astype(np.int32)), dictionary).cast(
+                        pa.string()
+                    )
                 else:
                     arrays[name] = pa.array(values, from_pandas=True)
             table = pa.table(arrays)
@@ -89,10 +90,15 @@ def run_ours(reference: str, current: str) -> dict:
     start, cpu = time.perf_counter(), time.process_time()
     result = detect_drift(reference, current)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"seconds": seconds, "cpu_seconds": cpu, "verdicts": {c.column: c.drifted for c in result.columns},
-            "tests": {c.column: c.test_display_name for c in result.columns},
-            "scores": {c.column: c.score for c in result.columns}, "dataset_drift": result.dataset_drift,
-            "share": result.share_of_drifted_columns}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "verdicts": {c.column: c.drifted for c in result.columns},
+        "tests": {c.column: c.test_display_name for c in result.columns},
+        "scores": {c.column: c.score for c in result.columns},
+        "dataset_drift": result.dataset_drift,
+        "share": result.share_of_drifted_columns,
+    }
 
 
 def run_evidently(reference: str, current: str) -> dict:
@@ -106,10 +112,15 @@ def run_evidently(reference: str, current: str) -> dict:
     start, cpu = time.perf_counter(), time.process_time()
     result = evidently_drift(pd.read_parquet(reference), pd.read_parquet(current))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"seconds": seconds, "cpu_seconds": cpu, "verdicts": {c: v["drifted"] for c, v in result.columns.items()},
-            "tests": {c: v["test"] for c, v in result.columns.items()},
-            "scores": {c: v["score"] for c, v in result.columns.items()}, "dataset_drift": result.dataset_drift,
-            "share": result.share_of_drifted_columns}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "verdicts": {c: v["drifted"] for c, v in result.columns.items()},
+        "tests": {c: v["test"] for c, v in result.columns.items()},
+        "scores": {c: v["score"] for c, v in result.columns.items()},
+        "dataset_drift": result.dataset_drift,
+        "share": result.share_of_drifted_columns,
+    }
 
 
 def measure(which: str, reference: str, current: str) -> dict:
@@ -117,8 +128,11 @@ def measure(which: str, reference: str, current: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="kfp-ct-bench-") as tmp:
         out, log = os.path.join(tmp, "result.json"), os.path.join(tmp, "log.txt")
         with open(log, "w") as log_file:
-            proc = subprocess.Popen([sys.executable, __file__, "--child", which, reference, current, out],
-                                    stdout=log_file, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--child", which, reference, current, out],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
@@ -135,8 +149,10 @@ def _differences(ours: dict, theirs: dict) -> list[str]:
     for column in sorted(set(ours["verdicts"]) | set(theirs["verdicts"])):
         a, b = ours["verdicts"].get(column), theirs["verdicts"].get(column)
         if a != b or ours["tests"].get(column) != theirs["tests"].get(column):
-            diffs.append(f"{column}: ours {ours['tests'].get(column)} {ours['scores'].get(column)} -> {a}; "
-                         f"evidently {theirs['tests'].get(column)} {theirs['scores'].get(column)} -> {b}")
+            diffs.append(
+                f"{column}: ours {ours['tests'].get(column)} {ours['scores'].get(column)} -> {a}; "
+                f"evidently {theirs['tests'].get(column)} {theirs['scores'].get(column)} -> {b}"
+            )
     return diffs
 
 
@@ -147,19 +163,25 @@ def bench(rows: int, folder: str, with_evidently: bool) -> dict:
     generate(current, rows, True, seed=2)
     print(f"\n{rows:,} rows per window x 25 columns (generated in {time.perf_counter() - start:.1f} s)", flush=True)
     ours = measure("ours", reference, current)
-    line = (f"  monitor_drift: {ours['seconds']:8.2f} s (cpu {ours['cpu_seconds']:7.2f} s)  peak "
-            f"{ours['peak_mb']:7.0f} MB")
-    print(line + f"  drifted {sum(ours['verdicts'].values())}/{len(ours['verdicts'])}"
-          f" dataset_drift={ours['dataset_drift']}", flush=True)
+    line = (
+        f"  monitor_drift: {ours['seconds']:8.2f} s (cpu {ours['cpu_seconds']:7.2f} s)  peak {ours['peak_mb']:7.0f} MB"
+    )
+    print(
+        line + f"  drifted {sum(ours['verdicts'].values())}/{len(ours['verdicts'])}"
+        f" dataset_drift={ours['dataset_drift']}",
+        flush=True,
+    )
     out = {"rows": rows, "ours": ours}
     if with_evidently:
         theirs = measure("evidently", reference, current)
         diffs = _differences(ours, theirs)
         speedup = theirs["seconds"] / ours["seconds"]
-        print(f"  evidently:     {theirs['seconds']:8.2f} s (cpu {theirs['cpu_seconds']:7.2f} s)  peak "
-              f"{theirs['peak_mb']:7.0f} MB"
-              f"  drifted {sum(theirs['verdicts'].values())}/{len(theirs['verdicts'])}"
-              f" dataset_drift={theirs['dataset_drift']}")
+        print(
+            f"  evidently:     {theirs['seconds']:8.2f} s (cpu {theirs['cpu_seconds']:7.2f} s)  peak "
+            f"{theirs['peak_mb']:7.0f} MB"
+            f"  drifted {sum(theirs['verdicts'].values())}/{len(theirs['verdicts'])}"
+            f" dataset_drift={theirs['dataset_drift']}"
+        )
         cpu_ratio = theirs["cpu_seconds"] / ours["cpu_seconds"]
         print(f"  speedup {speedup:.1f}x (cpu time {cpu_ratio:.1f}x); columns whose verdicts differ: {len(diffs)}")
         for d in diffs:
@@ -182,8 +204,9 @@ def main(argv=None) -> int:
         with open(out, "w") as f:
             json.dump(result, f)
         return 0
-    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (wall times grow with the load; cpu "
-          "times less)")
+    print(
+        f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (wall times grow with the load; cpu times less)"
+    )
     sizes = [(20_000, True)] if args.quick else [(100_000, True), (1_000_000, True), (10_000_000, False)]
     results = []
     with tempfile.TemporaryDirectory(prefix="kfp-ct-bench-drift-") as folder:
@@ -194,20 +217,30 @@ def main(argv=None) -> int:
     for r in results:
         ours = r["ours"]
         if "evidently" in r:
-            print(f"  {r['rows']:>10,} rows: ours {ours['seconds']:.2f} s (cpu {ours['cpu_seconds']:.2f} s) / "
-                  f"{ours['peak_mb']:.0f} MB, evidently {r['evidently']['seconds']:.2f} s (cpu "
-                  f"{r['evidently']['cpu_seconds']:.2f} s) / {r['evidently']['peak_mb']:.0f} MB, {r['speedup']:.1f}x "
-                  f"(cpu {r['cpu_ratio']:.1f}x), "
-                  f"{r['differing']} differing verdicts")
+            print(
+                f"  {r['rows']:>10,} rows: ours {ours['seconds']:.2f} s (cpu {ours['cpu_seconds']:.2f} s) / "
+                f"{ours['peak_mb']:.0f} MB, evidently {r['evidently']['seconds']:.2f} s (cpu "
+                f"{r['evidently']['cpu_seconds']:.2f} s) / {r['evidently']['peak_mb']:.0f} MB, {r['speedup']:.1f}x "
+                f"(cpu {r['cpu_ratio']:.1f}x), "
+                f"{r['differing']} differing verdicts"
+            )
             ok &= r["differing"] == 0
         else:
-            print(f"  {r['rows']:>10,} rows: ours {ours['seconds']:.2f} s (cpu {ours['cpu_seconds']:.2f} s) / "
-                  f"{ours['peak_mb']:.0f} MB")
+            print(
+                f"  {r['rows']:>10,} rows: ours {ours['seconds']:.2f} s (cpu {ours['cpu_seconds']:.2f} s) / "
+                f"{ours['peak_mb']:.0f} MB"
+            )
         if r["rows"] == 1_000_000:
-            goal = (ours["seconds"] <= GOAL_SECONDS_1M and r["speedup"] >= GOAL_SPEEDUP
-                    and ours["peak_mb"] < GOAL_PEAK_MB and r["differing"] == 0)
-            print(f"    goal (<= {GOAL_SECONDS_1M:.0f} s, >= {GOAL_SPEEDUP:.0f}x, < {GOAL_PEAK_MB} MB, 0 differing): "
-                  f"{'met' if goal else 'NOT met'}")
+            goal = (
+                ours["seconds"] <= GOAL_SECONDS_1M
+                and r["speedup"] >= GOAL_SPEEDUP
+                and ours["peak_mb"] < GOAL_PEAK_MB
+                and r["differing"] == 0
+            )
+            print(
+                f"    goal (<= {GOAL_SECONDS_1M:.0f} s, >= {GOAL_SPEEDUP:.0f}x, < {GOAL_PEAK_MB} MB, 0 differing): "
+                f"{'met' if goal else 'NOT met'}"
+            )
         if r["rows"] == 10_000_000:
             goal = ours["seconds"] <= GOAL_SECONDS_10M and ours["peak_mb"] < GOAL_PEAK_MB
             print(f"    goal (<= {GOAL_SECONDS_10M:.0f} s, < {GOAL_PEAK_MB} MB): {'met' if goal else 'NOT met'}")

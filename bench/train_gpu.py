@@ -58,9 +58,13 @@ def reference_throughput(x, y, device, batch: int, warmup_steps: int, steps: int
     import torch
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, HIDDEN[0]), torch.nn.ReLU(),
-                                torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
-                                torch.nn.Linear(HIDDEN[1], 1)).to(device)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, HIDDEN[0]),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[0], HIDDEN[1]),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN[1], 1),
+    ).to(device)
     cuda = device.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True if cuda else None)
     X = torch.from_numpy(x).to(device)
@@ -74,7 +78,7 @@ def reference_throughput(x, y, device, batch: int, warmup_steps: int, steps: int
         k = i % per_epoch
         if k == 0:
             permutation = torch.randperm(n_rows, device=device)
-        index = permutation[k * batch:(k + 1) * batch]
+        index = permutation[k * batch : (k + 1) * batch]
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
             out = model(X.index_select(0, index))
         loss = torch.nn.functional.mse_loss(out.float(), Y.index_select(0, index))
@@ -98,10 +102,25 @@ def trainer_throughput(x, y, device, batch: int, epochs: int) -> tuple[float, di
 
     n_valid = int(len(x) * VALIDATION_SHARE / (1 - VALIDATION_SHARE))
     xv, yv = make_data(n_valid, seed=1)
-    result = core.fit(x, y, xv, yv, "regression", None,
-                      {"hidden_sizes": list(HIDDEN), "dropout": 0.0, "batch_size": batch, "epochs": epochs,
-                       "patience": epochs, "class_weight": "none"},
-                      seed=0, device=str(device), log=lambda line: None)
+    result = core.fit(
+        x,
+        y,
+        xv,
+        yv,
+        "regression",
+        None,
+        {
+            "hidden_sizes": list(HIDDEN),
+            "dropout": 0.0,
+            "batch_size": batch,
+            "epochs": epochs,
+            "patience": epochs,
+            "class_weight": "none",
+        },
+        seed=0,
+        device=str(device),
+        log=lambda line: None,
+    )
     timed = result.history[1:]
     rows = len(x) * len(timed)
     return rows / sum(record["seconds"] for record in timed), result.history[-1]
@@ -128,16 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     x, y = make_data(n_rows)
     steps_per_epoch = n_rows // batch
-    print(f"device: {device} ({name}); MLP {FEATURES}->{HIDDEN[0]}->{HIDDEN[1]}->1, batch {batch}, "
-          f"{n_rows:,} training rows; {'bf16 autocast, fused AdamW' if cuda else 'float32, AdamW'}")
+    print(
+        f"device: {device} ({name}); MLP {FEATURES}->{HIDDEN[0]}->{HIDDEN[1]}->1, batch {batch}, "
+        f"{n_rows:,} training rows; {'bf16 autocast, fused AdamW' if cuda else 'float32, AdamW'}"
+    )
 
     trainer, last = trainer_throughput(x, y, device, batch, epochs)
-    reference = reference_throughput(x, y, device, batch, warmup_steps=min(steps_per_epoch, 20),
-                                     steps=steps_per_epoch * (epochs - 1))
+    reference = reference_throughput(
+        x, y, device, batch, warmup_steps=min(steps_per_epoch, 20), steps=steps_per_epoch * (epochs - 1)
+    )
     ratio = trainer / reference
     print(f"reference loop (device-resident tensors): {reference:>14,.0f} samples/s")
-    print(f"train_torch fit (epochs 2..{epochs}):         {trainer:>14,.0f} samples/s "
-          f"(last epoch validation-rmse={last['validation-rmse']:.4f})")
+    print(
+        f"train_torch fit (epochs 2..{epochs}):         {trainer:>14,.0f} samples/s "
+        f"(last epoch validation-rmse={last['validation-rmse']:.4f})"
+    )
     verdict = ("met" if ratio >= GOAL else "NOT met") if cuda else "applies on a GPU; this run is on CPU"
     print(f"ratio trainer/reference: {ratio:.3f} (goal >= {GOAL:.2f}: {verdict})")
     return 0

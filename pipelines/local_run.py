@@ -82,7 +82,8 @@ def _read_unset_defaults_as_none() -> None:
     builder = executor_input_utils.pipeline_spec_builder
     local_builder = types.SimpleNamespace(**vars(builder))
     local_builder.to_protobuf_value = lambda value: (
-        struct_pb2.Value(null_value=0) if value is None else builder.to_protobuf_value(value))
+        struct_pb2.Value(null_value=0) if value is None else builder.to_protobuf_value(value)
+    )
     executor_input_utils.pipeline_spec_builder = local_builder
 
     to_dict = executor_input_utils.executor_input_to_dict

@@ -58,11 +58,28 @@ def monitor_drift(
     """
     from kfp_ct.components.monitor_drift.core import monitor
 
-    outcome = monitor(reference.path, current.path, report.path, drift_table.path, drift_share, columns,
-                      column_tests, target_column, model_name, max_metric_drop, min_new_rows, tracking_uri,
-                      report_sample_rows)
+    outcome = monitor(
+        reference.path,
+        current.path,
+        report.path,
+        drift_table.path,
+        drift_share,
+        columns,
+        column_tests,
+        target_column,
+        model_name,
+        max_metric_drop,
+        min_new_rows,
+        tracking_uri,
+        report_sample_rows,
+    )
     for name, value in outcome.metrics.items():
         metrics.log_metric(name, value)
-    drift_table.metadata.update({"dataset_drift": outcome.drift.dataset_drift, "triggers": outcome.triggers.fired,
-                                 "drifted_columns": outcome.drift.drifted_columns})
+    drift_table.metadata.update(
+        {
+            "dataset_drift": outcome.drift.dataset_drift,
+            "triggers": outcome.triggers.fired,
+            "drifted_columns": outcome.drift.drifted_columns,
+        }
+    )
     return outcome.triggered

@@ -136,8 +136,9 @@ def _family(kind: str) -> str:
     return _FAMILY.get(kind, kind)
 
 
-def _select_columns(ref_schema: pa.Schema, cur_schema: pa.Schema, columns, exclude, column_tests,
-                    reference_path, current_path) -> tuple[list[str], dict[str, str], dict[str, str]]:
+def _select_columns(
+    ref_schema: pa.Schema, cur_schema: pa.Schema, columns, exclude, column_tests, reference_path, current_path
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """(columns to stream, their kinds, columns skipped with the reason), with errors for bad input."""
     ref_names, cur_names = list(ref_schema.names), list(cur_schema.names)
     if columns is None:
@@ -149,33 +150,45 @@ def _select_columns(ref_schema: pa.Schema, cur_schema: pa.Schema, columns, exclu
                 parts.append(f"missing in current ({current_path}): {', '.join(missing_cur)}")
             if missing_ref:
                 parts.append(f"missing in reference ({reference_path}): {', '.join(missing_ref)}")
-            raise ValueError("reference and current have different columns: " + "; ".join(parts)
-                             + " (pass columns=[...] to compare a subset)")
+            raise ValueError(
+                "reference and current have different columns: "
+                + "; ".join(parts)
+                + " (pass columns=[...] to compare a subset)"
+            )
         candidates = [c for c in cur_names if c not in set(exclude)]
     else:
         if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
             raise ValueError(f"columns must be a list of column names, got {columns!r}")
-        missing = [(c, side) for c in columns for side, names in (("reference", ref_names), ("current", cur_names))
-                   if c not in names]
+        missing = [
+            (c, side)
+            for c in columns
+            for side, names in (("reference", ref_names), ("current", cur_names))
+            if c not in names
+        ]
         if missing:
             raise ValueError("columns not found: " + ", ".join(f"'{c}' in {side}" for c, side in missing))
         candidates = list(dict.fromkeys(columns))
     unknown = sorted(set(column_tests) - set(candidates))
     if unknown:
-        raise ValueError(f"column_tests names columns that are not tested: {', '.join(unknown)}; "
-                         f"tested columns: {', '.join(candidates)}")
+        raise ValueError(
+            f"column_tests names columns that are not tested: {', '.join(unknown)}; "
+            f"tested columns: {', '.join(candidates)}"
+        )
     kinds, skipped, mismatched = {}, {}, []
     for name in candidates:
         ref_kind, cur_kind = _kind(ref_schema.field(name).type), _kind(cur_schema.field(name).type)
         if "null" not in (ref_kind, cur_kind) and _family(ref_kind) != _family(cur_kind):
-            mismatched.append(f"'{name}' is {ref_schema.field(name).type} in reference but "
-                              f"{cur_schema.field(name).type} in current")
+            mismatched.append(
+                f"'{name}' is {ref_schema.field(name).type} in reference but {cur_schema.field(name).type} in current"
+            )
             continue
         kind = cur_kind if cur_kind != "null" else ref_kind
         if kind in ("datetime", "other"):
             if columns is not None:
-                raise ValueError(f"column '{name}' has type {cur_schema.field(name).type}: drift is tested on "
-                                 "numerical and categorical columns only")
+                raise ValueError(
+                    f"column '{name}' has type {cur_schema.field(name).type}: drift is tested on "
+                    "numerical and categorical columns only"
+                )
             skipped[name] = f"type {cur_schema.field(name).type} is not tested"
             continue
         kinds[name] = kind
@@ -213,8 +226,10 @@ def _column_type(kind: str, cur: ColumnStats) -> tuple[Optional[str], Optional[s
         if cur.counts is None:
             return None, f"text with more than {stats.MAX_CATEGORIES} distinct values: not tested"
         if len(cur.counts) > 0.5 * cur.n:
-            return "cat", ("text (more than half of the current values are distinct): tested as categorical, where "
-                           "Evidently trains a text classifier")
+            return "cat", (
+                "text (more than half of the current values are distinct): tested as categorical, where "
+                "Evidently trains a text classifier"
+            )
     return "cat", None
 
 
@@ -225,8 +240,11 @@ def _prepare(names, kinds, reference_path, current_path, exact, ks_forced):
     ranges = {} if exact else {path: stats.parquet_ranges(path, numeric) for path in (reference_path, current_path)}
     for name in names:
         is_numeric = name in numeric
-        ref_stats[name] = ColumnStats(kinds[name], keep_values=is_numeric and (exact or name in ks_forced),
-                                      keep_head=SMALL_REFERENCE + 1 if is_numeric else 0)
+        ref_stats[name] = ColumnStats(
+            kinds[name],
+            keep_values=is_numeric and (exact or name in ks_forced),
+            keep_head=SMALL_REFERENCE + 1 if is_numeric else 0,
+        )
         cur_stats[name] = ColumnStats(kinds[name], keep_values=is_numeric and exact)
         if is_numeric and not exact:
             ranges_of = [ranges[path][name] for path in (reference_path, current_path)]
@@ -236,8 +254,14 @@ def _prepare(names, kinds, reference_path, current_path, exact, ks_forced):
     return ref_stats, cur_stats
 
 
-def detect_drift(reference_path: str, current_path: str, drift_share: float = 0.5, columns: Optional[list] = None,
-                 column_tests: Optional[dict] = None, exclude_columns: Optional[list] = None) -> DriftResult:
+def detect_drift(
+    reference_path: str,
+    current_path: str,
+    drift_share: float = 0.5,
+    columns: Optional[list] = None,
+    column_tests: Optional[dict] = None,
+    exclude_columns: Optional[list] = None,
+) -> DriftResult:
     """Tests every column (or `columns`) of the current dataset against the reference one, as Evidently's
     DataDriftPreset does, streaming both Parquet files in bounded batches.
 
@@ -255,8 +279,15 @@ def detect_drift(reference_path: str, current_path: str, drift_share: float = 0.
         raise ValueError(f"the current window is empty: {current_path} has no rows")
     if ref_rows == 0:
         raise ValueError(f"the reference window is empty: {reference_path} has no rows")
-    names, kinds, skipped = _select_columns(ref_file.schema_arrow, cur_file.schema_arrow, columns,
-                                            exclude_columns or [], tests, reference_path, current_path)
+    names, kinds, skipped = _select_columns(
+        ref_file.schema_arrow,
+        cur_file.schema_arrow,
+        columns,
+        exclude_columns or [],
+        tests,
+        reference_path,
+        current_path,
+    )
     if not names:
         raise ValueError("no numerical or categorical column to test" + (f" (skipped: {skipped})" if skipped else ""))
     exact = ref_rows + cur_rows <= EXACT_MAX_ROWS
@@ -281,22 +312,36 @@ def detect_drift(reference_path: str, current_path: str, drift_share: float = 0.
             notes[name] = note
         for side, where, path in ((ref, "reference", reference_path), (cur, "current", current_path)):
             if side.n == 0:
-                raise ValueError(f"column '{name}' has no values in the {where} data ({path}): every value is "
-                                 "missing or infinite")
+                raise ValueError(
+                    f"column '{name}' has no values in the {where} data ({path}): every value is missing or infinite"
+                )
         test = tests.get(name, {}).get("test")
         if test is None:  # Evidently's own choice may run chi-squared or Z on a numerical column with few values
             test = _default_test(col_type, ref, cur)
         elif col_type not in STAT_TESTS[test].column_types:
-            raise ValueError(f"column '{name}': test '{test}' does not apply to a "
-                             f"{'numerical' if col_type == 'num' else 'categorical'} column")
+            raise ValueError(
+                f"column '{name}': test '{test}' does not apply to a "
+                f"{'numerical' if col_type == 'num' else 'categorical'} column"
+            )
         plan[name] = (col_type, test)
     if not plan:
         raise ValueError(f"no numerical or categorical column to test (skipped: {skipped})")
 
     _second_pass(plan, ref_stats, cur_stats, reference_path, current_path)
-    results = [_run_test(name, col_type, test, tests.get(name, {}).get("threshold"), ref_stats[name],
-                         cur_stats[name], reference_path, current_path, notes.get(name))
-               for name, (col_type, test) in plan.items()]
+    results = [
+        _run_test(
+            name,
+            col_type,
+            test,
+            tests.get(name, {}).get("threshold"),
+            ref_stats[name],
+            cur_stats[name],
+            reference_path,
+            current_path,
+            notes.get(name),
+        )
+        for name, (col_type, test) in plan.items()
+    ]
     drifted = sum(c.drifted for c in results)
     share = drifted / len(results)
     return DriftResult(results, drifted, share, bool(share >= drift_share), drift_share, ref_rows, cur_rows, skipped)
@@ -355,12 +400,15 @@ def _second_pass(plan, ref_stats, cur_stats, reference_path, current_path) -> No
                     side.add_hist(x)
         for name, need in todo.items():
             if need == "counts" and sides[name].counts is None:
-                raise ValueError(f"column '{name}' has more than {stats.MAX_CATEGORIES} distinct values: too many to "
-                                 "test as categorical")
+                raise ValueError(
+                    f"column '{name}' has more than {stats.MAX_CATEGORIES} distinct values: too many to "
+                    "test as categorical"
+                )
 
 
-def _run_test(name, col_type, test, threshold, ref: ColumnStats, cur: ColumnStats, reference_path, current_path,
-              note) -> ColumnDrift:
+def _run_test(
+    name, col_type, test, threshold, ref: ColumnStats, cur: ColumnStats, reference_path, current_path, note
+) -> ColumnDrift:
     spec = STAT_TESTS[test]
     threshold = spec.default_threshold if threshold is None else threshold
     exact = True
@@ -397,11 +445,22 @@ def _run_test(name, col_type, test, threshold, ref: ColumnStats, cur: ColumnStat
 
                 ref_values = stats.read_values(reference_path, name)
                 cur_values = stats.read_values(current_path, name)
-                score = float(wasserstein_distance(ref_values, cur_values)) / max(float(np.std(ref_values)),
-                                                                                      0.001)
+                score = float(wasserstein_distance(ref_values, cur_values)) / max(float(np.std(ref_values)), 0.001)
     score = float(score)
-    return ColumnDrift(name, col_type, test, spec.display_name, score, spec.kind, threshold,
-                       spec.drifted(score, threshold), ref.n, cur.n, exact, note)
+    return ColumnDrift(
+        name,
+        col_type,
+        test,
+        spec.display_name,
+        score,
+        spec.kind,
+        threshold,
+        spec.drifted(score, threshold),
+        ref.n,
+        cur.n,
+        exact,
+        note,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -427,8 +486,14 @@ class Triggers:
         return bool(self.fired)
 
     def to_dict(self) -> dict:
-        return {"fired": self.fired, "triggered": self.triggered, "data_drift": self.data_drift,
-                "performance_decay": self.performance_decay, "new_data": self.new_data, "details": self.details}
+        return {
+            "fired": self.fired,
+            "triggered": self.triggered,
+            "data_drift": self.data_drift,
+            "performance_decay": self.performance_decay,
+            "new_data": self.new_data,
+            "details": self.details,
+        }
 
 
 def _recorded_metric(model, metric: str, model_name: str, version: str, tracking_uri: Optional[str]):
@@ -447,8 +512,9 @@ def _recorded_metric(model, metric: str, model_name: str, version: str, tracking
     return None, None
 
 
-def performance_decay(current_path: str, target_column: str, model_name: str, max_metric_drop: float,
-                      tracking_uri: Optional[str] = None) -> tuple[Optional[bool], dict]:
+def performance_decay(
+    current_path: str, target_column: str, model_name: str, max_metric_drop: float, tracking_uri: Optional[str] = None
+) -> tuple[Optional[bool], dict]:
     """Scores the champion of `model_name` on the labelled current rows and compares its primary metric (roc_auc
     for classification, else accuracy; rmse for regression) with the value recorded for it. The drop is in the
     metric's own units: recorded - current for higher-is-better metrics, current - recorded for lower-is-better
@@ -475,9 +541,16 @@ def performance_decay(current_path: str, target_column: str, model_name: str, ma
         current = score(model, frame, target_column)
     metric = PRIMARY[model.task] if current.get(PRIMARY[model.task]) is not None else FALLBACK_PRIMARY[model.task]
     recorded, source = _recorded_metric(model, metric, model_name, version, tracking_uri)
-    details = {"model_name": model_name, "champion_version": version, "metric": metric,
-               "current": current.get(metric), "recorded": recorded, "recorded_from": source,
-               "labelled_rows": len(frame), "max_metric_drop": max_metric_drop}
+    details = {
+        "model_name": model_name,
+        "champion_version": version,
+        "metric": metric,
+        "current": current.get(metric),
+        "recorded": recorded,
+        "recorded_from": source,
+        "labelled_rows": len(frame),
+        "max_metric_drop": max_metric_drop,
+    }
     if recorded is None or current.get(metric) is None or not math.isfinite(current[metric]):
         details["reason"] = f"no recorded or current {metric} to compare"
         return None, details
@@ -486,28 +559,43 @@ def performance_decay(current_path: str, target_column: str, model_name: str, ma
     return bool(drop > max_metric_drop), details
 
 
-def check_triggers(drift: DriftResult, current_path: str, target_column: Optional[str] = None,
-                   model_name: Optional[str] = None, max_metric_drop: Optional[float] = None,
-                   min_new_rows: Optional[int] = None, tracking_uri: Optional[str] = None) -> Triggers:
+def check_triggers(
+    drift: DriftResult,
+    current_path: str,
+    target_column: Optional[str] = None,
+    model_name: Optional[str] = None,
+    max_metric_drop: Optional[float] = None,
+    min_new_rows: Optional[int] = None,
+    tracking_uri: Optional[str] = None,
+) -> Triggers:
     """Combines the retraining triggers: data drift (always), performance decay (when `max_metric_drop` is set; it
     needs `target_column` and `model_name`, and is left unchecked when the current data has no labels or the model
     no champion) and new-data volume (current rows >= `min_new_rows`, when set)."""
     triggers = Triggers(data_drift=drift.dataset_drift)
-    triggers.details["data_drift"] = {"share_of_drifted_columns": drift.share_of_drifted_columns,
-                                      "drift_share": drift.drift_share, "drifted_columns": drift.drifted_columns}
+    triggers.details["data_drift"] = {
+        "share_of_drifted_columns": drift.share_of_drifted_columns,
+        "drift_share": drift.drift_share,
+        "drifted_columns": drift.drifted_columns,
+    }
     if min_new_rows is not None:
         if min_new_rows < 0:
             raise ValueError(f"min_new_rows must be >= 0, got {min_new_rows}")
         triggers.new_data = drift.current_rows >= min_new_rows
         triggers.details["new_data"] = {"current_rows": drift.current_rows, "min_new_rows": min_new_rows}
     if max_metric_drop is not None:
-        missing = [name for name, value in (("target_column", target_column), ("model_name", model_name))
-                   if value in (None, "")]
+        missing = [
+            name
+            for name, value in (("target_column", target_column), ("model_name", model_name))
+            if value in (None, "")
+        ]
         if missing:
-            raise ValueError("the performance-decay trigger (max_metric_drop is set) needs target_column and "
-                             f"model_name; missing: {', '.join(missing)}")
+            raise ValueError(
+                "the performance-decay trigger (max_metric_drop is set) needs target_column and "
+                f"model_name; missing: {', '.join(missing)}"
+            )
         triggers.performance_decay, triggers.details["performance_decay"] = performance_decay(
-            current_path, target_column, model_name, max_metric_drop, tracking_uri)
+            current_path, target_column, model_name, max_metric_drop, tracking_uri
+        )
     return triggers
 
 
@@ -584,16 +672,33 @@ class MonitorOutcome:
     table: dict
 
 
-def monitor(reference_path: str, current_path: str, report_path: str, table_path: str, drift_share: float = 0.5,
-            columns: Optional[list] = None, column_tests: Optional[dict] = None,
-            target_column: Optional[str] = None, model_name: Optional[str] = None,
-            max_metric_drop: Optional[float] = None, min_new_rows: Optional[int] = None,
-            tracking_uri: Optional[str] = None, report_sample_rows: int = 5000) -> MonitorOutcome:
+def monitor(
+    reference_path: str,
+    current_path: str,
+    report_path: str,
+    table_path: str,
+    drift_share: float = 0.5,
+    columns: Optional[list] = None,
+    column_tests: Optional[dict] = None,
+    target_column: Optional[str] = None,
+    model_name: Optional[str] = None,
+    max_metric_drop: Optional[float] = None,
+    min_new_rows: Optional[int] = None,
+    tracking_uri: Optional[str] = None,
+    report_sample_rows: int = 5000,
+) -> MonitorOutcome:
     """The whole monitor: drift per column, the triggers, the drift table and the HTML report."""
-    drift = detect_drift(reference_path, current_path, drift_share, columns, column_tests,
-                         exclude_columns=[target_column] if target_column else None)
-    triggers = check_triggers(drift, current_path, target_column, model_name, max_metric_drop, min_new_rows,
-                              tracking_uri)
+    drift = detect_drift(
+        reference_path,
+        current_path,
+        drift_share,
+        columns,
+        column_tests,
+        exclude_columns=[target_column] if target_column else None,
+    )
+    triggers = check_triggers(
+        drift, current_path, target_column, model_name, max_metric_drop, min_new_rows, tracking_uri
+    )
     render_report(reference_path, current_path, drift, report_path, triggers, report_sample_rows)
     table = write_drift_table(drift, triggers, table_path)
     return MonitorOutcome(triggers.triggered, drift, triggers, drift_metrics(drift, triggers), table)

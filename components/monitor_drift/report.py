@@ -26,8 +26,14 @@ class EvidentlyDrift:
     dataset_drift: bool
 
 
-def evidently_drift(reference, current, columns: Optional[list] = None, column_tests: Optional[dict] = None,
-                    drift_share: float = 0.5, column_types: Optional[dict] = None) -> EvidentlyDrift:
+def evidently_drift(
+    reference,
+    current,
+    columns: Optional[list] = None,
+    column_tests: Optional[dict] = None,
+    drift_share: float = 0.5,
+    column_types: Optional[dict] = None,
+) -> EvidentlyDrift:
     """Evidently's own DataDriftPreset on two pandas DataFrames, with its per-column verdicts.
 
     `column_types` ({column: 'num' or 'cat'}) fixes the column types instead of letting Evidently infer them from
@@ -41,18 +47,27 @@ def evidently_drift(reference, current, columns: Optional[list] = None, column_t
         definition = DataDefinition(
             numerical_columns=[c for c, t in column_types.items() if t == "num"],
             categorical_columns=[c for c, t in column_types.items() if t == "cat"],
-            text_columns=[], datetime_columns=[], unknown_columns=[], list_columns=[],
+            text_columns=[],
+            datetime_columns=[],
+            unknown_columns=[],
+            list_columns=[],
         )
     preset = DataDriftPreset(
-        columns=columns, drift_share=drift_share,
+        columns=columns,
+        drift_share=drift_share,
         per_column_method={c: t["test"] for c, t in tests.items() if t["test"]} or None,
         per_column_threshold={c: t["threshold"] for c, t in tests.items() if t["threshold"] is not None} or None,
     )
-    snapshot = Report([preset], include_tests=True).run(Dataset.from_pandas(current, data_definition=definition),
-                                                        Dataset.from_pandas(reference, data_definition=definition))
+    snapshot = Report([preset], include_tests=True).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
     data = snapshot.dict()
-    status = {t["metric_config"]["metric_id"]: str(getattr(t["status"], "value", t["status"])) for t in data["tests"]
-              if t["id"] == "drift"}
+    status = {
+        t["metric_config"]["metric_id"]: str(getattr(t["status"], "value", t["status"]))
+        for t in data["tests"]
+        if t["id"] == "drift"
+    }
     result, share = {}, None
     for metric in data["metrics"]:
         config = metric["config"]
@@ -61,9 +76,12 @@ def evidently_drift(reference, current, columns: Optional[list] = None, column_t
         elif config["type"].endswith(":ValueDrift"):
             method = config["method"]
             display = STAT_TESTS[method].display_name if method in STAT_TESTS else method
-            result[config["column"]] = {"test": display, "score": float(metric["value"]),
-                                        "threshold": float(config["threshold"]),
-                                        "drifted": status[metric["id"]] == "FAIL"}
+            result[config["column"]] = {
+                "test": display,
+                "score": float(metric["value"]),
+                "threshold": float(config["threshold"]),
+                "drifted": status[metric["id"]] == "FAIL",
+            }
     return EvidentlyDrift(snapshot, result, share, bool(share >= drift_share))
 
 
@@ -83,8 +101,9 @@ def sample_frame(path: str, rows: int, columns: Optional[list] = None, seed: int
     return pa.Table.from_batches(parts).to_pandas()
 
 
-def _summary_html(result: DriftResult, triggers: Optional[Triggers], sampled: tuple[int, int],
-                  problem: Optional[str] = None) -> str:
+def _summary_html(
+    result: DriftResult, triggers: Optional[Triggers], sampled: tuple[int, int], problem: Optional[str] = None
+) -> str:
     import html
 
     def cell(value) -> str:
@@ -93,11 +112,25 @@ def _summary_html(result: DriftResult, triggers: Optional[Triggers], sampled: tu
         return f"<td style='padding:2px 10px'>{html.escape(str(value))}</td>"
 
     rows = "".join(
-        "<tr>" + "".join(cell(v) for v in (c.column, c.column_type, c.test_display_name, c.score, c.threshold,
-                                           "DRIFTED" if c.drifted else "ok")) + "</tr>"
-        for c in result.columns)
-    head = "".join(f"<th style='padding:2px 10px;text-align:left'>{h}</th>"
-                   for h in ("column", "type", "test", "score", "threshold", "verdict"))
+        "<tr>"
+        + "".join(
+            cell(v)
+            for v in (
+                c.column,
+                c.column_type,
+                c.test_display_name,
+                c.score,
+                c.threshold,
+                "DRIFTED" if c.drifted else "ok",
+            )
+        )
+        + "</tr>"
+        for c in result.columns
+    )
+    head = "".join(
+        f"<th style='padding:2px 10px;text-align:left'>{h}</th>"
+        for h in ("column", "type", "test", "score", "threshold", "verdict")
+    )
     fired = ", ".join(triggers.fired) if triggers and triggers.fired else "none"
     lines = [
         f"<h2>Drift: {'DATASET DRIFT' if result.dataset_drift else 'no dataset drift'}</h2>",
@@ -108,18 +141,28 @@ def _summary_html(result: DriftResult, triggers: Optional[Triggers], sampled: tu
         f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table>",
     ]
     if result.skipped:
-        lines.append("<p>Not tested: " + html.escape("; ".join(f"{k}: {v}" for k, v in result.skipped.items()))
-                     + "</p>")
+        lines.append(
+            "<p>Not tested: " + html.escape("; ".join(f"{k}: {v}" for k, v in result.skipped.items())) + "</p>"
+        )
     if problem:
         lines.append(f"<p>The Evidently dashboard could not be rendered: {html.escape(problem)}</p>")
     else:
-        lines.append(f"<p>These verdicts are on all rows. The Evidently dashboard below shows a random sample of "
-                     f"{sampled[0]} reference and {sampled[1]} current rows, with the same tests.</p>")
+        lines.append(
+            f"<p>These verdicts are on all rows. The Evidently dashboard below shows a random sample of "
+            f"{sampled[0]} reference and {sampled[1]} current rows, with the same tests.</p>"
+        )
     return "<div style='font-family:sans-serif;margin:16px'>" + "".join(lines) + "</div>"
 
 
-def render_report(reference_path: str, current_path: str, result: DriftResult, report_path: str,
-                  triggers: Optional[Triggers] = None, sample_rows: int = 5000, seed: int = 0) -> None:
+def render_report(
+    reference_path: str,
+    current_path: str,
+    result: DriftResult,
+    report_path: str,
+    triggers: Optional[Triggers] = None,
+    sample_rows: int = 5000,
+    seed: int = 0,
+) -> None:
     """Writes a self-contained HTML report at `report_path` (atomically): the full-data verdicts, then Evidently's
     DataDriftPreset dashboard rendered on a random sample of at most `sample_rows` rows of each window."""
     if sample_rows < 1:
@@ -132,7 +175,8 @@ def render_report(reference_path: str, current_path: str, result: DriftResult, r
     problem = None
     try:
         page = evidently_drift(reference, current, names, tests, result.drift_share, types).snapshot.get_html_str(
-            as_iframe=False)
+            as_iframe=False
+        )
     except (ValueError, TypeError, KeyError) as err:  # e.g. a column with no values in the sample
         problem, page = f"{type(err).__name__}: {err}", "<html><body></body></html>"
     summary = _summary_html(result, triggers, (len(reference), len(current)), problem)

@@ -205,8 +205,9 @@ def batches(path: str, columns: list[str], dictionary_columns: tuple = ()):
     Read through a 1 MiB buffer instead of pyarrow's default pre-buffering of whole row groups, which holds far
     more in memory (on 5M rows: ~1 GB against ~350 MB) and is slower too."""
     datasets.open_dataset(path)  # the clear errors for a missing or unreadable file
-    file = pq.ParquetFile(path, read_dictionary=list(dictionary_columns) or None, pre_buffer=False,
-                          buffer_size=READ_BUFFER)
+    file = pq.ParquetFile(
+        path, read_dictionary=list(dictionary_columns) or None, pre_buffer=False, buffer_size=READ_BUFFER
+    )
     yield from file.iter_batches(batch_size=datasets.BATCH_ROWS, columns=columns)
 
 
@@ -259,8 +260,9 @@ def parse_column_tests(column_tests) -> dict[str, dict]:
     if column_tests is None:
         return {}
     if not isinstance(column_tests, dict):
-        raise ValueError(f"column_tests must map column names to {{'test': name, 'threshold': value}}, "
-                         f"got {column_tests!r}")
+        raise ValueError(
+            f"column_tests must map column names to {{'test': name, 'threshold': value}}, got {column_tests!r}"
+        )
     parsed = {}
     for name, spec in column_tests.items():
         if isinstance(spec, str):
@@ -284,8 +286,10 @@ def parse_column_tests(column_tests) -> dict[str, dict]:
 def counts_of(ref: ColumnStats, cur: ColumnStats) -> tuple[np.ndarray, np.ndarray]:
     """Counts per value, over the values of both windows."""
     keys = list(set(ref.counts) | set(cur.counts))
-    return (np.array([ref.counts.get(k, 0) for k in keys], dtype=np.float64),
-            np.array([cur.counts.get(k, 0) for k in keys], dtype=np.float64))
+    return (
+        np.array([ref.counts.get(k, 0) for k in keys], dtype=np.float64),
+        np.array([cur.counts.get(k, 0) for k in keys], dtype=np.float64),
+    )
 
 
 def sturges_edges(ref: ColumnStats, cur: ColumnStats) -> np.ndarray:

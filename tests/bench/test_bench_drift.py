@@ -13,8 +13,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "drift.py"
 
 def test_quick_run_compares_time_memory_and_verdicts_with_evidently(tmp_path):
     figures = tmp_path / "figures.json"
-    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", str(figures)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(figures)], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert re.search(r"^  monitor_drift: +[\d.]+ s \(cpu +[\d.]+ s\)  peak +\d+ MB  drifted \d+/25", out, re.M), out

@@ -18,8 +18,12 @@ def _run(*args: str) -> tuple[str, float, float, float]:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     reference = re.search(r"^reference loop \(device-resident tensors\):\s+([\d,]+) samples/s$", out, re.M)
-    trainer = re.search(r"^train_torch fit \(epochs 2\.\.\d+\):\s+([\d,]+) samples/s \(last epoch "
-                        r"validation-rmse=[\d.]+\)$", out, re.M)
+    trainer = re.search(
+        r"^train_torch fit \(epochs 2\.\.\d+\):\s+([\d,]+) samples/s \(last epoch "
+        r"validation-rmse=[\d.]+\)$",
+        out,
+        re.M,
+    )
     ratio = re.search(r"^ratio trainer/reference: ([\d.]+) \(goal >= 0\.70: (.+)\)$", out, re.M)
     assert reference and trainer and ratio, out
     reference_rate, trainer_rate = (float(m.group(1).replace(",", "")) for m in (reference, trainer))
@@ -30,8 +34,12 @@ def _run(*args: str) -> tuple[str, float, float, float]:
 
 def test_quick_run_on_cpu_prints_both_rates_and_the_ratio():
     out, _, _, ratio = _run("--device", "cpu", "--threads", "1")
-    assert re.search(r"^device: cpu \(CPU, 1 threads\); MLP 64->512->512->1, batch 2048, 8,192 training rows; "
-                     r"float32, AdamW$", out, re.M), out
+    assert re.search(
+        r"^device: cpu \(CPU, 1 threads\); MLP 64->512->512->1, batch 2048, 8,192 training rows; "
+        r"float32, AdamW$",
+        out,
+        re.M,
+    ), out
     assert "(goal >= 0.70: applies on a GPU; this run is on CPU)" in out
     assert ratio > 0
 
@@ -43,6 +51,10 @@ def test_quick_run_on_cuda_meets_the_goal():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     out, _, _, ratio = _run("--device", "cuda")
-    assert re.search(r"^device: cuda(:\d+)? \(.+\); MLP 64->512->512->1, batch 8192, 1,048,576 training rows; "
-                     r"bf16 autocast, fused AdamW$", out, re.M), out
+    assert re.search(
+        r"^device: cuda(:\d+)? \(.+\); MLP 64->512->512->1, batch 8192, 1,048,576 training rows; "
+        r"bf16 autocast, fused AdamW$",
+        out,
+        re.M,
+    ), out
     assert ratio >= 0.70 and "(goal >= 0.70: met)" in out, out

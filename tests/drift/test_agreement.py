@@ -115,18 +115,20 @@ def _synthetic(rows: int, current: bool, seed: int) -> pd.DataFrame:
     counts = pd.array(rng.poisson(30, rows), dtype="Int64")
     counts[rng.random(rows) < 0.05] = pd.NA  # integers with missing values: float in pandas, numerical
     colours = ["red", "green", "blue"] + (["violet"] if current else [])  # a category only the current window has
-    return pd.DataFrame({
-        "with_gaps": with_gaps,
-        "counts": counts,
-        "flag": rng.random(rows) < (0.6 if current else 0.5),  # bool: categorical, Z-test or Jensen-Shannon
-        "colour": rng.choice(colours, rows),
-        "level": pd.Categorical(rng.choice(["low", "mid", "high"], rows)),  # dictionary-encoded in Parquet
-        "constant": np.full(rows, 3.5 if current else 3.0),  # std 0: normed by 0.001
-        "three_values": rng.choice([1.0, 2.0, 3.0], rows),  # float with <= 5 values
-        "hour": rng.integers(0, 24, rows),  # integer with > 10 values: numerical
-        "small_int": rng.integers(0, 4, rows),  # integer with <= 10 values: categorical
-        "binary_text": rng.choice(["yes", "no"], rows, p=[0.3, 0.7] if current else [0.5, 0.5]),
-    })
+    return pd.DataFrame(
+        {
+            "with_gaps": with_gaps,
+            "counts": counts,
+            "flag": rng.random(rows) < (0.6 if current else 0.5),  # bool: categorical, Z-test or Jensen-Shannon
+            "colour": rng.choice(colours, rows),
+            "level": pd.Categorical(rng.choice(["low", "mid", "high"], rows)),  # dictionary-encoded in Parquet
+            "constant": np.full(rows, 3.5 if current else 3.0),  # std 0: normed by 0.001
+            "three_values": rng.choice([1.0, 2.0, 3.0], rows),  # float with <= 5 values
+            "hour": rng.integers(0, 24, rows),  # integer with > 10 values: numerical
+            "small_int": rng.integers(0, 4, rows),  # integer with <= 10 values: categorical
+            "binary_text": rng.choice(["yes", "no"], rows, p=[0.3, 0.7] if current else [0.5, 0.5]),
+        }
+    )
 
 
 @pytest.mark.parametrize("rows", [(500, 400), (3000, 2500)], ids=["small", "large"])

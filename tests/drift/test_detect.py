@@ -90,12 +90,21 @@ def test_component_writes_every_output(windows, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     ref, cur = windows["bike_sharing", "full"]
-    outputs = {"report": dsl.HTML(uri=str(tmp_path / "report.html")), "metrics": dsl.Metrics(uri=str(tmp_path / "m")),
-               "drift_table": dsl.Artifact(uri=str(tmp_path / "table.json"))}
+    outputs = {
+        "report": dsl.HTML(uri=str(tmp_path / "report.html")),
+        "metrics": dsl.Metrics(uri=str(tmp_path / "m")),
+        "drift_table": dsl.Artifact(uri=str(tmp_path / "table.json")),
+    }
     triggered = monitor_drift.python_func(
-        reference=dsl.Dataset(uri=ref), current=dsl.Dataset(uri=cur), drift_share=0.3, target_column="cnt",
-        column_tests={"temp": {"test": "psi", "threshold": 0.2}}, min_new_rows=100_000, report_sample_rows=400,
-        **outputs)
+        reference=dsl.Dataset(uri=ref),
+        current=dsl.Dataset(uri=cur),
+        drift_share=0.3,
+        target_column="cnt",
+        column_tests={"temp": {"test": "psi", "threshold": 0.2}},
+        min_new_rows=100_000,
+        report_sample_rows=400,
+        **outputs,
+    )
     assert triggered is True
     table = json.loads(open(outputs["drift_table"].path).read())
     assert table["dataset_drift"] is True and "cnt" not in table["columns"]
@@ -112,7 +121,7 @@ def test_component_writes_every_output(windows, tmp_path, monkeypatch):
     assert outputs["drift_table"].metadata["triggers"] == ["data_drift"]
     html = open(outputs["report"].path, encoding="utf-8").read()
     assert "DATASET DRIFT" in html and "random sample of 400 reference and 400 current rows" in html
-    assert "<script" in html and "src=\"http" not in html  # Evidently's dashboard, self-contained
+    assert "<script" in html and 'src="http' not in html  # Evidently's dashboard, self-contained
     assert not list(tmp_path.glob(".*.partial"))
 
 
@@ -133,6 +142,7 @@ def test_metric_names_are_safe_and_distinct():
 def pair(tmp_path):
     def make(ref: pd.DataFrame, cur: pd.DataFrame):
         return write(ref, tmp_path / "ref.parquet"), write(cur, tmp_path / "cur.parquet")
+
     return make
 
 
@@ -152,31 +162,41 @@ def test_an_empty_current_window_is_an_error(pair):
 
 
 def test_a_column_with_another_type_in_each_window_is_named(pair):
-    ref, cur = pair(pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2], "c": ["x", "y"]}),
-                    pd.DataFrame({"a": ["1", "2"], "b": [1.5, 2.5], "c": [True, False]}))
-    with pytest.raises(ValueError, match="'a' is double in reference but string in current; 'c' is string in "
-                                         "reference but bool in current"):
+    ref, cur = pair(
+        pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2], "c": ["x", "y"]}),
+        pd.DataFrame({"a": ["1", "2"], "b": [1.5, 2.5], "c": [True, False]}),
+    )
+    with pytest.raises(
+        ValueError,
+        match="'a' is double in reference but string in current; 'c' is string in reference but bool in current",
+    ):
         core.detect_drift(ref, cur)  # b: integer vs float is fine
 
 
 def test_a_column_with_no_values_is_named(pair):
-    ref, cur = pair(pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0]}),
-                    pd.DataFrame({"a": [1.0, 3.0], "b": [np.nan, np.inf]}))
+    ref, cur = pair(
+        pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0]}), pd.DataFrame({"a": [1.0, 3.0], "b": [np.nan, np.inf]})
+    )
     with pytest.raises(ValueError, match="column 'b' has no values in the current data .*: every value is missing"):
         core.detect_drift(ref, cur)
 
 
-@pytest.mark.parametrize("column_tests, message", [
-    ({"a": {"test": "anderson"}}, "unknown test 'anderson'; supported: ks, chisquare"),
-    ({"a": {"test": "chisquare"}}, "column 'a': test 'chisquare' does not apply to a numerical column"),
-    ({"s": {"test": "wasserstein"}}, "column 's': test 'wasserstein' does not apply to a categorical column"),
-    ({"a": {"threshold": "high"}}, "threshold must be a number"),
-    ({"a": {"tset": "ks"}}, "must be {'test': name, 'threshold': value}"),
-    ({"zz": {"test": "ks"}}, "column_tests names columns that are not tested: zz"),
-])
+@pytest.mark.parametrize(
+    "column_tests, message",
+    [
+        ({"a": {"test": "anderson"}}, "unknown test 'anderson'; supported: ks, chisquare"),
+        ({"a": {"test": "chisquare"}}, "column 'a': test 'chisquare' does not apply to a numerical column"),
+        ({"s": {"test": "wasserstein"}}, "column 's': test 'wasserstein' does not apply to a categorical column"),
+        ({"a": {"threshold": "high"}}, "threshold must be a number"),
+        ({"a": {"tset": "ks"}}, "must be {'test': name, 'threshold': value}"),
+        ({"zz": {"test": "ks"}}, "column_tests names columns that are not tested: zz"),
+    ],
+)
 def test_bad_column_tests(pair, column_tests, message):
-    ref, cur = pair(pd.DataFrame({"a": np.arange(50.0), "s": ["x", "y"] * 25}),
-                    pd.DataFrame({"a": np.arange(50.0), "s": ["x", "y"] * 25}))
+    ref, cur = pair(
+        pd.DataFrame({"a": np.arange(50.0), "s": ["x", "y"] * 25}),
+        pd.DataFrame({"a": np.arange(50.0), "s": ["x", "y"] * 25}),
+    )
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("{", r"\{")):
         core.detect_drift(ref, cur, column_tests=column_tests)
 
@@ -190,8 +210,10 @@ def test_bad_drift_share_and_missing_file(pair, tmp_path):
 
 
 def test_dates_are_left_out_unless_named(pair):
-    ref, cur = pair(pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2020-01-02"]), "a": [1.0, 2.0]}),
-                    pd.DataFrame({"t": pd.to_datetime(["2021-01-01", "2021-01-02"]), "a": [1.0, 2.0]}))
+    ref, cur = pair(
+        pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2020-01-02"]), "a": [1.0, 2.0]}),
+        pd.DataFrame({"t": pd.to_datetime(["2021-01-01", "2021-01-02"]), "a": [1.0, 2.0]}),
+    )
     result = core.detect_drift(ref, cur)
     assert [c.column for c in result.columns] == ["a"] and "t" in result.skipped
     with pytest.raises(ValueError, match="column 't' has type timestamp"):

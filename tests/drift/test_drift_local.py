@@ -24,11 +24,20 @@ def test_weather_windows_under_kfp_local(kfp_local, shared_data):
     def weather_drift(source: str) -> Outputs:
         reference = ingest(source_uri=source, time_column="day_index", start="0", end="3000")
         current = ingest(source_uri=source, time_column="day_index", start="15000", end="18159")
-        drift = monitor_drift(reference=reference.outputs["dataset"], current=current.outputs["dataset"],
-                              columns=["avg_wind_speed", "max_sustained_wind_speed", "temp", "rain"],
-                              column_tests={"temp": {"threshold": 0.2}}, min_new_rows=5000, report_sample_rows=500)
-        return Outputs(triggered=drift.outputs["Output"], metrics=drift.outputs["metrics"],
-                       drift_table=drift.outputs["drift_table"], report=drift.outputs["report"])
+        drift = monitor_drift(
+            reference=reference.outputs["dataset"],
+            current=current.outputs["dataset"],
+            columns=["avg_wind_speed", "max_sustained_wind_speed", "temp", "rain"],
+            column_tests={"temp": {"threshold": 0.2}},
+            min_new_rows=5000,
+            report_sample_rows=500,
+        )
+        return Outputs(
+            triggered=drift.outputs["Output"],
+            metrics=drift.outputs["metrics"],
+            drift_table=drift.outputs["drift_table"],
+            report=drift.outputs["report"],
+        )
 
     run = weather_drift(source=str(shared_data / "weather_nebraska" / "weather.csv"))
     assert run.outputs["triggered"] is True

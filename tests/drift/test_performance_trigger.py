@@ -27,20 +27,42 @@ def champion(shared_data, mlflow_server, tmp_path_factory):
     for name, part in (("y2011", hours[hours.yr == 0]), ("y2012", hours[hours.yr == 1].head(3000))):
         paths[name] = str(folder / f"{name}.parquet")
         datasets.write_frame(part.reset_index(drop=True), paths[name], "test")
-    featurize(paths["y2011"], "cnt", str(folder / "train.parquet"), str(folder / "test.parquet"),
-              str(folder / "featurizer"), time_column="dteday", exclude_columns=LEAKS)
+    featurize(
+        paths["y2011"],
+        "cnt",
+        str(folder / "train.parquet"),
+        str(folder / "test.parquet"),
+        str(folder / "featurizer"),
+        time_column="dteday",
+        exclude_columns=LEAKS,
+    )
     name = f"bike-{uuid.uuid4().hex[:8]}"
-    outcome = train_sklearn(str(folder / "train.parquet"), str(folder / "featurizer"), str(folder / "model"), name,
-                            "hist_gradient_boosting", {"max_iter": 60}, seed=0, tracking_uri=mlflow_server)
+    outcome = train_sklearn(
+        str(folder / "train.parquet"),
+        str(folder / "featurizer"),
+        str(folder / "model"),
+        name,
+        "hist_gradient_boosting",
+        {"max_iter": 60},
+        seed=0,
+        tracking_uri=mlflow_server,
+    )
     tracking.promote(name, outcome.version, tracking_uri=mlflow_server)
-    return {"name": name, "recorded_rmse": outcome.metrics["rmse"], "test": str(folder / "test.parquet"),
-            "reference": paths["y2011"], "y2012": paths["y2012"], "folder": folder}
+    return {
+        "name": name,
+        "recorded_rmse": outcome.metrics["rmse"],
+        "test": str(folder / "test.parquet"),
+        "reference": paths["y2011"],
+        "y2012": paths["y2012"],
+        "folder": folder,
+    }
 
 
 def test_a_later_year_fires_performance_decay(champion, mlflow_server):
     drift = core.detect_drift(champion["reference"], champion["y2012"], exclude_columns=["cnt"])
-    triggers = core.check_triggers(drift, champion["y2012"], "cnt", champion["name"], max_metric_drop=20.0,
-                                   tracking_uri=mlflow_server)
+    triggers = core.check_triggers(
+        drift, champion["y2012"], "cnt", champion["name"], max_metric_drop=20.0, tracking_uri=mlflow_server
+    )
     perf = triggers.details["performance_decay"]
     assert perf["metric"] == "rmse" and perf["champion_version"] == "1" and perf["labelled_rows"] == 3000
     assert perf["recorded"] == pytest.approx(champion["recorded_rmse"])
@@ -53,8 +75,9 @@ def test_a_later_year_fires_performance_decay(champion, mlflow_server):
 
 def test_the_same_period_does_not_fire(champion, mlflow_server):
     drift = core.detect_drift(champion["reference"], champion["test"], exclude_columns=["cnt"])
-    triggers = core.check_triggers(drift, champion["test"], "cnt", champion["name"], max_metric_drop=40.0,
-                                   tracking_uri=mlflow_server)
+    triggers = core.check_triggers(
+        drift, champion["test"], "cnt", champion["name"], max_metric_drop=40.0, tracking_uri=mlflow_server
+    )
     perf = triggers.details["performance_decay"]
     assert abs(perf["drop"]) < 40.0 and triggers.performance_decay is False
     assert "performance_decay" not in triggers.fired
@@ -76,12 +99,22 @@ def test_component_reports_the_performance_trigger(champion, mlflow_server, tmp_
 
     from kfp_ct.components.monitor_drift import monitor_drift
 
-    outputs = {"report": dsl.HTML(uri=str(tmp_path / "report.html")), "metrics": dsl.Metrics(uri=str(tmp_path / "m")),
-               "drift_table": dsl.Artifact(uri=str(tmp_path / "table.json"))}
+    outputs = {
+        "report": dsl.HTML(uri=str(tmp_path / "report.html")),
+        "metrics": dsl.Metrics(uri=str(tmp_path / "m")),
+        "drift_table": dsl.Artifact(uri=str(tmp_path / "table.json")),
+    }
     triggered = monitor_drift.python_func(
-        reference=dsl.Dataset(uri=champion["reference"]), current=dsl.Dataset(uri=champion["y2012"]),
-        columns=["temp", "hum", "windspeed", "hr"], target_column="cnt", model_name=champion["name"],
-        max_metric_drop=20.0, tracking_uri=mlflow_server, report_sample_rows=300, **outputs)
+        reference=dsl.Dataset(uri=champion["reference"]),
+        current=dsl.Dataset(uri=champion["y2012"]),
+        columns=["temp", "hum", "windspeed", "hr"],
+        target_column="cnt",
+        model_name=champion["name"],
+        max_metric_drop=20.0,
+        tracking_uri=mlflow_server,
+        report_sample_rows=300,
+        **outputs,
+    )
     assert triggered is True
     metrics = outputs["metrics"].metadata
     assert metrics["trigger_performance_decay"] == 1.0 and metrics["champion_rmse_drop"] > 20.0

@@ -47,9 +47,24 @@ def test_index_renders_in_headless_chromium(demo, tmp_path):
         pytest.skip("chromium is not installed (make test installs it where apt-get is available)")
     index = demo["runs"]["continuous 2025H2"].index
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
-         "--dump-dom", index.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path}",
+            "--dump-dom",
+            index.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "<h1>continuous-training-pipeline</h1>" in dom
     assert 'class="roc"' in dom and 'class="confusion"' in dom and 'class="metrics"' in dom
     assert "reports/monitor-drift.report.html" in dom and "model_card" in dom

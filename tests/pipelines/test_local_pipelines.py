@@ -1,6 +1,5 @@
 """Whole pipelines under kfp.local (SubprocessRunner, use_venv=False) on the real datasets."""
 
-
 from pathlib import Path
 
 import pandas as pd

@@ -33,8 +33,17 @@ def bike(bike_split):
 def _fit(data, hyperparameters, seed=0, lines=None):
     featurizer = data.featurizer
     log = lines.append if lines is not None else (lambda line: None)
-    return tk.fit(data.x_fit, data.y_fit, data.x_val, data.y_val, featurizer.task, featurizer.n_classes,
-                  hyperparameters, seed, log=log)
+    return tk.fit(
+        data.x_fit,
+        data.y_fit,
+        data.x_val,
+        data.y_val,
+        featurizer.task,
+        featurizer.n_classes,
+        hyperparameters,
+        seed,
+        log=log,
+    )
 
 
 def _test_metrics(split, result, featurizer):
@@ -65,7 +74,7 @@ def test_epoch_lines_match_the_torch_trainer_and_katib(elec2_fit):
     result, lines = elec2_fit
     assert len(lines) == len(CLASSIFICATION_LINES) * len(result.history)
     for epoch, record in enumerate(result.history, start=1):
-        chunk = lines[(epoch - 1) * len(CLASSIFICATION_LINES):epoch * len(CLASSIFICATION_LINES)]
+        chunk = lines[(epoch - 1) * len(CLASSIFICATION_LINES) : epoch * len(CLASSIFICATION_LINES)]
         matches = [KATIB_FILTER.fullmatch(line) for line in chunk]
         assert all(matches), chunk
         assert [m.group(1) for m in matches] == CLASSIFICATION_LINES
@@ -81,7 +90,7 @@ def test_regression_on_bike(bike, bike_split):
     # Measured (the first 3000 hours of 2011, split by day; 15 epochs, seed 0, CPU): validation R2 0.53, test 0.55.
     assert result.metrics["r2"] > 0.4, result.metrics
     assert _test_metrics(bike_split, result, bike.featurizer)["r2"] > 0.4
-    assert [line.split("=")[0] for line in lines[:len(REGRESSION_LINES)]] == REGRESSION_LINES
+    assert [line.split("=")[0] for line in lines[: len(REGRESSION_LINES)]] == REGRESSION_LINES
     predictions = result.estimator.scores(bike.x_val)  # counts: the scaling is folded into the output layer
     assert abs(predictions.mean() - bike.y_val.mean()) < 0.25 * bike.y_val.mean()
 
@@ -109,8 +118,17 @@ def test_class_weights_lift_the_minority_class(elec2):
     x, y, xv, yv = elec2.x_fit[fit_rows], elec2.y_fit[fit_rows], elec2.x_val[val_rows], elec2.y_val[val_rows]
 
     def minority_recall(mode):
-        result = tk.fit(x, y, xv, yv, "classification", 2, {"epochs": 6, "class_weight": mode, "hidden_sizes": [64]},
-                        0, log=lambda line: None)
+        result = tk.fit(
+            x,
+            y,
+            xv,
+            yv,
+            "classification",
+            2,
+            {"epochs": 6, "class_weight": mode, "hidden_sizes": [64]},
+            0,
+            log=lambda line: None,
+        )
         return (result.estimator.scores(xv).argmax(axis=1)[yv == 1] == 1).mean()
 
     unweighted, balanced = minority_recall("none"), minority_recall("balanced")
@@ -118,13 +136,18 @@ def test_class_weights_lift_the_minority_class(elec2):
 
 
 def test_unknown_hyperparameter_fails_before_reading_anything(tmp_path):
-    with pytest.raises(ValueError, match="unknown hyperparameter\\(s\\) for mlp: units; allowed: batch_size, "
-                                         "class_weight, compile, dropout, epochs, hidden_sizes, lr, patience"):
-        tk.train_keras(str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m",
-                       {"units": 3})
+    with pytest.raises(
+        ValueError,
+        match="unknown hyperparameter\\(s\\) for mlp: units; allowed: batch_size, "
+        "class_weight, compile, dropout, epochs, hidden_sizes, lr, patience",
+    ):
+        tk.train_keras(
+            str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m", {"units": 3}
+        )
     with pytest.raises(ValueError, match="'patience' must lie in"):
-        tk.train_keras(str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m",
-                       {"patience": 0})
+        tk.train_keras(
+            str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m", {"patience": 0}
+        )
     assert not os.path.exists(tmp_path / "m")
 
 
@@ -134,8 +157,14 @@ def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_sp
 
     result, _ = elec2_fit
     path = str(tmp_path / "model")
-    model_format.save_model(path, result.estimator, elec2.featurizer, tk.KerasAdapter(), input_example=elec2.x_raw,
-                            metadata={"estimator": tk.ESTIMATOR})
+    model_format.save_model(
+        path,
+        result.estimator,
+        elec2.featurizer,
+        tk.KerasAdapter(),
+        input_example=elec2.x_raw,
+        metadata={"estimator": tk.ESTIMATOR},
+    )
     test = datasets.read_frame(elec2_split["test"])
     expected = result.estimator.scores(elec2.featurizer.transform(test))
 
@@ -163,15 +192,28 @@ def test_component_python_func_with_mlflow_server(bike_split, mlflow_server, mod
     train = dsl.Dataset(uri=bike_split["train"], metadata=dict(bike_split["result"]["train"]))
     featurizer = dsl.Model(uri=bike_split["featurizer"])
     model, metrics = dsl.Model(uri=str(tmp_path / "model")), dsl.Metrics(uri=str(tmp_path / "metrics"))
-    train_keras.python_func(train=train, featurizer=featurizer, target_column="cnt", task="regression", model=model,
-                            metrics=metrics, hyperparameters={"epochs": "4", "lr": "0.01"}, model_name=model_name,
-                            tracking_uri=mlflow_server, seed=2)
+    train_keras.python_func(
+        train=train,
+        featurizer=featurizer,
+        target_column="cnt",
+        task="regression",
+        model=model,
+        metrics=metrics,
+        hyperparameters={"epochs": "4", "lr": "0.01"},
+        model_name=model_name,
+        tracking_uri=mlflow_server,
+        seed=2,
+    )
     assert model.metadata["version"] == "1" and model.metadata["framework"] == "keras"
     assert set(metrics.metadata) == {"rmse", "mae", "r2"} and metrics.metadata["r2"] > 0.2
     test = datasets.read_frame(bike_split["test"])
     local = model_format.load_model(model.path)
-    assert local.metadata["hyperparameters"] == {**tk.KERAS_DEFAULTS, "epochs": 4, "lr": 0.01,  # Katib's text, read
-                                                 "hidden_sizes": list(tk.KERAS_DEFAULTS["hidden_sizes"])}
+    assert local.metadata["hyperparameters"] == {
+        **tk.KERAS_DEFAULTS,
+        "epochs": 4,
+        "lr": 0.01,  # Katib's text, read
+        "hidden_sizes": list(tk.KERAS_DEFAULTS["hidden_sizes"]),
+    }
     downloaded = tracking.download_version(model_name, "1", tmp_path / "download", mlflow_server)
     np.testing.assert_allclose(mlflow.pyfunc.load_model(downloaded).predict(test), local.predict(test), rtol=1e-6)
 

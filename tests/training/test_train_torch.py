@@ -51,8 +51,18 @@ def bike(bike_split):
 def _fit(data, hyperparameters, seed=0, lines=None, **options):
     featurizer = data.featurizer
     log = lines.append if lines is not None else (lambda line: None)
-    return tt.fit(data.x_fit, data.y_fit, data.x_val, data.y_val, featurizer.task, featurizer.n_classes,
-                  hyperparameters, seed, log=log, **options)
+    return tt.fit(
+        data.x_fit,
+        data.y_fit,
+        data.x_val,
+        data.y_val,
+        featurizer.task,
+        featurizer.n_classes,
+        hyperparameters,
+        seed,
+        log=log,
+        **options,
+    )
 
 
 def _test_metrics(split, result, featurizer):
@@ -87,7 +97,7 @@ def test_epoch_lines_are_what_katib_reads(elec2_fit):
     result, lines = elec2_fit
     assert len(lines) == len(CLASSIFICATION_LINES) * len(result.history)
     for epoch, record in enumerate(result.history, start=1):
-        chunk = lines[(epoch - 1) * len(CLASSIFICATION_LINES):epoch * len(CLASSIFICATION_LINES)]
+        chunk = lines[(epoch - 1) * len(CLASSIFICATION_LINES) : epoch * len(CLASSIFICATION_LINES)]
         parsed = []
         for line in chunk:
             match = KATIB_FILTER.fullmatch(line)
@@ -108,7 +118,7 @@ def test_regression_on_bike(bike, bike_split):
     assert result.metrics["r2"] > 0.55, result.metrics
     test = _test_metrics(bike_split, result, bike.featurizer)
     assert test["r2"] > 0.55, test
-    assert [line.split("=")[0] for line in lines[:len(REGRESSION_LINES)]] == REGRESSION_LINES
+    assert [line.split("=")[0] for line in lines[: len(REGRESSION_LINES)]] == REGRESSION_LINES
     # the target scaling is folded into the network: its output is the count itself
     predictions = result.estimator.scores(bike.x_val)
     assert abs(predictions.mean() - bike.y_val.mean()) < 0.25 * bike.y_val.mean()
@@ -148,8 +158,9 @@ def test_class_weights_lift_the_minority_class(elec2):
     assert 0.05 < y.mean() < 0.15  # UP is now the minority class
 
     def minority_recall(mode):
-        result = tt.fit(x, y, xv, yv, "classification", 2, {"epochs": 8, "class_weight": mode}, 0,
-                        log=lambda line: None)
+        result = tt.fit(
+            x, y, xv, yv, "classification", 2, {"epochs": 8, "class_weight": mode}, 0, log=lambda line: None
+        )
         return (result.estimator.scores(xv).argmax(axis=1)[yv == 1] == 1).mean()
 
     unweighted, balanced = minority_recall("none"), minority_recall("balanced")
@@ -163,21 +174,37 @@ def test_hyperparameters_are_checked_and_converted(elec2):
     allowed = "batch_size, class_weight, compile, dropout, epochs, hidden_sizes, lr, patience, weight_decay"
     with pytest.raises(ValueError, match=f"unknown hyperparameter\\(s\\) for mlp: depth, layers; allowed: {allowed}"):
         tt.resolve_hyperparameters({"depth": 3, "layers": 2, "lr": 0.1})
-    for bad, message in [({"dropout": 2}, "'dropout' must lie in"), ({"lr": 0}, "'lr' must lie in"),
-                         ({"epochs": 2.5}, "'epochs' must be an integer"), ({"hidden_sizes": "a,b"}, "'hidden_sizes'"),
-                         ({"hidden_sizes": []}, "'hidden_sizes' must be a non-empty list"),
-                         ({"class_weight": "auto"}, "'class_weight' must be 'balanced' or 'none'"),
-                         ({"compile": "maybe"}, "'compile' must be true or false")]:
+    for bad, message in [
+        ({"dropout": 2}, "'dropout' must lie in"),
+        ({"lr": 0}, "'lr' must lie in"),
+        ({"epochs": 2.5}, "'epochs' must be an integer"),
+        ({"hidden_sizes": "a,b"}, "'hidden_sizes'"),
+        ({"hidden_sizes": []}, "'hidden_sizes' must be a non-empty list"),
+        ({"class_weight": "auto"}, "'class_weight' must be 'balanced' or 'none'"),
+        ({"compile": "maybe"}, "'compile' must be true or false"),
+    ]:
         with pytest.raises(ValueError, match=message):
             tt.resolve_hyperparameters(bad)
     # Katib substitutes every value as text
-    hp = tt.resolve_hyperparameters({"lr": "0.01", "hidden_sizes": "64,32", "epochs": "2", "batch_size": "128",
-                                     "compile": "false", "dropout": "0"})
-    assert hp == {**tt.DEFAULTS, "lr": 0.01, "hidden_sizes": [64, 32], "epochs": 2, "batch_size": 128,
-                  "compile": False, "dropout": 0.0}
+    hp = tt.resolve_hyperparameters(
+        {"lr": "0.01", "hidden_sizes": "64,32", "epochs": "2", "batch_size": "128", "compile": "false", "dropout": "0"}
+    )
+    assert hp == {
+        **tt.DEFAULTS,
+        "lr": 0.01,
+        "hidden_sizes": [64, 32],
+        "epochs": 2,
+        "batch_size": 128,
+        "compile": False,
+        "dropout": 0.0,
+    }
     # a KFP dict parameter turns whole numbers into floats
     assert tt.resolve_hyperparameters({"epochs": 40.0, "hidden_sizes": [128.0, 64.0], "batch_size": 4096.0}) == {
-        **tt.DEFAULTS, "epochs": 40, "hidden_sizes": [128, 64], "batch_size": 4096}
+        **tt.DEFAULTS,
+        "epochs": 40,
+        "hidden_sizes": [128, 64],
+        "batch_size": 4096,
+    }
     result = _fit(elec2, {"lr": "0.01", "hidden_sizes": "[64, 32]", "epochs": "2", "dropout": "0"})
     widths = [layer.out_features for layer in result.estimator.network if hasattr(layer, "out_features")]
     assert widths == [64, 32, 2] and len(result.history) == 2
@@ -214,8 +241,14 @@ def test_auto_batch_size_and_device_roc_auc():
 
 
 def _save(data, result, path):
-    model_format.save_model(path, result.estimator, data.featurizer, tt.TorchAdapter(), input_example=data.x_raw,
-                            metadata={"estimator": tt.ESTIMATOR, "hyperparameters": {"epochs": 12}})
+    model_format.save_model(
+        path,
+        result.estimator,
+        data.featurizer,
+        tt.TorchAdapter(),
+        input_example=data.x_raw,
+        metadata={"estimator": tt.ESTIMATOR, "hyperparameters": {"epochs": 12}},
+    )
     return str(path)
 
 
@@ -257,22 +290,31 @@ def test_saved_regression_model_predicts_counts(bike, bike_split, tmp_path):
     path = _save(bike, result, tmp_path / "model")
     test = datasets.read_frame(bike_split["test"])
     predicted = model_format.load_model(path).predict(test)
-    np.testing.assert_allclose(predicted, result.estimator.scores(bike.featurizer.transform(test)), rtol=1e-5,
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        predicted, result.estimator.scores(bike.featurizer.transform(test)), rtol=1e-5, atol=1e-3
+    )
     import mlflow.pyfunc
 
     np.testing.assert_allclose(mlflow.pyfunc.load_model(path).predict(test), predicted, rtol=1e-6)
 
 
 def test_train_torch_registers_a_version(elec2_split, sqlite_tracking, model_name, tmp_path, capsys):
-    outcome = tt.train_torch(elec2_split["train"], elec2_split["featurizer"], str(tmp_path / "model"), model_name,
-                             {"epochs": 3, "hidden_sizes": [64]}, seed=0, tracking_uri=sqlite_tracking,
-                             target_column="class", task="classification",
-                             train_metadata={"sha256": "feed", "source_uri": "gs://bucket/elec2.csv"})
+    outcome = tt.train_torch(
+        elec2_split["train"],
+        elec2_split["featurizer"],
+        str(tmp_path / "model"),
+        model_name,
+        {"epochs": 3, "hidden_sizes": [64]},
+        seed=0,
+        tracking_uri=sqlite_tracking,
+        target_column="class",
+        task="classification",
+        train_metadata={"sha256": "feed", "source_uri": "gs://bucket/elec2.csv"},
+    )
     assert outcome.metrics["roc_auc"] > 0.75, outcome.metrics  # measured 0.821 (3 epochs of a 64-unit layer)
     printed = capsys.readouterr().out.splitlines()
     final = training.format_metrics(outcome.metrics, training.METRIC_PREFIX)  # the glue's lines, after the epochs'
-    assert printed[-len(final):] == final and "epoch=3" in printed
+    assert printed[-len(final) :] == final and "epoch=3" in printed
     assert tracking.versions(model_name, sqlite_tracking) == [outcome.version] == ["1"]
     run = tracking.client(sqlite_tracking).get_run(outcome.run_id)
     assert run.data.params["framework"] == "torch" and run.data.params["estimator"] == "mlp"
@@ -285,8 +327,9 @@ def test_train_torch_registers_a_version(elec2_split, sqlite_tracking, model_nam
 
 def test_unknown_hyperparameter_fails_before_reading_anything(tmp_path):
     with pytest.raises(ValueError, match="unknown hyperparameter\\(s\\) for mlp: depth"):
-        tt.train_torch(str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m",
-                       {"depth": 3})
+        tt.train_torch(
+            str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m", {"depth": 3}
+        )
     assert not os.path.exists(tmp_path / "m")
 
 
@@ -300,9 +343,18 @@ def test_component_python_func_with_mlflow_server(elec2_split, mlflow_server, mo
     train = dsl.Dataset(uri=elec2_split["train"], metadata=dict(elec2_split["result"]["train"]))
     featurizer = dsl.Model(uri=elec2_split["featurizer"])
     model, metrics = dsl.Model(uri=str(tmp_path / "model")), dsl.Metrics(uri=str(tmp_path / "metrics"))
-    train_torch.python_func(train=train, featurizer=featurizer, target_column="class", task="classification",
-                            model=model, metrics=metrics, hyperparameters={"epochs": 4, "hidden_sizes": "128,64"},
-                            model_name=model_name, tracking_uri=mlflow_server, seed=1)
+    train_torch.python_func(
+        train=train,
+        featurizer=featurizer,
+        target_column="class",
+        task="classification",
+        model=model,
+        metrics=metrics,
+        hyperparameters={"epochs": 4, "hidden_sizes": "128,64"},
+        model_name=model_name,
+        tracking_uri=mlflow_server,
+        seed=1,
+    )
     assert model.metadata["version"] == "1" and model.metadata["framework"] == "torch"
     assert metrics.metadata["roc_auc"] == model.metadata["roc_auc"] > 0.8
     test = datasets.read_frame(elec2_split["test"]).head(50)
@@ -364,8 +416,11 @@ def test_training_epoch_never_copies_between_host_and_device(cuda, elec2):
         loss = tt.train_epoch(network, optimizer, criterion, X, y, 256, generator, "cuda")
         torch.cuda.synchronize()
     assert loss.device.type == "cuda"
-    copies = [e.name for e in prof.events() if "memcpy" in e.name.lower() and ("htod" in e.name.lower() or
-                                                                             "dtoh" in e.name.lower())]
+    copies = [
+        e.name
+        for e in prof.events()
+        if "memcpy" in e.name.lower() and ("htod" in e.name.lower() or "dtoh" in e.name.lower())
+    ]
     assert copies == [], f"{len(copies)} host/device copies in one epoch of {len(y) // 256 + 1} batches: {copies[:5]}"
 
 
@@ -386,9 +441,14 @@ def test_component_runs_in_the_gpu_image_and_documents_every_input_and_output(tm
         spec = yaml.safe_load(f)
     assert spec["deploymentSpec"]["executors"]["exec-train-torch"]["container"]["image"] == GPU_IMAGE
     inputs, outputs = spec["root"]["inputDefinitions"], spec["root"]["outputDefinitions"]
-    assert set(inputs["parameters"]) == {"target_column", "task", "hyperparameters", "model_name", "tracking_uri",
-                                         "seed"}
+    assert set(inputs["parameters"]) == {
+        "target_column",
+        "task",
+        "hyperparameters",
+        "model_name",
+        "tracking_uri",
+        "seed",
+    }
     assert set(inputs["artifacts"]) == {"train", "featurizer"} and set(outputs["artifacts"]) == {"model", "metrics"}
     for definition in [*inputs["parameters"].values(), *inputs["artifacts"].values(), *outputs["artifacts"].values()]:
         assert definition.get("description"), definition
-

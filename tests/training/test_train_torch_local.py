@@ -26,10 +26,14 @@ def test_ingest_featurize_train_torch_under_kfp_local(kfp_local, shared_data, tm
     def ingest_featurize_train(source_uri: str) -> dsl.Model:
         data = ingest(source_uri=source_uri)
         features = featurize(dataset=data.outputs["dataset"], target_column="class")
-        return train_torch(train=features.outputs["train"], featurizer=features.outputs["featurizer"],
-                           target_column="class", task="classification",
-                           hyperparameters={"epochs": 3, "hidden_sizes": [64, 64]},
-                           model_name="local-torch").outputs["model"]
+        return train_torch(
+            train=features.outputs["train"],
+            featurizer=features.outputs["featurizer"],
+            target_column="class",
+            task="classification",
+            hyperparameters={"epochs": 3, "hidden_sizes": [64, 64]},
+            model_name="local-torch",
+        ).outputs["model"]
 
     run = ingest_featurize_train(source_uri=str(source))
     model = run.outputs["Output"]
