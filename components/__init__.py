@@ -1,17 +1,10 @@
-"""The kfp-ct catalog. Importing it loads kfp and the component interfaces only, never the heavy libraries the
-components use at run time (torch, tensorflow, evidently, mlflow, kserve, optuna)."""
+"""The kfp-ct catalog. Each component loads on first access (`from kfp_ct.components import ingest`), with kfp and
+its interface only, never the heavy libraries the components use at run time (torch, tensorflow, evidently, mlflow,
+kserve, optuna); importing a component's core (`from kfp_ct.components.ingest import core`) does not import kfp."""
 
-from kfp_ct.components.evaluate import evaluate
-from kfp_ct.components.featurize import featurize
-from kfp_ct.components.ingest import ingest
-from kfp_ct.components.monitor_drift import monitor_drift
-from kfp_ct.components.push import push
-from kfp_ct.components.reference_data import reference_data
-from kfp_ct.components.train_keras import train_keras
-from kfp_ct.components.train_sklearn import train_sklearn
-from kfp_ct.components.train_torch import train_torch
-from kfp_ct.components.tune import tune
-from kfp_ct.components.validate import validate
+import sys
+
+from kfp_ct.components._catalog import Catalog
 
 # In the order of the loop, for the catalog's listing.
 __all__ = [
@@ -27,3 +20,5 @@ __all__ = [
     "reference_data",
     "monitor_drift",
 ]
+
+sys.modules[__name__].__class__ = Catalog

@@ -26,6 +26,26 @@ def test_importing_the_catalog_loads_no_heavy_library():
     assert loaded == "[]"
 
 
+def test_cores_never_import_kfp_and_the_catalog_names_stay_components():
+    """Every module of a component's package but component.py imports without kfp (tune's workers and the model
+    server load only those), and afterwards each catalog name still gives the component, not its package."""
+    code = """
+import importlib, pkgutil, sys, types
+import kfp_ct.components as catalog
+for package in ["_common", *catalog.__all__]:
+    path = importlib.import_module(f"kfp_ct.components.{package}").__path__
+    for module in pkgutil.iter_modules(path):
+        if module.name != "component":
+            importlib.import_module(f"kfp_ct.components.{package}.{module.name}")
+            assert "kfp" not in sys.modules, f"kfp_ct.components.{package}.{module.name} imported kfp"
+from kfp_ct.components import tune
+assert not isinstance(tune, types.ModuleType) and tune.component_spec.name == "tune", tune
+assert all(getattr(catalog, name).component_spec.name == name.replace("_", "-") for name in catalog.__all__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @pytest.mark.parametrize("name", components.__all__)
 def test_every_input_and_output_is_documented(name):
     spec = getattr(components, name).component_spec

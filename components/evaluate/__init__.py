@@ -1,3 +1,4 @@
-from kfp_ct.components.evaluate.component import evaluate
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["evaluate"]
+__getattr__ = export_component(__name__, "evaluate")

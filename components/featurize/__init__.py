@@ -1,3 +1,4 @@
-from kfp_ct.components.featurize.component import featurize
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["featurize"]
+__getattr__ = export_component(__name__, "featurize")

@@ -1,3 +1,4 @@
-from kfp_ct.components.ingest.component import ingest
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["ingest"]
+__getattr__ = export_component(__name__, "ingest")

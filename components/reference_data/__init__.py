@@ -1,3 +1,4 @@
-from kfp_ct.components.reference_data.component import reference_data
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["reference_data"]
+__getattr__ = export_component(__name__, "reference_data")

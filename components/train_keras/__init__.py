@@ -1,3 +1,4 @@
-from kfp_ct.components.train_keras.component import train_keras
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["train_keras"]
+__getattr__ = export_component(__name__, "train_keras")

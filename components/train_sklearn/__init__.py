@@ -1,3 +1,4 @@
-from kfp_ct.components.train_sklearn.component import train_sklearn
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["train_sklearn"]
+__getattr__ = export_component(__name__, "train_sklearn")

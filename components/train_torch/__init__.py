@@ -1,3 +1,4 @@
-from kfp_ct.components.train_torch.component import train_torch
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["train_torch"]
+__getattr__ = export_component(__name__, "train_torch")

@@ -1,3 +1,4 @@
-from kfp_ct.components.tune.component import tune
+from kfp_ct.components._catalog import export_component
 
 __all__ = ["tune"]
+__getattr__ = export_component(__name__, "tune")
