@@ -15,6 +15,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PODMAN_HOME = Path(os.environ.get("KFP_CT_PODMAN_HOME", "/var/tmp/kfp-ct-podman"))
+# A tier test that hangs (a container API call that never answers) fails after this long instead of holding CI.
+TIER_TIMEOUT_S = 600
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("containers"):
+            item.add_marker(pytest.mark.timeout(TIER_TIMEOUT_S))
 
 
 def unavailable(reason: str):

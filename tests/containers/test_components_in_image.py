@@ -20,9 +20,16 @@ def test_the_compiled_components_name_the_locally_built_image(component_image):
 def test_image_runs_as_a_non_root_user(docker_client, component_image):
     config = docker_client.images.get(component_image).attrs["Config"]
     assert config["User"] not in ("", "0", "root", "0:0")
-    out = docker_client.containers.run(
-        component_image, ["sh", "-c", "id -u; command -v gcc cc pip3 || true"], remove=True, network_mode="host"
+    # Not `containers.run(remove=True)`: that follows the logs of a container which exits within milliseconds, and
+    # podman 4.3 can leave such a stream open for ever (its log follower races the container's `died` event).
+    container = docker_client.containers.run(
+        component_image, ["sh", "-c", "id -u; command -v gcc cc pip3 || true"], detach=True, network_mode="host"
     )
+    try:
+        assert container.wait(timeout=120)["StatusCode"] == 0
+        out = container.logs()
+    finally:
+        container.remove(force=True)
     uid, *tools = out.decode().split()
     assert uid == "1000"
     assert not [t for t in tools if t.endswith(("gcc", "/cc"))], f"a compiler is left in the image: {tools}"
