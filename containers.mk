@@ -4,6 +4,7 @@
 #   make image-cpu / image-gpu / image-serving
 #   make base-image        a Python 3.11 base built from Debian packages (debootstrap), for machines without a registry
 #   make wheelhouse        the images' dependencies as wheels, built on the host (the builds then need no network)
+#   make wheelhouse-gpu    the same plus the CUDA builds of torch and TensorFlow, for the GPU image (several GB)
 #   make test-containers   podman set up here, base + CPU + serving images built, then `pytest -m containers`:
 #                          `make test CONTAINERS=1` with only the tier selected
 #   make containers-ready  all that the tier needs before pytest (`make test CONTAINERS=1` depends on it)
@@ -12,7 +13,7 @@
 #
 # ENGINE is podman when it is installed, else docker when a Docker engine answers, else podman (installed).
 # BASE_IMAGE defaults to the registry-free Debian base; elsewhere: make image BASE_IMAGE=python:3.11-slim
-# GPU_BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu22.04. The GPU image downloads several GB of CUDA wheels from PyPI:
+# GPU_BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu22.04. The GPU image's wheelhouse holds several GB of CUDA wheels:
 # `make image` builds it; CI and the tests never do.
 
 CT_HOME ?= /var/tmp/kfp-ct-podman
@@ -26,13 +27,14 @@ ENGINE ?= $(shell if command -v podman >/dev/null 2>&1; then echo podman; \
 # podman reads the private configuration that containers-setup writes
 ENGINE_CMD = $(if $(filter podman,$(ENGINE)),. $(CT_ENV) && podman,$(ENGINE))
 WHEELHOUSE_STAMP := $(CT_DIR)/wheelhouse/.stamp
+WHEELHOUSE_GPU_STAMP := $(CT_DIR)/wheelhouse-gpu/.stamp
 image_name = $$($(BIN)/python -c 'from kfp_ct.components._image import $(1); print($(1))')
 # superseded final images (untagged, with the title label) go; untagged builder stages stay: they are the layer cache
 PRUNE = $(ENGINE_CMD) image prune -f --filter label=org.opencontainers.image.title >/dev/null
 # each image carries the hash of the source it was built from; tests/containers check it against the tree
 BUILD = $(ENGINE_CMD) build --network host --label org.kfp-ct.source-sha256=$$($(BIN)/python $(CT_DIR)/source_hash.py)
 
-.PHONY: image image-cpu image-gpu image-serving base-image wheelhouse containers-setup containers-stop \
+.PHONY: image image-cpu image-gpu image-serving base-image wheelhouse wheelhouse-gpu containers-setup containers-stop \
         test-containers containers-ready image-sizes
 
 containers-setup:
@@ -53,11 +55,19 @@ else
 	@echo "base image: $(BASE_IMAGE) (from its registry)"
 endif
 
-$(WHEELHOUSE_STAMP): setup.cfg constraints.txt $(CT_DIR)/requirements.py $(CT_DIR)/wheelhouse.sh | $(STAMP)
+WHEELHOUSE_INPUTS := setup.cfg constraints.txt $(CT_DIR)/requirements.py $(CT_DIR)/wheelhouse.sh
+
+$(WHEELHOUSE_STAMP): $(WHEELHOUSE_INPUTS) | $(STAMP)
 	bash $(CT_DIR)/wheelhouse.sh $(BIN)/python
 	touch $@
 
+$(WHEELHOUSE_GPU_STAMP): $(WHEELHOUSE_INPUTS) $(CT_DIR)/gpu-requirements.txt | $(STAMP)
+	bash $(CT_DIR)/wheelhouse.sh $(BIN)/python gpu
+	touch $@
+
 wheelhouse: $(WHEELHOUSE_STAMP)
+
+wheelhouse-gpu: $(WHEELHOUSE_GPU_STAMP)
 
 image-cpu: install base-image wheelhouse
 	$(BUILD) --build-arg BASE_IMAGE=$(BASE_IMAGE) -f Dockerfile -t $(call image_name,IMAGE) .
@@ -67,7 +77,7 @@ image-serving: install base-image wheelhouse
 	$(BUILD) --build-arg BASE_IMAGE=$(BASE_IMAGE) -f kserve/Dockerfile -t $(call image_name,SERVING_IMAGE) .
 	$(PRUNE)
 
-image-gpu: install base-image wheelhouse
+image-gpu: install base-image wheelhouse-gpu
 	$(BUILD) --build-arg BASE_IMAGE=$(GPU_BASE_IMAGE) -f Dockerfile.gpu -t $(call image_name,GPU_IMAGE) .
 	$(PRUNE)
 
