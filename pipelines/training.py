@@ -5,6 +5,7 @@ from typing import Optional
 from kfp import dsl
 
 from kfp_ct.components import evaluate, featurize, ingest, push, train_keras, train_sklearn, train_torch, tune, validate
+from kfp_ct.components._image import GPU_IMAGE
 from kfp_ct.pipelines.steps import step
 
 TRAINERS = {"sklearn": train_sklearn, "torch": train_torch, "keras": train_keras}
@@ -38,6 +39,8 @@ def train_evaluate_push(
     for name, trainer in TRAINERS.items():
         with dsl.If(framework == name, name=f"framework-{name}"):
             options = {"estimator": estimator} if name == "sklearn" else {}
+            # evaluate and push load the model: a torch or Keras model needs the GPU image's libraries (on CPU)
+            model_image = GPU_IMAGE if name in GPU_TRAINERS else None
             trained = step(
                 trainer(
                     train=train,
@@ -61,7 +64,8 @@ def train_evaluate_push(
                     model_name=model_name,
                     thresholds=thresholds,
                     tracking_uri=tracking_uri,
-                )
+                ),
+                image=model_image,
             )
             with dsl.If(verdict.outputs["Output"] == True, name=f"blessed-{name}"):  # noqa: E712 (a KFP condition)
                 step(
@@ -73,7 +77,8 @@ def train_evaluate_push(
                         namespace=namespace,
                         canary_traffic_percent=canary_traffic_percent,
                         tracking_uri=tracking_uri,
-                    )
+                    ),
+                    image=model_image,
                 )
 
 

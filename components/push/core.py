@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kfp_ct.components._common import storage
 from kfp_ct.components.push import manifests
@@ -337,6 +337,7 @@ def push(
         resources=resources,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
+        image=manifests.predictor_image(meta.get("framework", "")),
     )
     manifests.inference_service(spec)
 
@@ -352,18 +353,7 @@ def push(
         raise
     log(f"infra validation passed: V1 and V2 answers to the input example match the model ({published})")
     labels = {"kfp-ct.io/model-version": published.rstrip("/").rsplit("/", 1)[-1][:63]}
-    manifest = manifests.inference_service(
-        manifests.ServiceSpec(
-            name=model_name,
-            storage_uri=published,
-            namespace=namespace,
-            deployment_mode=deployment_mode,
-            resources=resources,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            labels=labels,
-        )
-    )
+    manifest = manifests.inference_service(replace(spec, storage_uri=published, labels=labels))
 
     if target == "local":
         registered, version = _registry_version(meta, model_name, published, tracking_uri, registered_version)

@@ -74,6 +74,7 @@ class ServiceSpec:
     max_replicas: int = 3
     labels: dict = field(default_factory=dict)
     annotations: dict = field(default_factory=dict)
+    image: str | None = None  # the predictor's image, in place of the runtime's (see predictor_image)
 
 
 def check_name(name: str, what: str = "model_name") -> str:
@@ -101,6 +102,21 @@ def to_dict(obj) -> dict:
     from kubernetes.client import ApiClient
 
     return ApiClient().sanitize_for_serialization(obj)
+
+
+# Frameworks whose models the serving image cannot load (it holds neither torch nor TensorFlow): their
+# InferenceServices run the catalog's GPU image, which holds both and the same server, on CPU unless given a GPU.
+FRAMEWORKS_ON_GPU_IMAGE = ("torch", "keras")
+
+
+def predictor_image(framework: str) -> str | None:
+    """The image an InferenceService of a `framework` model runs in place of the runtime's: None (the serving image)
+    for scikit-learn, the GPU image for torch and Keras."""
+    if framework not in FRAMEWORKS_ON_GPU_IMAGE:
+        return None
+    from kfp_ct.components._image import GPU_IMAGE  # here only: the rest of this module never imports kfp
+
+    return GPU_IMAGE
 
 
 def serving_runtime(namespace: str | None = None, image: str | None = None) -> dict:
@@ -190,6 +206,7 @@ def inference_service(spec: ServiceSpec) -> dict:
                 model=V1beta1ModelSpec(
                     model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version=MODEL_FORMAT_VERSION),
                     runtime=RUNTIME_NAME,
+                    image=spec.image,
                     storage_uri=spec.storage_uri,
                     resources=spec.resources.to_k8s(),
                 ),

@@ -137,3 +137,34 @@ def test_compiled_pipelines_take_credentials_from_a_secret_only():
             for secret in executor.get("secretAsEnv", []):
                 assert secret["secretNameParameter"]["runtimeValue"]["constant"] == SECRET_NAME
                 assert {k["secretKey"] for k in secret["keyToEnv"]} <= set(SECRET_KEYS)
+
+
+@pytest.mark.parametrize("pipeline", ["training_pipeline", "continuous_training_pipeline"])
+def test_steps_that_load_a_torch_or_keras_model_run_in_the_gpu_image(pipeline):
+    """The component image holds neither torch nor TensorFlow: evaluate and push of a torch or Keras model run in
+    the GPU image (on CPU); the scikit-learn branch keeps the component image."""
+    import re
+
+    from kfp_ct.components._image import GPU_IMAGE, IMAGE
+
+    path = Path(__file__).resolve().parents[2] / "compiled" / f"{pipeline}.yaml"
+    spec = next(yaml.safe_load_all(path.read_text()))
+    components, executors = spec["components"], spec["deploymentSpec"]["executors"]
+
+    def leaves(name):  # (step, image) of every container task under the DAG component `name`
+        for key, task in components[name]["dag"]["tasks"].items():
+            ref = task["componentRef"]["name"]
+            if "dag" in components[ref]:
+                yield from leaves(ref)
+            else:
+                yield re.sub(r"-\d+$", "", key), executors[components[ref]["executorLabel"]]["container"]["image"]
+
+    seen = {}
+    for name, component in components.items():
+        trainers = [re.sub(r"-\d+$", "", key) for key in component.get("dag", {}).get("tasks", {})]
+        trainers = [t for t in trainers if t.startswith("train-") and t != "train-evaluate-push"]
+        for trainer in trainers:
+            images = {image for step, image in leaves(name) if step in ("evaluate", "push")}
+            seen[trainer] = images
+            assert images == ({IMAGE} if trainer == "train-sklearn" else {GPU_IMAGE}), (trainer, images)
+    assert set(seen) == {"train-sklearn", "train-torch", "train-keras"}

@@ -136,3 +136,17 @@ def test_service_url():
         manifests.service_url("m", "ns", "RawDeployment")
         == "http://m-predictor.ns.svc.cluster.local/v1/models/m:predict"
     )
+
+
+def test_torch_and_keras_models_are_served_by_the_gpu_image():
+    """The serving image holds neither torch nor TensorFlow: an InferenceService of such a model names the GPU
+    image (same server, CPU unless a GPU is requested) in place of the runtime's."""
+    from kfp_ct.components._image import GPU_IMAGE
+
+    assert manifests.predictor_image("sklearn") is None
+    for framework in ("torch", "keras"):
+        isvc = _isvc(image=manifests.predictor_image(framework))
+        assert isvc["spec"]["predictor"]["model"]["image"] == GPU_IMAGE
+        assert isvc["spec"]["predictor"]["model"]["runtime"] == manifests.RUNTIME_NAME
+        assert manifests.crd_errors(isvc, str(CRD)) == []
+    assert "image" not in _isvc()["spec"]["predictor"]["model"]
