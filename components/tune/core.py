@@ -671,16 +671,14 @@ class _Workers:
         return found
 
     def close(self, kill: bool = False) -> None:
-        started = [p for p in self.processes if p is not None]  # none when preparing the context failed
-        for worker_id, process in enumerate(self.processes):
-            if process is None:
-                continue
+        started = {w: p for w, p in enumerate(self.processes) if p is not None}  # none if the context failed
+        for worker_id, process in started.items():
             if kill or worker_id in self.busy:
                 process.terminate()
             else:
                 with contextlib.suppress(Exception):
                     self.tasks[worker_id].put(None)
-        for process in started:
+        for process in started.values():
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()

@@ -238,7 +238,7 @@ def test_the_goal_stops_the_search():
     assert len(result.trials) < 40
 
 
-def test_the_context_is_prepared_once_and_reaches_every_worker(tmp_path):
+def test_the_prepared_context_reaches_every_worker(tmp_path):
     (tmp_path / "offset").write_text("0.25")
     result = core.run_search(
         objectives.with_context,
