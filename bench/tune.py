@@ -68,13 +68,14 @@ def prepare_data(directory: Path, rows: int | None) -> dict:
 def measure_tune(data: dict, trials: int, parallel: int, fixed: dict) -> dict:
     from kfp_ct.components.train_sklearn import core as sk  # noqa: F401 - imported before the clock, as direct does
     from kfp_ct.components.tune import core
+    from kfp_ct.components.tune.results import SUCCEEDED
 
     started = time.perf_counter()
     result = core.tune(
-        data["train"],
-        data["featurizer"],
-        "class",
-        "classification",
+        train_path=data["train"],
+        featurizer_path=data["featurizer"],
+        target_column="class",
+        task="classification",
         trainer="sklearn",
         search_space=SPACE,
         algorithm="random",
@@ -89,9 +90,9 @@ def measure_tune(data: dict, trials: int, parallel: int, fixed: dict) -> dict:
         log=lambda line: None,
     ).result
     seconds = time.perf_counter() - started
-    if result.count(core.SUCCEEDED) != trials:
+    if result.count(SUCCEEDED) != trials:
         raise RuntimeError(
-            f"{trials - result.count(core.SUCCEEDED)} trial(s) did not succeed: "
+            f"{trials - result.count(SUCCEEDED)} trial(s) did not succeed: "
             f"{[t.error for t in result.trials if t.error][:1]}"
         )
     return {

@@ -74,10 +74,10 @@ def tune(
     from kfp_ct.components.tune.core import tune as tune_core
 
     outcome = tune_core(
-        train.path,
-        featurizer.path,
-        target_column,
-        task,
+        train_path=train.path,
+        featurizer_path=featurizer.path,
+        target_column=target_column,
+        task=task,
         trainer=trainer,
         search_space=search_space,
         algorithm=algorithm,

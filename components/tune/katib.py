@@ -23,7 +23,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from kfp_ct.components.tune import core
+from kfp_ct.components.tune.results import EARLY_STOPPED, FAILED, KILLED, SUCCEEDED, SearchResult, TrialResult
+from kfp_ct.components.tune.settings import (
+    KATIB_ONLY_ALGORITHMS,
+    LOCAL_ALGORITHMS,
+    OBJECTIVE_TYPES,
+    SearchSettings,
+    check_settings,
+)
+from kfp_ct.components.tune.space import Parameter, parse_parameter, parse_search_space
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -67,7 +75,7 @@ def schema_path() -> Path:
 
 def trial_command(
     trainer: str,
-    parameters: list[core.Parameter],
+    parameters: list[Parameter],
     train_uri: str,
     featurizer_uri: str,
     target_column: Optional[str],
@@ -104,44 +112,30 @@ def trial_command(
 
 
 def build_experiment(
+    *,
     name: str,
     trainer: str,
-    parameters: list[core.Parameter],
+    settings: SearchSettings,
     train_uri: str,
     featurizer_uri: str,
     target_column: Optional[str] = None,
     task: Optional[str] = None,
-    objective_metric_name: str = "validation-roc_auc",
-    objective_type: str = "maximize",
-    objective_goal: Optional[float] = None,
     additional_metric_names: Optional[list[str]] = None,
-    algorithm: str = "tpe",
-    max_trial_count: int = 12,
-    parallel_trial_count: int = 2,
-    max_failed_trial_count: int = 3,
-    early_stopping: Optional[dict] = None,
     namespace: str = "kubeflow-user-example-com",
-    seed: int = 0,
     options: Optional[dict] = None,
     hyperparameters: Optional[dict] = None,
     image: Optional[str] = None,
     gpu: Optional[bool] = None,
     resources: Optional[dict] = None,
 ):
-    """A V1beta1Experiment whose trials run the catalog's trial module on the trainer's core."""
+    """A V1beta1Experiment whose trials run the catalog's trial module on the trainer's core; `settings` come
+    checked (for Katib: `check_settings(..., local=False)`)."""
     from kubeflow_katib_api import models as m
 
     from kfp_ct.components._image import GPU_IMAGE, IMAGE
 
-    core.check_settings(
-        parameters,
-        algorithm,
-        objective_type,
-        max_trial_count,
-        parallel_trial_count,
-        max_failed_trial_count,
-        local=False,
-    )
+    parameters, algorithm, stopping = list(settings.parameters), settings.algorithm, settings.early_stopping
+    objective_metric_name, objective_type = settings.objective_metric_name, settings.objective_type
     if algorithm in ("hyperband", "pbt"):
         raise ValueError(
             f"algorithm '{algorithm}' needs Katib algorithm settings (and, for pbt, a checkpoint "
@@ -153,10 +147,17 @@ def build_experiment(
             f"Experiment name '{name}' must be lower-case letters, digits and '-', start with a letter, "
             "end with a letter or digit, and be at most 63 characters"
         )
-    stopping = core.parse_early_stopping(early_stopping)
     gpu = trainer in GPU_TRAINERS if gpu is None else gpu
     command = trial_command(
-        trainer, parameters, train_uri, featurizer_uri, target_column, task, seed, options or {}, hyperparameters or {}
+        trainer,
+        parameters,
+        train_uri,
+        featurizer_uri,
+        target_column,
+        task,
+        settings.seed,
+        options or {},
+        hyperparameters or {},
     )
     limits = dict(resources or {"cpu": "2", "memory": "4Gi"})
     if gpu:
@@ -187,7 +188,7 @@ def build_experiment(
         objective=m.V1beta1ObjectiveSpec(
             type=objective_type,
             objective_metric_name=objective_metric_name,
-            goal=objective_goal,
+            goal=settings.objective_goal,
             additional_metric_names=additional or None,
             metric_strategies=[
                 m.V1beta1MetricStrategy(
@@ -197,7 +198,7 @@ def build_experiment(
         ),
         algorithm=m.V1beta1AlgorithmSpec(
             algorithm_name=algorithm,
-            algorithm_settings=[m.V1beta1AlgorithmSetting(name="random_state", value=str(seed))]
+            algorithm_settings=[m.V1beta1AlgorithmSetting(name="random_state", value=str(settings.seed))]
             if algorithm in SEEDED_ALGORITHMS
             else None,
         ),
@@ -209,9 +210,9 @@ def build_experiment(
         )
         if stopping
         else None,
-        max_trial_count=max_trial_count,
-        parallel_trial_count=parallel_trial_count,
-        max_failed_trial_count=max_failed_trial_count,
+        max_trial_count=settings.max_trial_count,
+        parallel_trial_count=settings.parallel_trial_count,
+        max_failed_trial_count=settings.max_failed_trial_count,
         metrics_collector_spec=m.V1beta1MetricsCollectorSpec(collector=m.V1beta1CollectorSpec(kind="StdOut")),
         parameters=[m.V1beta1ParameterSpec.from_dict(p.to_katib()) for p in parameters],
         trial_template=m.V1beta1TrialTemplate(
@@ -287,14 +288,14 @@ def _admission_problems(experiment: dict) -> list[str]:
         problems.append(f"metadata.name '{name}' must match {_NAME.pattern}")
     spec = experiment.get("spec") or {}
     objective = spec.get("objective") or {}
-    if objective.get("type") not in core.OBJECTIVE_TYPES:
+    if objective.get("type") not in OBJECTIVE_TYPES:
         problems.append("spec.objective.type must be maximize or minimize")
     if not objective.get("objectiveMetricName"):
         problems.append("spec.objective.objectiveMetricName is missing")
     if objective.get("objectiveMetricName") in (objective.get("additionalMetricNames") or []):
         problems.append("spec.objective.additionalMetricNames must not contain the objective metric")
     algorithm = (spec.get("algorithm") or {}).get("algorithmName")
-    if algorithm not in core.LOCAL_ALGORITHMS + core.KATIB_ONLY_ALGORITHMS:
+    if algorithm not in LOCAL_ALGORITHMS + KATIB_ONLY_ALGORITHMS:
         problems.append(f"spec.algorithm.algorithmName '{algorithm}' is not a Katib algorithm")
     counts = {k: spec.get(k) for k in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")}
     if isinstance(counts["maxTrialCount"], int):
@@ -305,7 +306,7 @@ def _admission_problems(experiment: dict) -> list[str]:
         problems.append("spec.parameters is missing or empty")
     for parameter in spec.get("parameters") or []:
         try:
-            core.parse_parameter(parameter)
+            parse_parameter(parameter)
         except ValueError as err:
             problems.append(f"spec.parameters: {err}")
     template = spec.get("trialTemplate") or {}
@@ -411,7 +412,7 @@ def submit_and_wait(
         sleep(poll_seconds)
 
 
-def read_result(experiment: dict, parameters: list[core.Parameter]) -> core.SearchResult:
+def read_result(experiment: dict, parameters: list[Parameter]) -> SearchResult:
     """The search result of a finished Experiment: its optimal trial (typed parameters, objective value, metrics),
     and its trial counts as TrialResults without parameters."""
     spec, status = experiment.get("spec") or {}, experiment.get("status") or {}
@@ -439,27 +440,27 @@ def read_result(experiment: dict, parameters: list[core.Parameter]) -> core.Sear
                     value = number
                 break
         if value is not None:
-            best = core.TrialResult(
+            best = TrialResult(
                 number=0,
                 assignments=texts,
                 params=params,
-                state=core.SUCCEEDED,
+                state=SUCCEEDED,
                 value=value,
                 metrics=metrics,
                 name=optimal["bestTrialName"],
             )
     trials = []
     for kind, key in (
-        (core.SUCCEEDED, "trialsSucceeded"),
-        (core.FAILED, "trialsFailed"),
-        (core.EARLY_STOPPED, "trialsEarlyStopped"),
-        (core.KILLED, "trialsKilled"),
+        (SUCCEEDED, "trialsSucceeded"),
+        (FAILED, "trialsFailed"),
+        (EARLY_STOPPED, "trialsEarlyStopped"),
+        (KILLED, "trialsKilled"),
     ):
         trials += [
-            core.TrialResult(number=len(trials) + i, assignments={}, params={}, state=kind)
+            TrialResult(number=len(trials) + i, assignments={}, params={}, state=kind)
             for i in range(int(status.get(key) or 0))
         ]
-    result = core.SearchResult(trials, best, reason, metric_name, objective_type)
+    result = SearchResult(trials, best, reason, metric_name, objective_type)
     if state == "Failed" and best is None:
         message = (done.get("Failed") or {}).get("message", "")
         raise RuntimeError(
@@ -472,13 +473,13 @@ def read_result(experiment: dict, parameters: list[core.Parameter]) -> core.Sear
 
 def run_experiment(
     experiment,
-    parameters: list[core.Parameter],
+    parameters: list[Parameter],
     api=None,
     timeout: float = 6 * 3600,
     poll_seconds: float = 15,
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
-) -> core.SearchResult:
+) -> SearchResult:
     """Validates, submits and waits for an Experiment; returns its result."""
     body = experiment_dict(experiment)
     validate_experiment(body)
@@ -500,25 +501,28 @@ def manifest_experiment(trainer: str) -> dict:
 
     data = MANIFEST_DATA["classification"]
     options = defaults.default_options(trainer)
-    parameters = core.parse_search_space(defaults.default_search_space(trainer, options))
-    experiment = build_experiment(
-        f"kfp-ct-{trainer}",
-        trainer,
-        parameters,
-        data["train_uri"],
-        data["featurizer_uri"],
-        target_column=data["target_column"],
-        task="classification",
+    settings = check_settings(
+        parameters=parse_search_space(defaults.default_search_space(trainer, options)),
         objective_metric_name="validation-roc_auc",
         objective_type="maximize",
-        additional_metric_names=defaults.additional_metric_names(trainer, "classification", "validation-roc_auc"),
         algorithm="tpe",
         max_trial_count=12,
         parallel_trial_count=2,
         max_failed_trial_count=3,
         early_stopping={"algorithmName": "medianstop"} if trainer in GPU_TRAINERS else None,
-        namespace="kubeflow-user-example-com",
         seed=0,
+        local=False,
+    )
+    experiment = build_experiment(
+        name=f"kfp-ct-{trainer}",
+        trainer=trainer,
+        settings=settings,
+        train_uri=data["train_uri"],
+        featurizer_uri=data["featurizer_uri"],
+        target_column=data["target_column"],
+        task="classification",
+        additional_metric_names=defaults.additional_metric_names(trainer, "classification", "validation-roc_auc"),
+        namespace="kubeflow-user-example-com",
         options=options,
     )
     body = experiment_dict(experiment)

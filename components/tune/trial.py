@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from kfp_ct.components.tune.core import parse_value
+from kfp_ct.components.tune.space import parse_value
 
 TRAINERS = {
     "sklearn": "kfp_ct.components.train_sklearn.core",

@@ -13,6 +13,9 @@ import pytest
 import yaml
 
 from kfp_ct.components.tune import core, defaults, katib, trial
+from kfp_ct.components.tune.results import FAILED, SUCCEEDED, parse_metrics
+from kfp_ct.components.tune.settings import check_settings
+from kfp_ct.components.tune.space import parse_search_space, parse_value
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO.parent / "shared" / "schemas" / "katib"
@@ -20,12 +23,30 @@ SWAGGER = str(SCHEMAS / "katib-v1beta1-swagger.json")
 TRAINERS = ("sklearn", "torch", "keras")
 
 
+SEARCH_SETTINGS = {
+    "parameters",
+    "objective_metric_name",
+    "objective_type",
+    "algorithm",
+    "objective_goal",
+    "max_trial_count",
+    "parallel_trial_count",
+    "max_failed_trial_count",
+    "early_stopping",
+    "seed",
+}
+
+
 def sklearn_experiment(**overrides):
-    parameters = core.parse_search_space(defaults.default_search_space("sklearn"))
+    search = {
+        "parameters": parse_search_space(defaults.default_search_space("sklearn")),
+        "objective_metric_name": "validation-roc_auc",
+        **{key: overrides.pop(key) for key in SEARCH_SETTINGS & set(overrides)},
+    }
     settings = dict(
         name="kfp-ct-sklearn-test",
         trainer="sklearn",
-        parameters=parameters,
+        settings=check_settings(local=False, **search),
         train_uri="gs://bucket/train.parquet",
         featurizer_uri="gs://bucket/featurizer",
         target_column="class",
@@ -109,7 +130,7 @@ def test_builder_refuses_what_katib_would():
     with pytest.raises(ValueError, match="cmaes needs two or more continuous"):
         sklearn_experiment(
             algorithm="cmaes",
-            parameters=core.parse_search_space(
+            parameters=parse_search_space(
                 [
                     {
                         "name": "max_features",
@@ -220,7 +241,7 @@ def succeeded(reason="ExperimentMaxTrialsReached"):
 
 def test_submit_wait_and_read_the_optimal_trial():
     api, lines = FakeCustomObjectsApi(succeeded()), []
-    parameters = core.parse_search_space(defaults.default_search_space("sklearn"))
+    parameters = parse_search_space(defaults.default_search_space("sklearn"))
     body = sklearn_experiment()
     result = katib.run_experiment(body, parameters, api=api, poll_seconds=0, log=lines.append, sleep=lambda s: None)
     assert api.calls[0] == ("create", "kubeflow.org", "v1beta1", "kubeflow-user-example-com", "experiments")
@@ -235,13 +256,13 @@ def test_submit_wait_and_read_the_optimal_trial():
     assert result.best.value == 0.93  # the objective's strategy is max for maximize
     assert result.best.metrics["validation-accuracy"] == [0.87]
     assert result.best.name == "kfp-ct-sklearn-abc-x1"
-    assert result.reason == "max_trial_count" and result.count(core.SUCCEEDED) == 11
-    assert result.count(core.FAILED) == 1
+    assert result.reason == "max_trial_count" and result.count(SUCCEEDED) == 11
+    assert result.count(FAILED) == 1
     assert any("1 succeeded, 0 failed, 2 running" in line for line in lines)
 
 
 def test_goal_reached_and_failed_experiments():
-    parameters = core.parse_search_space(defaults.default_search_space("sklearn"))
+    parameters = parse_search_space(defaults.default_search_space("sklearn"))
     result = katib.run_experiment(
         sklearn_experiment(objective_goal=0.9),
         parameters,
@@ -294,10 +315,10 @@ def test_an_invalid_experiment_is_never_submitted():
 def test_tune_with_the_katib_backend_returns_the_local_shape(elec2_split):
     api = FakeCustomObjectsApi(succeeded(), 1)
     outcome = core.tune(
-        elec2_split["train"],
-        elec2_split["featurizer"],
-        "class",
-        "classification",
+        train_path=elec2_split["train"],
+        featurizer_path=elec2_split["featurizer"],
+        target_column="class",
+        task="classification",
         backend="katib",
         hyperparameters={"max_iter": 50},
         train_uri="gs://b/train.parquet",
@@ -331,7 +352,7 @@ def test_trial_module_prints_what_katibs_collector_reads(elec2_split):
         command = [part.replace(f"${{trialParameters.{name}}}", value) for part in command]
     completed = subprocess.run([sys.executable] + command[1:], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
-    metrics = core.parse_metrics(
+    metrics = parse_metrics(
         completed.stdout + completed.stderr, ["validation-roc_auc"] + body["spec"]["objective"]["additionalMetricNames"]
     )
     assert set(metrics) == {"validation-roc_auc", "validation-accuracy", "validation-f1", "validation-log_loss"}
@@ -348,7 +369,7 @@ def test_trial_module_prints_what_katibs_collector_reads(elec2_split):
         0,
     )
     params = {
-        n: core.parse_value(t, assignments[n])
+        n: parse_value(t, assignments[n])
         for n, t in (
             ("learning_rate", "double"),
             ("max_leaf_nodes", "int"),

@@ -8,11 +8,44 @@ import statistics
 import pytest
 import tune_objectives as objectives
 
-from kfp_ct.components.tune import core
+from kfp_ct.components.tune import search
+from kfp_ct.components.tune.results import (
+    EARLY_STOPPED,
+    FAILED,
+    SUCCEEDED,
+    check_result,
+    objective_value,
+    parse_metrics,
+)
+from kfp_ct.components.tune.settings import check_settings
+from kfp_ct.components.tune.space import assignment, grid_size, parse_parameter, parse_search_space
+
+
+def run_search(
+    trial_fn,
+    parameters,
+    metric,
+    objective_type="maximize",
+    algorithm="tpe",
+    *,
+    setup=None,
+    setup_args=(),
+    log=print,
+    **counts,
+):
+    """A local search with its settings checked first, as `tune` does."""
+    checked = check_settings(
+        parameters=parameters,
+        objective_metric_name=metric,
+        objective_type=objective_type,
+        algorithm=algorithm,
+        **counts,
+    )
+    return search.run_search(trial_fn, checked, setup=setup, setup_args=setup_args, log=log)
 
 
 def space(*specs):
-    return core.parse_search_space(list(specs))
+    return parse_search_space(list(specs))
 
 
 def double(name, low, high, **extra):
@@ -43,7 +76,7 @@ BUDGET = {
 @pytest.mark.parametrize("algorithm", sorted(BUDGET))
 def test_algorithm_finds_the_optimum(algorithm):
     budget, tolerance = BUDGET[algorithm]
-    result = core.run_search(
+    result = run_search(
         objectives.quadratic,
         QUADRATIC,
         "loss",
@@ -54,7 +87,7 @@ def test_algorithm_finds_the_optimum(algorithm):
         log=lambda line: None,
     )
     assert len(result.trials) == budget and result.reason == "max_trial_count"
-    assert result.count(core.SUCCEEDED) == budget
+    assert result.count(SUCCEEDED) == budget
     best = result.best
     assert best.value < tolerance, (algorithm, best.value, best.params)
     assert best.params["kind"] == "b"
@@ -70,7 +103,7 @@ def test_algorithm_finds_the_optimum(algorithm):
 
 def test_tpe_beats_random_on_the_same_budget():
     runs = {
-        alg: core.run_search(
+        alg: run_search(
             objectives.quadratic,
             QUADRATIC,
             "loss",
@@ -90,8 +123,8 @@ def test_grid_covers_its_grid_exactly():
     parameters = space(
         integer("a", 0, 4, step="2"), categorical("b", ["1", "2.5"], "discrete"), categorical("c", ["x", "y"])
     )
-    assert core.grid_size(parameters) == 3 * 2 * 2
-    result = core.run_search(
+    assert grid_size(parameters) == 3 * 2 * 2
+    result = run_search(
         objectives.grid_point,
         parameters,
         "score",
@@ -107,15 +140,22 @@ def test_grid_covers_its_grid_exactly():
 
 
 def test_grid_of_stepped_doubles_is_katibs():
-    parameter = core.parse_parameter(double("lr", 0.1, 0.5, step="0.1"))
+    parameter = parse_parameter(double("lr", 0.1, 0.5, step="0.1"))
     assert parameter.grid() == ["0.1", "0.2", "0.3", "0.4", "0.5"]
     with pytest.raises(ValueError, match="grid algorithm needs a step for a double parameter"):
-        core.check_settings(space(double("lr", 0.1, 0.5)), "grid", "maximize", 4, 1, 0)
+        check_settings(
+            parameters=space(double("lr", 0.1, 0.5)),
+            objective_metric_name="score",
+            algorithm="grid",
+            max_trial_count=4,
+            parallel_trial_count=1,
+            max_failed_trial_count=0,
+        )
 
 
 def test_grid_refuses_more_trials_than_points():
     with pytest.raises(ValueError, match=r"max_trial_count \(7\) is above the number of grid points \(6\)"):
-        core.run_search(
+        run_search(
             objectives.grid_point,
             space(integer("a", 1, 3), categorical("b", ["1", "2"], "discrete")),
             "score",
@@ -128,7 +168,7 @@ def test_grid_refuses_more_trials_than_points():
 
 def test_failed_trials_are_counted_and_the_limit_stops_the_run():
     lines = []
-    result = core.run_search(
+    result = run_search(
         objectives.flaky,
         space(double("x", 0, 1)),
         "loss",
@@ -140,7 +180,7 @@ def test_failed_trials_are_counted_and_the_limit_stops_the_run():
         seed=3,
         log=lines.append,
     )
-    failed = [t for t in result.trials if t.state == core.FAILED]
+    failed = [t for t in result.trials if t.state == FAILED]
     # Katib fails an Experiment once more than maxFailedTrialCount trials have failed
     assert result.reason == "max_failed_trial_count"
     assert len(failed) == 3
@@ -156,7 +196,7 @@ def test_failed_trials_are_counted_and_the_limit_stops_the_run():
 
 
 def test_no_successful_trial_is_a_clear_error():
-    result = core.run_search(
+    result = run_search(
         objectives.flaky,
         space(double("x", 0, 0.49)),
         "loss",
@@ -167,13 +207,13 @@ def test_no_successful_trial_is_a_clear_error():
         max_failed_trial_count=1,
         log=lambda line: None,
     )
-    assert result.best is None and result.count(core.FAILED) == 2
+    assert result.best is None and result.count(FAILED) == 2
     with pytest.raises(RuntimeError, match=r"(?s)no trial reported loss: 2 failed .*diverged at x="):
-        core.check_result(result)
+        check_result(result)
 
 
 def test_a_dead_worker_fails_its_trial_and_is_replaced():
-    result = core.run_search(
+    result = run_search(
         objectives.crash,
         space(double("x", 0, 1)),
         "loss",
@@ -186,8 +226,8 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced():
         log=lambda line: None,
     )
     crashed = [t for t in result.trials if t.params["x"] < 0.5]
-    assert crashed and all(t.state == core.FAILED and "exit code 3" in t.error for t in crashed)
-    assert all(t.state == core.SUCCEEDED for t in result.trials if t.params["x"] >= 0.5)
+    assert crashed and all(t.state == FAILED and "exit code 3" in t.error for t in crashed)
+    assert all(t.state == SUCCEEDED for t in result.trials if t.params["x"] >= 0.5)
     assert len(result.trials) == 8
 
 
@@ -196,7 +236,7 @@ def test_medianstop_prunes_trials_below_the_median():
         "algorithmName": "medianstop",
         "algorithmSettings": [{"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "3"}],
     }
-    result = core.run_search(
+    result = run_search(
         objectives.epochs,
         space(double("quality", 0.1, 1.0)),
         "accuracy",
@@ -208,9 +248,9 @@ def test_medianstop_prunes_trials_below_the_median():
         seed=5,
         log=lambda line: None,
     )
-    stopped = [t for t in result.trials if t.state == core.EARLY_STOPPED]
+    stopped = [t for t in result.trials if t.state == EARLY_STOPPED]
     assert stopped, [(t.params, t.state) for t in result.trials]
-    completed = [t for t in result.trials if t.state == core.SUCCEEDED]
+    completed = [t for t in result.trials if t.state == SUCCEEDED]
     for trial in stopped:
         epochs = trial.metrics["epoch"]
         assert 3 <= len(epochs) < 10  # never before start_step reports, and stopped before the end
@@ -218,12 +258,12 @@ def test_medianstop_prunes_trials_below_the_median():
         # of the trials completed before it: min_trials_required of them at least)
         earlier = [t.params["quality"] for t in completed if t.number < trial.number]
         assert len(earlier) >= 2 and trial.params["quality"] < statistics.median(earlier)
-    assert result.best.state == core.SUCCEEDED
+    assert result.best.state == SUCCEEDED
     assert result.best.params["quality"] == max(t.params["quality"] for t in result.trials)
 
 
 def test_the_goal_stops_the_search():
-    result = core.run_search(
+    result = run_search(
         objectives.quadratic,
         QUADRATIC,
         "loss",
@@ -240,7 +280,7 @@ def test_the_goal_stops_the_search():
 
 def test_the_prepared_context_reaches_every_worker(tmp_path):
     (tmp_path / "offset").write_text("0.25")
-    result = core.run_search(
+    result = run_search(
         objectives.with_context,
         space(double("x", 0, 1)),
         "loss",
@@ -257,7 +297,7 @@ def test_the_prepared_context_reaches_every_worker(tmp_path):
 
 def test_a_failing_setup_fails_before_any_trial(tmp_path):
     with pytest.raises(RuntimeError, match=r"preparing the trials failed \(before any trial ran\)(.|\n)*FileNotFound"):
-        core.run_search(
+        run_search(
             objectives.with_context,
             space(double("x", 0, 1)),
             "loss",
@@ -281,16 +321,16 @@ def test_parse_metrics_uses_katibs_default_regex():
         "loss=nan accuracy=-.5 note=abc\n"
         "progress 3/10 [=====>....]\n"
     )
-    assert core.parse_metrics(text) == {
+    assert parse_metrics(text) == {
         "epoch": [1.0],
         "loss": [0.52],
         "validation-roc_auc": [0.81, 0.85],
         "accuracy": [-0.5],
     }
-    assert core.parse_metrics(text, ["validation-roc_auc"]) == {"validation-roc_auc": [0.81, 0.85]}
-    assert core.objective_value([0.81, 0.85, 0.8], "maximize") == 0.85
-    assert core.objective_value([0.81, 0.85, 0.8], "minimize") == 0.8
-    assert core.objective_value([], "minimize") is None
+    assert parse_metrics(text, ["validation-roc_auc"]) == {"validation-roc_auc": [0.81, 0.85]}
+    assert objective_value([0.81, 0.85, 0.8], "maximize") == 0.85
+    assert objective_value([0.81, 0.85, 0.8], "minimize") == 0.8
+    assert objective_value([], "minimize") is None
 
 
 # --- search spaces and settings: errors before any trial runs --------------------------------------------------
@@ -321,23 +361,23 @@ def test_parse_metrics_uses_katibs_default_regex():
 )
 def test_bad_search_spaces_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
-        core.parse_search_space(spec)
+        parse_search_space(spec)
 
 
 def test_search_space_forms():
-    as_dict = core.parse_search_space(
+    as_dict = parse_search_space(
         {
             "lr": {"parameterType": "double", "feasibleSpace": {"min": 0.01, "max": 1}},
             "depth": {"parameterType": "int", "feasibleSpace": {"min": 2, "max": 8}},
         }
     )
-    as_list = core.parse_search_space({"parameters": [double("lr", 0.01, 1), integer("depth", 2, 8)]})
+    as_list = parse_search_space({"parameters": [double("lr", 0.01, 1), integer("depth", 2, 8)]})
     assert as_dict == as_list
     assert [p.to_katib() for p in as_list] == [
         {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "1.0"}},
         {"name": "depth", "parameterType": "int", "feasibleSpace": {"min": "2", "max": "8"}},
     ]
-    flags = core.parse_parameter(categorical("flag", [True, None, 32, "gini"]))
+    flags = parse_parameter(categorical("flag", [True, None, 32, "gini"]))
     assert flags.values == ("true", "null", "32", "gini")
     assert [flags.parse(v) for v in flags.values] == [True, None, 32, "gini"]
 
@@ -355,7 +395,7 @@ def test_search_space_forms():
 )
 def test_unsupported_algorithms_are_refused_before_any_trial(algorithm, parameters, message):
     with pytest.raises(ValueError, match=message):
-        core.run_search(objectives.quadratic, parameters, "loss", "minimize", algorithm, max_trial_count=4)
+        run_search(objectives.quadratic, parameters, "loss", "minimize", algorithm, max_trial_count=4)
 
 
 @pytest.mark.parametrize(
@@ -384,17 +424,17 @@ def test_unsupported_algorithms_are_refused_before_any_trial(algorithm, paramete
 def test_bad_settings_are_refused(kwargs, message):
     settings = {"objective_type": "minimize", "max_trial_count": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
-        core.run_search(objectives.quadratic, QUADRATIC, "loss", algorithm="tpe", **settings)
+        run_search(objectives.quadratic, QUADRATIC, "loss", algorithm="tpe", **settings)
 
 
 def test_normal_distributions_stay_in_bounds_and_centre():
-    normal = core.parse_parameter(double("lr", 2, 10, distribution="normal"))
-    log_normal = core.parse_parameter(double("lr", 1e-4, 1e-2, distribution="logNormal"))
-    stepped = core.parse_parameter(integer("n", 10, 20, distribution="normal"))
+    normal = parse_parameter(double("lr", 2, 10, distribution="normal"))
+    log_normal = parse_parameter(double("lr", 1e-4, 1e-2, distribution="logNormal"))
+    stepped = parse_parameter(integer("n", 10, 20, distribution="normal"))
     quantiles = [i / 100 for i in range(1, 100)]
-    values = [float(core.assignment(normal, q)) for q in quantiles]
+    values = [float(assignment(normal, q)) for q in quantiles]
     assert values == sorted(values) and 2 <= values[0] and values[-1] <= 10
     assert abs(values[49] - 6) < 1e-9 and values[24] > 4.5  # half the mass within about a sigma of the centre
-    logs = [float(core.assignment(log_normal, q)) for q in quantiles]
+    logs = [float(assignment(log_normal, q)) for q in quantiles]
     assert abs(math.log10(logs[49]) + 3) < 1e-9
-    assert {core.assignment(stepped, q) for q in quantiles} <= {str(v) for v in range(10, 21)}
+    assert {assignment(stepped, q) for q in quantiles} <= {str(v) for v in range(10, 21)}

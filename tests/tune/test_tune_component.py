@@ -6,6 +6,7 @@ import time
 import pytest
 
 from kfp_ct.components.tune import core
+from kfp_ct.components.tune.results import SUCCEEDED
 
 
 def test_tune_python_func_finds_hyperparameters_the_trainer_takes(elec2_split, tmp_path):
@@ -108,10 +109,10 @@ def test_bad_settings_fail_before_any_trial(elec2_split, tmp_path, kwargs, error
 def test_missing_data_fails_before_any_trial(elec2_split, tmp_path):
     with pytest.raises(FileNotFoundError, match="train dataset file not found: .*missing.parquet"):
         core.tune(
-            str(tmp_path / "missing.parquet"),
-            elec2_split["featurizer"],
-            "class",
-            "classification",
+            train_path=str(tmp_path / "missing.parquet"),
+            featurizer_path=elec2_split["featurizer"],
+            target_column="class",
+            task="classification",
             max_trial_count=2,
             max_failed_trial_count=0,
             log=lambda line: None,
@@ -120,10 +121,10 @@ def test_missing_data_fails_before_any_trial(elec2_split, tmp_path):
     broken.write_text("not parquet")
     with pytest.raises(RuntimeError, match=r"(?s)preparing the trials failed \(before any trial ran\).*broken.parquet"):
         core.tune(
-            str(broken),
-            elec2_split["featurizer"],
-            "class",
-            "classification",
+            train_path=str(broken),
+            featurizer_path=elec2_split["featurizer"],
+            target_column="class",
+            task="classification",
             max_trial_count=2,
             max_failed_trial_count=0,
             log=lambda line: None,
@@ -186,10 +187,10 @@ def test_prepared_rows_reach_the_workers_as_shared_files(elec2_split, tmp_path):
 @pytest.mark.parametrize("trainer", ["torch", "keras"])
 def test_the_network_trainers_tune_on_the_shared_rows(elec2_split, trainer):
     outcome = core.tune(
-        elec2_split["train"],
-        elec2_split["featurizer"],
-        "class",
-        "classification",
+        train_path=elec2_split["train"],
+        featurizer_path=elec2_split["featurizer"],
+        target_column="class",
+        task="classification",
         trainer=trainer,
         search_space=[{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.001", "max": "0.01"}}],
         algorithm="random",
@@ -199,6 +200,6 @@ def test_the_network_trainers_tune_on_the_shared_rows(elec2_split, trainer):
         hyperparameters={"epochs": 3, "hidden_sizes": [16]},
         log=lambda line: None,
     )
-    assert outcome.result.count(core.SUCCEEDED) == 2, [t.error for t in outcome.result.trials]
+    assert outcome.result.count(SUCCEEDED) == 2, [t.error for t in outcome.result.trials]
     assert 0.6 < outcome.metrics["best_validation-roc_auc"] <= 1
     assert outcome.hyperparameters["epochs"] == 3 and 0.001 <= outcome.hyperparameters["lr"] <= 0.01
