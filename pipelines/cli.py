@@ -60,31 +60,61 @@ def cmd_run(args) -> None:
     print_summary(run_local(pipeline, parse_params(args.param, pipeline), args.root))
 
 
+def _on_cluster(args, start) -> str:
+    """Calls `start(kfp_client)`; the API server's refusal (a parameter of the wrong type, a missing or rejected
+    credential) becomes one line naming the server and its message."""
+    from kfp_server_api import ApiException
+
+    from kfp_ct.pipelines import remote
+
+    where = args.host or "the cluster's KFP API server (in-cluster)"
+    try:
+        return start(remote.client(args.host))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    except ApiException as err:
+        try:
+            message = json.loads(err.body).get("message", err.body)
+        except (TypeError, ValueError):
+            message = err.body or err.reason
+        raise SystemExit(f"{where} refused the request ({err.status} {err.reason}): {message}") from None
+
+
 def cmd_submit(args) -> None:
     from kfp_ct.pipelines import remote
 
     pipeline = _pipeline(args.pipeline)
-    run_id = remote.submit(
-        remote.client(args.host, args.namespace),
-        pipeline,
-        parse_params(args.param, pipeline),
-        experiment=args.experiment,
-        run_name=args.run_name,
+    arguments = parse_params(args.param, pipeline)
+    run_id = _on_cluster(
+        args,
+        lambda kfp_client: remote.submit(
+            kfp_client,
+            pipeline,
+            arguments,
+            experiment=args.experiment,
+            run_name=args.run_name,
+            namespace=args.namespace,
+        ),
     )
-    print(f"run {run_id} of {pipeline.name} started on {args.host}")
+    print(f"run {run_id} of {pipeline.name} started on {args.host or 'the cluster'}")
 
 
 def cmd_schedule(args) -> None:
     from kfp_ct.pipelines import remote
 
     pipeline = _pipeline(args.pipeline)
-    recurring_id = remote.schedule(
-        remote.client(args.host, args.namespace),
-        pipeline,
-        parse_params(args.param, pipeline),
-        cron=args.cron,
-        job_name=args.job_name,
-        experiment=args.experiment,
+    arguments = parse_params(args.param, pipeline)
+    recurring_id = _on_cluster(
+        args,
+        lambda kfp_client: remote.schedule(
+            kfp_client,
+            pipeline,
+            arguments,
+            cron=args.cron,
+            job_name=args.job_name,
+            experiment=args.experiment,
+            namespace=args.namespace,
+        ),
     )
     print(f"recurring run {recurring_id} of {pipeline.name} on '{args.cron}' (one at a time, no catch-up)")
 
@@ -153,8 +183,12 @@ def main(argv: list[str] | None = None) -> None:
             sub.add_argument("--pipeline", default="continuous_training_pipeline")
             sub.add_argument("--cron", required=True, help="KFP's six fields, seconds first: '0 0 2 * * *'")
             sub.add_argument("--job-name", default="kfp-ct-continuous-training")
-        sub.add_argument("--host", required=True, help="the KFP API endpoint")
-        sub.add_argument("--namespace", help="the user namespace (multi-user KFP)")
+        sub.add_argument(
+            "--host",
+            help="the KFP API endpoint, with KFP_TOKEN or KF_PIPELINES_SA_TOKEN_PATH as its credential; without it, "
+            "the cluster's own API server with the pod's service-account token (a Kubeflow notebook)",
+        )
+        sub.add_argument("--namespace", help="the user namespace (multi-user KFP; default: the client's)")
         sub.add_argument("--experiment", default="kfp-ct")
         sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
         if name == "submit":
