@@ -133,13 +133,13 @@ def pod_files(root) -> dict:
     """The files a Kubeflow notebook pod has: the Kubernetes service-account token, CA and namespace, and the
     projected KFP token (audience pipelines.kubeflow.org). Returns their paths by role."""
     root.mkdir(parents=True, exist_ok=True)
-    files = {
+    files = {  # role: (file name, content)
         "k8s_token": ("token", "kubernetes-service-account-token"),
         "k8s_ca": ("ca.crt", "-----BEGIN CERTIFICATE-----\n"),
         "namespace": ("namespace", PROFILE_NAMESPACE),
         "kfp_token": ("kfp-token", "projected-kfp-token\n"),
     }
-    paths = {}
+    paths = {"kfp_context": str(root / "kfp-context.json")}  # where kfp.Client keeps the user namespace it found
     for role, (name, text) in files.items():
         (root / name).write_text(text)
         paths[role] = str(root / name)
@@ -159,6 +159,7 @@ from kubernetes.config import incluster_config as _incluster
 _incluster.SERVICE_TOKEN_FILENAME = {paths["k8s_token"]!r}
 _incluster.SERVICE_CERT_FILENAME = {paths["k8s_ca"]!r}
 _kfp.Client._NAMESPACE_PATH = {paths["namespace"]!r}
+_kfp.Client._LOCAL_KFP_CONTEXT = {paths["kfp_context"]!r}
 _resolve = _socket.getaddrinfo
 
 
