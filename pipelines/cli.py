@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -134,9 +135,21 @@ def cmd_demo(args) -> None:
 def cmd_manifests(args) -> None:
     from kfp_ct.components.push.manifests import write_manifests as write_kserve
     from kfp_ct.components.tune.katib import write_manifests as write_katib
+    from kfp_ct.pipelines.cluster import write_manifests as write_cluster
 
-    for path in [*write_kserve(args.kserve), *write_katib(args.katib)]:
+    for path in [*write_kserve(args.kserve), *write_katib(args.katib), *write_cluster(args.cluster)]:
         print(path)
+
+
+def cmd_secret(args) -> None:
+    from kfp_ct.pipelines.cluster import secret, secret_manifest
+
+    try:
+        print(secret_manifest(args.namespace, os.environ), end="")
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    name, keys = secret()
+    print(f"{name} in {args.namespace}: {', '.join(k for k in keys if os.environ.get(k))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -167,10 +180,19 @@ def main(argv: list[str] | None = None) -> None:
     demo_parser.add_argument("--root", default="runs/demo")
     demo_parser.set_defaults(func=cmd_demo)
 
-    manifests_parser = commands.add_parser("manifests", help="generate the KServe and Katib manifests")
+    manifests_parser = commands.add_parser("manifests", help="generate the KServe, Katib and cluster manifests")
     manifests_parser.add_argument("--kserve", default="kserve")
     manifests_parser.add_argument("--katib", default="katib")
+    manifests_parser.add_argument("--cluster", default="cluster")
     manifests_parser.set_defaults(func=cmd_manifests)
+
+    secret_parser = commands.add_parser(
+        "secret",
+        help="print the Secret kfp-ct-credentials of the steps, from this environment's values of its keys "
+        "(pipe it to `kubectl apply -f -`)",
+    )
+    secret_parser.add_argument("--namespace", "-n", required=True, help="the profile namespace the runs are in")
+    secret_parser.set_defaults(func=cmd_secret)
 
     for name, func, help_text in (
         ("submit", cmd_submit, "start a run on a KFP cluster"),

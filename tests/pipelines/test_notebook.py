@@ -1,13 +1,17 @@
 """The example notebook, executed cell by cell in a real kernel: up to the cluster section anywhere, and then its
-submit and schedule cells against the loopback stand-in of the KFP API server (conftest.py), both with `KFP_HOST`
+submit and schedule cells against the loopback stand-in of the KFP API server (kfp_standin.py), both with `KFP_HOST`
 and as in a Kubeflow notebook server (no host: kfp.Client() in-cluster)."""
 
 from pathlib import Path
 
+import kfp_standin
 import nbformat
 import pytest
+from kfp_standin import IN_CLUSTER_HOST, IN_CLUSTER_PORT, PROFILE_NAMESPACE
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+kfp_api, kfp_context, in_cluster = kfp_standin.kfp_api, kfp_standin.kfp_context, kfp_standin.in_cluster  # fixtures
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "continuous_training.ipynb"
 
@@ -59,8 +63,6 @@ def test_notebook_submits_and_schedules_on_kfp_host_with_the_token(tmp_path, kfp
 
 
 def test_notebook_in_a_kubeflow_notebook_server_needs_no_host(tmp_path, in_cluster, monkeypatch):
-    from conftest import IN_CLUSTER_HOST, IN_CLUSTER_PORT, PROFILE_NAMESPACE
-
     monkeypatch.delenv("KFP_HOST", raising=False)
     patch, requests = in_cluster
     _submitted_and_scheduled(_execute(tmp_path, setup=patch), requests)

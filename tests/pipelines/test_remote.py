@@ -1,5 +1,5 @@
 """`kfp-ct submit` and `kfp-ct schedule` through the real kfp.Client, against the loopback stand-in for the KFP API
-server's REST endpoints (conftest.py): the requests must deserialize into kfp_server_api's models with the fields a
+server's REST endpoints (kfp_standin.py): the requests must deserialize into kfp_server_api's models with the fields a
 recurring drift monitor needs, carry the credential in the Authorization header, and pass the API server's checks
 of the runtime parameters."""
 
@@ -9,10 +9,14 @@ import json
 from pathlib import Path
 
 import kfp_server_api
+import kfp_standin
 import pytest
 import yaml
+from kfp_standin import IN_CLUSTER_HOST, IN_CLUSTER_PORT, PROFILE_NAMESPACE
 
 from kfp_ct.pipelines import cli, remote
+
+kfp_api, kfp_context, in_cluster = kfp_standin.kfp_api, kfp_standin.kfp_context, kfp_standin.in_cluster  # fixtures
 
 
 def _posted(requests, endpoint: str, model: str):
@@ -149,8 +153,6 @@ def test_an_unreadable_or_empty_token_file_is_named_before_any_request(kfp_api, 
 def test_in_a_pod_without_host_the_client_reaches_ml_pipeline_with_the_service_account_token(in_cluster):
     """kfp.Client() in a Kubeflow notebook: the ml-pipeline service's cluster DNS name, the projected token as the
     bearer, and (multi-user) the pod's namespace as the user namespace of the experiment."""
-    from conftest import IN_CLUSTER_HOST, IN_CLUSTER_PORT, PROFILE_NAMESPACE
-
     _, requests = in_cluster
     cli.main(
         ["schedule", "--cron", "0 0 2 * * *", "--param", "current_uri=gs://b/new.csv", "--param", "target_column=label"]

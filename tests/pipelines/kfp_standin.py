@@ -1,5 +1,5 @@
 """A loopback stand-in for the KFP API server's REST endpoints (no KFP server runs here), and the pieces of a pod
-that `kfp.Client()` reads in-cluster.
+that `kfp.Client()` reads in-cluster, with the fixtures that start them (a test module imports the fixtures it uses).
 
 The stand-in answers the v2beta1 endpoints kfp.Client uses to start runs, records every request with its
 Authorization and Host headers, and refuses runtime parameters the way the API server of KFP 2.5 does
@@ -108,27 +108,6 @@ class KfpApi(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def kfp_context(tmp_path, monkeypatch):
-    """kfp.Client keeps the user namespace in ~/.config/kfp/context.json: a file of the test's own."""
-    from kfp import Client
-
-    monkeypatch.setattr(Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
-    for name in ("KFP_TOKEN", "KF_PIPELINES_SA_TOKEN_PATH", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def kfp_api(kfp_context):
-    """The stand-in on a free loopback port; yields (its URL, the list of requests it received)."""
-    KfpApi.requests, KfpApi.multi_user = [], False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KfpApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", KfpApi.requests
-    server.shutdown()
-    server.server_close()
-
-
 def pod_files(root) -> dict:
     """The files a Kubeflow notebook pod has: the Kubernetes service-account token, CA and namespace, and the
     projected KFP token (audience pipelines.kubeflow.org). Returns their paths by role."""
@@ -171,6 +150,27 @@ def _cluster_dns(host, port, *args, **kwargs):
 
 _socket.getaddrinfo = _cluster_dns
 """
+
+
+@pytest.fixture
+def kfp_context(tmp_path, monkeypatch):
+    """kfp.Client keeps the user namespace in ~/.config/kfp/context.json: a file of the test's own."""
+    from kfp import Client
+
+    monkeypatch.setattr(Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+    for name in ("KFP_TOKEN", "KF_PIPELINES_SA_TOKEN_PATH", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def kfp_api(kfp_context):
+    """The stand-in on a free loopback port; yields (its URL, the list of requests it received)."""
+    KfpApi.requests, KfpApi.multi_user = [], False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KfpApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", KfpApi.requests
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
