@@ -142,14 +142,12 @@ def cmd_manifests(args) -> None:
 
 
 def cmd_secret(args) -> None:
-    from kfp_ct.pipelines.cluster import secret, secret_manifest
+    from kfp_ct.pipelines.cluster import secret_manifest
 
     try:
         print(secret_manifest(args.namespace, os.environ), end="")
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    name, keys = secret()
-    print(f"{name} in {args.namespace}: {', '.join(k for k in keys if os.environ.get(k))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
