@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -60,31 +61,61 @@ def cmd_run(args) -> None:
     print_summary(run_local(pipeline, parse_params(args.param, pipeline), args.root))
 
 
+def _on_cluster(args, start) -> str:
+    """Calls `start(kfp_client)`; the API server's refusal (a parameter of the wrong type, a missing or rejected
+    credential) becomes one line naming the server and its message."""
+    from kfp_server_api import ApiException
+
+    from kfp_ct.pipelines import remote
+
+    where = args.host or "the cluster's KFP API server (in-cluster)"
+    try:
+        return start(remote.client(args.host))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    except ApiException as err:
+        try:
+            message = json.loads(err.body).get("message", err.body)
+        except (TypeError, ValueError):
+            message = err.body or err.reason
+        raise SystemExit(f"{where} refused the request ({err.status} {err.reason}): {message}") from None
+
+
 def cmd_submit(args) -> None:
     from kfp_ct.pipelines import remote
 
     pipeline = _pipeline(args.pipeline)
-    run_id = remote.submit(
-        remote.client(args.host, args.namespace),
-        pipeline,
-        parse_params(args.param, pipeline),
-        experiment=args.experiment,
-        run_name=args.run_name,
+    arguments = parse_params(args.param, pipeline)
+    run_id = _on_cluster(
+        args,
+        lambda kfp_client: remote.submit(
+            kfp_client,
+            pipeline,
+            arguments,
+            experiment=args.experiment,
+            run_name=args.run_name,
+            namespace=args.namespace,
+        ),
     )
-    print(f"run {run_id} of {pipeline.name} started on {args.host}")
+    print(f"run {run_id} of {pipeline.name} started on {args.host or 'the cluster'}")
 
 
 def cmd_schedule(args) -> None:
     from kfp_ct.pipelines import remote
 
     pipeline = _pipeline(args.pipeline)
-    recurring_id = remote.schedule(
-        remote.client(args.host, args.namespace),
-        pipeline,
-        parse_params(args.param, pipeline),
-        cron=args.cron,
-        job_name=args.job_name,
-        experiment=args.experiment,
+    arguments = parse_params(args.param, pipeline)
+    recurring_id = _on_cluster(
+        args,
+        lambda kfp_client: remote.schedule(
+            kfp_client,
+            pipeline,
+            arguments,
+            cron=args.cron,
+            job_name=args.job_name,
+            experiment=args.experiment,
+            namespace=args.namespace,
+        ),
     )
     print(f"recurring run {recurring_id} of {pipeline.name} on '{args.cron}' (one at a time, no catch-up)")
 
@@ -104,9 +135,19 @@ def cmd_demo(args) -> None:
 def cmd_manifests(args) -> None:
     from kfp_ct.components.push.manifests import write_manifests as write_kserve
     from kfp_ct.components.tune.katib import write_manifests as write_katib
+    from kfp_ct.pipelines.cluster import write_manifests as write_cluster
 
-    for path in [*write_kserve(args.kserve), *write_katib(args.katib)]:
+    for path in [*write_kserve(args.kserve), *write_katib(args.katib), *write_cluster(args.cluster)]:
         print(path)
+
+
+def cmd_secret(args) -> None:
+    from kfp_ct.pipelines.cluster import secret_manifest
+
+    try:
+        print(secret_manifest(args.namespace, os.environ), end="")
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,10 +178,19 @@ def main(argv: list[str] | None = None) -> None:
     demo_parser.add_argument("--root", default="runs/demo")
     demo_parser.set_defaults(func=cmd_demo)
 
-    manifests_parser = commands.add_parser("manifests", help="generate the KServe and Katib manifests")
+    manifests_parser = commands.add_parser("manifests", help="generate the KServe, Katib and cluster manifests")
     manifests_parser.add_argument("--kserve", default="kserve")
     manifests_parser.add_argument("--katib", default="katib")
+    manifests_parser.add_argument("--cluster", default="cluster")
     manifests_parser.set_defaults(func=cmd_manifests)
+
+    secret_parser = commands.add_parser(
+        "secret",
+        help="print the Secret kfp-ct-credentials of the steps, from this environment's values of its keys "
+        "(pipe it to `kubectl apply -f -`)",
+    )
+    secret_parser.add_argument("--namespace", "-n", required=True, help="the profile namespace the runs are in")
+    secret_parser.set_defaults(func=cmd_secret)
 
     for name, func, help_text in (
         ("submit", cmd_submit, "start a run on a KFP cluster"),
@@ -153,8 +203,12 @@ def main(argv: list[str] | None = None) -> None:
             sub.add_argument("--pipeline", default="continuous_training_pipeline")
             sub.add_argument("--cron", required=True, help="KFP's six fields, seconds first: '0 0 2 * * *'")
             sub.add_argument("--job-name", default="kfp-ct-continuous-training")
-        sub.add_argument("--host", required=True, help="the KFP API endpoint")
-        sub.add_argument("--namespace", help="the user namespace (multi-user KFP)")
+        sub.add_argument(
+            "--host",
+            help="the KFP API endpoint, with KFP_TOKEN or KF_PIPELINES_SA_TOKEN_PATH as its credential; without it, "
+            "the cluster's own API server with the pod's service-account token (a Kubeflow notebook)",
+        )
+        sub.add_argument("--namespace", help="the user namespace (multi-user KFP; default: the client's)")
         sub.add_argument("--experiment", default="kfp-ct")
         sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
         if name == "submit":

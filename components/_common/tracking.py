@@ -3,6 +3,11 @@
 The tracking URI is, in order: the `tracking_uri` argument, the MLFLOW_TRACKING_URI environment variable, or a sqlite
 file `mlflow.db` in the working folder (artifacts beside it in `mlruns/`). The registry uses the same URI.
 
+Inside a Kubernetes pod (KUBERNETES_SERVICE_HOST is set) each pipeline step is a pod of its own: a registry in a local
+file (the default sqlite, any `sqlite:`, `file:` or plain path) would be that pod's alone, and a later step would not
+find what this one registered. There a local URI is refused before anything is written or fitted; the pipeline's
+`tracking_uri` parameter or the key MLFLOW_TRACKING_URI of the Secret `kfp-ct-credentials` names the shared server.
+
 Aliases name the roles of a registered model's versions: `challenger` (blessed by evaluate), `champion` (serving,
 set by `promote`).
 """
@@ -15,15 +20,24 @@ from pathlib import Path
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 DEFAULT_DB = "mlflow.db"
+SECRET = "kfp-ct-credentials"  # kfp_ct.pipelines.credentials.SECRET_NAME (components never import pipelines/)
 
 
 def resolve_uri(tracking_uri: str | None = None) -> str:
-    """The tracking URI to use (see the module docstring)."""
-    if tracking_uri:
-        return tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{os.path.abspath(DEFAULT_DB)}"
+    """The tracking URI to use (see the module docstring); raises ValueError for a local one inside a pod."""
+    from urllib.parse import urlparse
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    local = not uri or (uri != "databricks" and urlparse(uri).scheme.lower() in ("", "sqlite", "file"))
+    if local and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        given = f"the tracking URI {uri} is a local file" if uri else "no tracking URI is set"
+        raise ValueError(
+            f"{given}, inside a Kubernetes pod: each pipeline step runs in a pod of its own, so a local MLflow "
+            f"registry would not outlive this step and the next one could not find the versions registered here. "
+            f"Point the pipeline parameter `tracking_uri` at a shared MLflow tracking server, or set the key "
+            f"MLFLOW_TRACKING_URI of the Secret `{SECRET}` in the run's namespace (see cluster/ in kfp-ct)"
+        )
+    return uri or f"sqlite:///{os.path.abspath(DEFAULT_DB)}"
 
 
 def client(tracking_uri: str | None = None):

@@ -325,6 +325,7 @@ def train(
     hp = check_hyperparameters(hyperparameters, allowed_hyperparameters, estimator_name)
     if not model_name:
         raise ValueError("model_name is empty: name the registered model to add a version to")
+    tracking.resolve_uri(tracking_uri)  # a registry the next step can reach (not a pod's own file), before fitting
     data = load_train_data(train_path, featurizer_path, seed, target_column, task, validation_fraction)
     featurizer = data.featurizer
     seed_everything(seed)
