@@ -88,7 +88,7 @@ class _Deadline:
     blocked on a server that answers slowly (or not at all) returns at once."""
 
     def __init__(self, seconds: float):
-        self.seconds, self.expired = seconds, False
+        self.expired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self.expire)
