@@ -47,6 +47,7 @@ import pandas as pd
 from kfp_ct.components.featurize.core import CLASSIFICATION, load_featurizer
 
 VALIDATION_FRACTION = 0.2
+MAX_CLASSES = 100  # the trainers' default limit: more classes make fitting and saving take minutes to hours
 METRIC_PREFIX = "validation-"  # printed metric lines read validation-roc_auc=0.93 (Katib objective names)
 
 
@@ -243,11 +244,15 @@ def load_train_data(
     target_column: str | None = None,
     task: str | None = None,
     validation_fraction: float = VALIDATION_FRACTION,
+    max_classes: int = MAX_CLASSES,
 ) -> TrainData:
-    """Reads and checks the train split, and featurizes its fit and validation parts (what Katib trials use too)."""
+    """Reads and checks the train split, and featurizes its fit and validation parts (what Katib trials use too).
+
+    A classification featurizer with more than `max_classes` classes is refused before the data is read."""
     from kfp_ct.components._common import datasets
 
     featurizer = load_featurizer(featurizer_path)
+    check_class_count(featurizer, max_classes)
     if target_column and target_column != featurizer.target_column:
         raise ValueError(
             f"target_column '{target_column}' differs from the featurizer's target column '{featurizer.target_column}'"
@@ -277,6 +282,19 @@ def load_train_data(
     return TrainData(
         featurizer=featurizer, x_raw=x_raw, x_fit=x[fit_idx], y_fit=y[fit_idx], x_val=x[val_idx], y_val=y[val_idx]
     )
+
+
+def check_class_count(featurizer, max_classes: int) -> None:
+    """Raises ValueError, naming the target column and its class count, above `max_classes` classes."""
+    if max_classes < 2:
+        raise ValueError(f"max_classes must be at least 2, found {max_classes}")
+    n = featurizer.n_classes
+    if n is not None and n > max_classes:
+        raise ValueError(
+            f"target column '{featurizer.target_column}' has {n} classes, more than max_classes={int(max_classes)}: "
+            "fitting and saving a model for that many classes takes minutes to hours. Group rare classes, or raise "
+            "max_classes to train anyway"
+        )
 
 
 def without_credentials(uri: str) -> str:
@@ -312,12 +330,13 @@ def train(
     task: str | None = None,
     fit_options: dict | None = None,
     validation_fraction: float = VALIDATION_FRACTION,
+    max_classes: int = MAX_CLASSES,
 ) -> TrainingOutcome:
     """Trains with a framework's `fit`, then saves, logs and registers the model (see the module docstring).
 
     `allowed_hyperparameters` maps each hyperparameter `fit` accepts to its default; `train_metadata` is the train
     dataset artifact's metadata (sha256, source_uri, rows) and its uri. The model is written at `model_path` only if
-    it was also logged and registered.
+    it was also logged and registered. A target with more than `max_classes` classes is refused before any fitting.
     """
     from kfp_ct.components._common import model as model_format
     from kfp_ct.components._common import tracking
@@ -326,7 +345,7 @@ def train(
     if not model_name:
         raise ValueError("model_name is empty: name the registered model to add a version to")
     tracking.resolve_uri(tracking_uri)  # a registry the next step can reach (not a pod's own file), before fitting
-    data = load_train_data(train_path, featurizer_path, seed, target_column, task, validation_fraction)
+    data = load_train_data(train_path, featurizer_path, seed, target_column, task, validation_fraction, max_classes)
     featurizer = data.featurizer
     seed_everything(seed)
     result = fit(

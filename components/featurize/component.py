@@ -17,23 +17,28 @@ def featurize(
     time_column: Optional[str] = None,
     task: Optional[str] = None,
     exclude_columns: Optional[list] = None,
+    impute_non_finite: bool = False,
 ):
     """Splits a dataset into train and test, and fits a featurizer on the train split only.
 
     The split is deterministic: by time when time_column is given (the latest test_fraction of rows is the test
     split), else stratified by class for classification, else shuffled with the seed. The featurizer imputes and
-    scales numeric columns, one-hot (or, above 20 categories, ordinal) encodes categorical ones, tolerating unseen
-    categories, and turns dates into their parts.
+    scales numeric columns (refusing inf and -inf unless impute_non_finite), one-hot (or, above 20 categories,
+    ordinal) encodes categorical ones, tolerating unseen categories, and turns dates into their parts.
 
     Args:
         dataset: The Parquet dataset to split (for example ingest's output).
         target_column: The column to predict.
         test_fraction: Share of rows in the test split, between 0 and 1.
         seed: Seed of the shuffled or stratified split.
-        time_column: Column holding each row's time; when given, the split is by time.
+        time_column: Column holding each row's time (numbers, dates or ISO 8601 text); when given, the split is by
+            time. A value that does not parse as a time fails, naming the column and the value.
         task: classification or regression; inferred from the target column when not given (text, boolean and
             integer columns with few distinct values are classes).
         exclude_columns: Columns that are not features (identifiers, or columns that leak the target).
+        impute_non_finite: Impute inf and -inf in numeric features as missing values (median), in training and in
+            serving alike; by default a feature holding them fails, naming the column (an infinite target always
+            fails).
 
     Returns:
         train: The train split, one Parquet file at {uri} with every column; metadata: rows, columns, sha256,
@@ -57,6 +62,7 @@ def featurize(
         task,
         exclude_columns,
         dataset.metadata.get("source_uri") or dataset.uri,
+        impute_non_finite,
     )
     train.metadata.update(result["train"])
     test.metadata.update(result["test"])

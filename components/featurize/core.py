@@ -1,10 +1,11 @@
 """Featurize: split a dataset into train and test, and fit a featurizer on the train split only.
 
 The featurizer is a scikit-learn transformer (raw feature DataFrame -> float32 matrix): numeric columns are imputed
-(median) and standardized, categorical columns are imputed and one-hot encoded (ordinal encoded above
-`MAX_ONE_HOT` categories), both tolerating categories never seen in training, and date/time columns become their
-parts (year, month, day, day of week, hour, and a continuous time). It sits in a Pipeline in front of an estimator
-and is saved with skops; the few custom classes it uses live in this module and are named in `SKOPS_TRUSTED`.
+(median) and standardized (inf and -inf are refused, or imputed as missing with `impute_non_finite`), categorical
+columns are imputed and one-hot encoded (ordinal encoded above `MAX_ONE_HOT` categories), both tolerating categories
+never seen in training, and date/time columns become their parts (year, month, day, day of week, hour, and a
+continuous time). It sits in a Pipeline in front of an estimator and is saved with skops; the few custom classes it
+uses live in this module and are named in `SKOPS_TRUSTED`.
 
 A featurizer artifact is a directory:
 
@@ -80,6 +81,25 @@ class CategoryStrings(TransformerMixin, BaseEstimator):
         )
 
 
+class NonFiniteAsMissing(TransformerMixin, BaseEstimator):
+    """Numeric columns -> float64, with inf and -inf as NaN, so the next step imputes them as missing values (the
+    featurizer's first numeric step when it is fitted with `impute_non_finite`)."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1] if not hasattr(X, "columns") else len(X.columns)
+        return self
+
+    def transform(self, X):
+        values = X.to_numpy(dtype=np.float64, na_value=np.nan) if hasattr(X, "to_numpy") else np.asarray(X, np.float64)
+        return np.where(np.isinf(values), np.nan, values)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(
+            list(input_features) if input_features is not None else [f"x{i}" for i in range(self.n_features_in_)],
+            dtype=object,
+        )
+
+
 class Float32(TransformerMixin, BaseEstimator):
     """The last step: a dense float32 matrix, the input every trainer expects."""
 
@@ -103,6 +123,7 @@ class Float32(TransformerMixin, BaseEstimator):
 SKOPS_TRUSTED = [
     f"{__name__}.DatetimeParts",
     f"{__name__}.CategoryStrings",
+    f"{__name__}.NonFiniteAsMissing",
     f"{__name__}.Float32",
 ]
 
@@ -362,8 +383,10 @@ def mlflow_type(series: pd.Series, kind: str) -> str:
     return "string"
 
 
-def build_transformer(feature_columns: list[dict], n_rows: int, categories: dict[str, int]):
-    """The unfitted featurizer for these columns."""
+def build_transformer(
+    feature_columns: list[dict], n_rows: int, categories: dict[str, int], impute_non_finite: bool = False
+):
+    """The unfitted featurizer for these columns (inf and -inf in numeric ones imputed when `impute_non_finite`)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -375,7 +398,8 @@ def build_transformer(feature_columns: list[dict], n_rows: int, categories: dict
     one_hot = [name for name in by_kind["categorical"] if categories[name] <= MAX_ONE_HOT]
     ordinal = [name for name in by_kind["categorical"] if categories[name] > MAX_ONE_HOT]
     numeric = Pipeline(
-        [("impute", SimpleImputer(strategy="median", keep_empty_features=True)), ("scale", StandardScaler())]
+        [("finite", NonFiniteAsMissing())] * impute_non_finite
+        + [("impute", SimpleImputer(strategy="median", keep_empty_features=True)), ("scale", StandardScaler())]
     )
     parts = [
         ("numeric", numeric, by_kind["numeric"]),
@@ -424,8 +448,10 @@ def fit_featurizer(
     task: str,
     time_column: str | None = None,
     exclude_columns: list[str] | None = None,
+    impute_non_finite: bool = False,
 ) -> Featurizer:
-    """Fits a featurizer on the train split: every column but the target (and `exclude_columns`) is a feature."""
+    """Fits a featurizer on the train split: every column but the target (and `exclude_columns`) is a feature; with
+    `impute_non_finite` inf and -inf in numeric features are imputed as missing values, in training and serving."""
     exclude = set(exclude_columns or ()) | {target_column}
     names = [name for name in train.columns if name not in exclude]
     if not names:
@@ -446,7 +472,7 @@ def fit_featurizer(
     classes = None
     if task == CLASSIFICATION:
         classes = sorted({_label_key(value) for value in train[target_column].dropna()}, key=_sort_key)
-    transformer = build_transformer(feature_columns, len(train), categories)
+    transformer = build_transformer(feature_columns, len(train), categories, impute_non_finite)
     featurizer = Featurizer(
         transformer=transformer,
         feature_columns=feature_columns,
@@ -462,6 +488,19 @@ def fit_featurizer(
         warnings.filterwarnings("ignore", message=".*Skipping features without any observed values.*")
         transformer.fit(x)
     return featurizer
+
+
+def check_finite(frame: pd.DataFrame, names, remedy: str) -> None:
+    """Raises ValueError naming the float columns among `names` that hold inf or -inf, and how many each."""
+    counts = {}
+    for name in names:
+        if pd.api.types.is_float_dtype(frame[name]):
+            n = int(np.isinf(frame[name].to_numpy(dtype=np.float64, na_value=np.nan)).sum())
+            if n:
+                counts[name] = n
+    if counts:
+        found = ", ".join(f"'{name}' ({n} of {len(frame)} rows)" for name, n in counts.items())
+        raise ValueError(f"column(s) {found} hold inf or -inf: {remedy}")
 
 
 def _sort_key(value):
@@ -485,6 +524,27 @@ def check_target(frame: pd.DataFrame, target_column: str, what: str = "the datas
         )
 
 
+def time_values(values: pd.Series, time_column: str) -> pd.Series:
+    """A time column as numbers or datetimes that sort in time order. Text must be ISO 8601 throughout: a value that
+    does not parse raises ValueError naming the column and the value (text would sort by characters, not time)."""
+    if pd.api.types.is_datetime64_any_dtype(values) or (
+        pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    ):
+        return _to_datetime(values) if pd.api.types.is_datetime64_any_dtype(values) else values
+    present = values.dropna()
+    is_text = present.map(lambda value: isinstance(value, str)).all()
+    parsed = (
+        pd.to_datetime(present, errors="coerce", format="ISO8601" if is_text else None) if len(present) else present
+    )
+    bad = present[parsed.isna()]
+    if len(bad):
+        raise ValueError(
+            f"time column '{time_column}' holds {len(bad)} value(s) that are not ISO 8601 times, e.g. "
+            f"{bad.iloc[0]!r}: every time must parse (in one format) to split by time"
+        )
+    return _to_datetime(values)
+
+
 def split(
     frame: pd.DataFrame,
     target_column: str,
@@ -504,9 +564,7 @@ def split(
             raise ValueError(
                 f"time column '{time_column}' is not in the data; its columns are: {', '.join(map(str, frame.columns))}"
             )
-        times = frame[time_column]
-        if column_kind(times) == "datetime":
-            times = _to_datetime(times)
+        times = time_values(frame[time_column], time_column)
         if times.isna().any():
             raise ValueError(
                 f"time column '{time_column}' has {int(times.isna().sum())} missing or unparseable "
@@ -575,6 +633,7 @@ def featurize(
     task: str | None = None,
     exclude_columns: list[str] | None = None,
     source_uri: str = "",
+    impute_non_finite: bool = False,
 ) -> dict:
     """Splits the dataset at `dataset_path` and fits the featurizer on its train split.
 
@@ -587,9 +646,13 @@ def featurize(
     if frame.empty:
         raise ValueError(f"{dataset_path}: the dataset has no rows")
     check_target(frame, target_column)
+    check_finite(frame, [target_column], "a target must be a finite number (inf cannot be imputed)")
     unknown = [name for name in (exclude_columns or ()) if name not in frame.columns]
     if unknown:
         raise ValueError(f"exclude_columns names column(s) not in the data: {', '.join(unknown)}")
+    if not impute_non_finite:
+        features = [name for name in frame.columns if name not in {target_column, *(exclude_columns or ())}]
+        check_finite(frame, features, "fix the data, or pass impute_non_finite=True to impute them as missing values")
     if task is None:
         task = infer_task(frame[target_column])
     elif task not in (CLASSIFICATION, REGRESSION):
@@ -599,9 +662,14 @@ def featurize(
     train, test = split(frame, target_column, task, test_fraction, seed, time_column)
     if task == CLASSIFICATION:
         check_classes(train, target_column)
-    featurizer = fit_featurizer(train, target_column, task, time_column, exclude_columns)
+    featurizer = fit_featurizer(train, target_column, task, time_column, exclude_columns, impute_non_finite)
     featurizer.extra.update(
-        {"test_fraction": test_fraction, "seed": seed, "exclude_columns": list(exclude_columns or [])}
+        {
+            "test_fraction": test_fraction,
+            "seed": seed,
+            "exclude_columns": list(exclude_columns or []),
+            "impute_non_finite": impute_non_finite,
+        }
     )
     written = []
     try:

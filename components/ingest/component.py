@@ -14,6 +14,9 @@ def ingest(
     start: Optional[str] = None,
     end: Optional[str] = None,
     encoding: str = "utf8",
+    delimiter: str = "auto",
+    keep_index: bool = False,
+    timeout_s: float = 600.0,
 ):
     """Reads tabular data from a path, file://, gs:// or http(s):// URI into a Parquet dataset.
 
@@ -28,6 +31,13 @@ def ingest(
         start: Keep rows with time_column >= start (ISO 8601, or a number for a numeric column).
         end: Keep rows with time_column < end.
         encoding: Text encoding of a CSV source.
+        delimiter: A CSV source's field delimiter; auto detects it from the first 64 KiB (comma, semicolon, tab or
+            pipe: the one that splits every row into the same number of fields) and fails, naming what it saw, when
+            several fit.
+        keep_index: Keep the index that pandas stored in a Parquet source (the __index_level_0__ column of a
+            filtered frame, or a named index) as columns named after it; by default it is dropped.
+        timeout_s: Total seconds allowed to download an http(s):// source (connecting, headers and body); a server
+            that is silent or too slow fails, naming the URI.
 
     Returns:
         dataset: One Parquet file at {uri}; metadata: rows, columns, sha256 of the file (the data version) and
@@ -35,4 +45,17 @@ def ingest(
     """
     from kfp_ct.components.ingest.core import ingest as ingest_core
 
-    dataset.metadata.update(ingest_core(source_uri, dataset.path, file_format, time_column, start, end, encoding))
+    dataset.metadata.update(
+        ingest_core(
+            source_uri,
+            dataset.path,
+            file_format,
+            time_column,
+            start,
+            end,
+            encoding,
+            delimiter=delimiter,
+            keep_index=keep_index,
+            timeout_s=timeout_s,
+        )
+    )

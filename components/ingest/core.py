@@ -4,11 +4,16 @@ Parquet dataset, streaming in bounded batches so memory stays flat as rows grow.
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
+import http.client
+import io
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -33,6 +38,9 @@ FORMATS = {
     ".json": "jsonl",
 }
 BLOCK_BYTES = 16 << 20
+HTTP_TIMEOUT_S = 600.0  # the default total deadline of an http(s):// download
+DELIMITERS = (",", ";", "\t", "|")
+SNIFF_BYTES = 64 << 10  # the sample the CSV delimiter is told from
 _CSV_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
 
 
@@ -53,8 +61,9 @@ def detect_format(uri: str, file_format: str = "auto") -> tuple[str, bool]:
 
 
 @contextlib.contextmanager
-def local_file(uri: str) -> Iterator[str]:
-    """A local path holding the bytes of `uri`; remote sources are downloaded to a temporary file first."""
+def local_file(uri: str, timeout_s: float | None = None) -> Iterator[str]:
+    """A local path holding the bytes of `uri`; remote sources are downloaded to a temporary file first (an
+    http(s):// one within the total deadline `timeout_s`, see `download_http`)."""
     scheme, host, path = storage.split_uri(uri)
     if scheme == "":
         if not os.path.isfile(path):
@@ -70,14 +79,110 @@ def local_file(uri: str) -> Iterator[str]:
         if scheme == "gs":
             storage.download_gcs(uri, dest)
         else:
-            try:
-                with urllib.request.urlopen(uri, timeout=60) as response, open(dest, "wb") as out:
-                    shutil.copyfileobj(response, out)
-            except urllib.error.HTTPError as err:
-                raise FileNotFoundError(f"could not download {uri}: HTTP {err.code} {err.reason}") from None
-            except urllib.error.URLError as err:
-                raise ConnectionError(f"could not reach {uri}: {err.reason}") from None
+            download_http(uri, dest, timeout_s)
         yield dest
+
+
+class _Deadline:
+    """A total deadline over every socket of one download: when it passes, the sockets are shut down, so a read
+    blocked on a server that answers slowly (or not at all) returns at once."""
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self.expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                self._shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the raw socket's shutdown, for TLS sockets too
+
+
+def _watched(connection_class, deadline: _Deadline):
+    class WatchedConnection(connection_class):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    return WatchedConnection
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(_watched(http.client.HTTPConnection, self.deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(_watched(http.client.HTTPSConnection, self.deadline), req, context=self._context)
+
+
+def http_timeout(timeout_s: float | None) -> float:
+    """The total deadline of an http(s):// download: `timeout_s`, else $KFP_CT_HTTP_TIMEOUT_S, else 600 s."""
+    if timeout_s is None:
+        text = os.environ.get("KFP_CT_HTTP_TIMEOUT_S", "")
+        try:
+            timeout_s = float(text) if text else HTTP_TIMEOUT_S
+        except ValueError:
+            raise ValueError(f"KFP_CT_HTTP_TIMEOUT_S must be a number of seconds, found {text!r}") from None
+    if not timeout_s > 0:
+        raise ValueError(f"the http timeout must be a positive number of seconds, found {timeout_s}")
+    return float(timeout_s)
+
+
+def download_http(uri: str, dest: str, timeout_s: float | None = None) -> None:
+    """Downloads `uri` to `dest` within a total deadline (connecting, the headers and the whole body): a server that
+    is silent, or drips its answer, fails with TimeoutError; a body cut short fails with ConnectionError."""
+    seconds = http_timeout(timeout_s)
+    hint = f"within the {seconds:g} s deadline (the timeout_s parameter or $KFP_CT_HTTP_TIMEOUT_S)"
+    with _Deadline(seconds) as deadline:
+        opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+        try:
+            with opener.open(uri, timeout=seconds) as response, open(dest, "wb") as out:
+                shutil.copyfileobj(response, out)
+                left = response.length  # bytes the server announced and did not send
+        except urllib.error.HTTPError as err:
+            raise FileNotFoundError(f"could not download {uri}: HTTP {err.code} {err.reason}") from None
+        except (OSError, http.client.HTTPException) as err:
+            reason = err.reason if isinstance(err, urllib.error.URLError) else err
+            if deadline.expired or isinstance(reason, TimeoutError):
+                raise TimeoutError(f"no complete answer from {uri} {hint}") from None
+            if isinstance(err, urllib.error.URLError):
+                raise ConnectionError(f"could not reach {uri}: {reason}") from None
+            raise ConnectionError(f"could not download {uri}: {type(err).__name__}: {err}") from None
+        if deadline.expired:
+            raise TimeoutError(f"no complete answer from {uri} {hint}")
+        if left:
+            raise ConnectionError(f"could not download {uri}: the connection closed {left} bytes before the end")
 
 
 class TypeFoundLate(Exception):
@@ -95,12 +200,52 @@ def _not_text(column: str, encoding: str) -> ValueError:
     )
 
 
-def _csv_batches(path: str, gzipped: bool, encoding: str, column_types: dict) -> Iterator[pa.RecordBatch]:
+def _field_counts(sample: str, delimiter: str) -> list[int]:
+    """Fields per non-blank row of `sample` split on `delimiter`, quotes respected."""
+    return [len(row) for row in csv.reader(io.StringIO(sample), delimiter=delimiter) if row]
+
+
+def detect_delimiter(path: str, gzipped: bool, encoding: str) -> str:
+    """The delimiter (`DELIMITERS`) of a CSV file, told from its first `SNIFF_BYTES`: the one that splits every row
+    of the sample into the same number (> 1) of fields. A file none of them splits is one column. Raises ValueError
+    when several fit (or none fits, and several occur in the header): the caller passes `delimiter`."""
+    opener = gzip.open if gzipped else open
+    with opener(path, "rb") as f:
+        raw = f.read(SNIFF_BYTES + 1)
+    sample = raw[:SNIFF_BYTES].decode(encoding, errors="replace")
+    if len(raw) > SNIFF_BYTES and "\n" in sample:  # a row cut by the sample's end is not counted
+        sample = sample[: sample.rindex("\n")]
+    counts = {d: _field_counts(sample, d) for d in DELIMITERS}
+    fitting = [d for d, n in counts.items() if n and n[0] > 1 and len(set(n)) == 1]
+    in_header = [d for d, n in counts.items() if n and n[0] > 1]
+    candidates = fitting or in_header
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        return ","
+    seen = "; ".join(
+        f"{d!r} gives {min(counts[d])}"
+        + (f" to {max(counts[d])}" if min(counts[d]) != max(counts[d]) else "")
+        + " fields per row"
+        for d in candidates
+    )
+    raise ValueError(
+        f"cannot tell the CSV delimiter from the first rows: {seen}; pass delimiter (one of "
+        f"{', '.join(map(repr, DELIMITERS))} or any single character)"
+    )
+
+
+def _csv_batches(
+    path: str, gzipped: bool, encoding: str, column_types: dict, delimiter: str
+) -> Iterator[pa.RecordBatch]:
+    if delimiter == "auto":
+        delimiter = detect_delimiter(path, gzipped, encoding)
     stream = pa.input_stream(path, compression="gzip" if gzipped else None)
     with contextlib.closing(stream):
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding=encoding),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
             convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=True),
         )
         undecodable = [f.name for f in reader.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
@@ -128,7 +273,7 @@ def _check_names(schema: pa.Schema, batches) -> Iterator[pa.RecordBatch]:
     yield from batches
 
 
-def _parquet_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path: str, gzipped: bool, keep_index: bool) -> Iterator[pa.RecordBatch]:
     with contextlib.ExitStack() as stack:
         if gzipped:  # Parquet needs random access: inflate to a temporary file first
             tmp = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".parquet"))
@@ -137,7 +282,29 @@ def _parquet_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
             tmp.flush()
             path = tmp.name
         file = datasets.open_dataset(path)
-        yield from _check_names(file.schema_arrow, file.iter_batches(batch_size=datasets.BATCH_ROWS))
+        schema = file.schema_arrow
+        index = pandas_index_columns(schema)
+        if not index:
+            yield from _check_names(schema, file.iter_batches(batch_size=datasets.BATCH_ROWS))
+            return
+        # pandas stored the frame's index as columns: drop them, or keep them as columns named after the index
+        metadata = {k: v for k, v in (schema.metadata or {}).items() if k != b"pandas"} or None
+        columns = schema.names if keep_index else [name for name in schema.names if name not in index]
+        names = [index.get(name, name) if keep_index else name for name in columns]
+        batches = (
+            pa.RecordBatch.from_arrays(batch.columns, names=names).replace_schema_metadata(metadata)
+            for batch in file.iter_batches(batch_size=datasets.BATCH_ROWS, columns=columns)
+        )
+        yield from _check_names(pa.schema([(n, schema.field(c).type) for n, c in zip(names, columns)]), batches)
+
+
+def pandas_index_columns(schema: pa.Schema) -> dict[str, str]:
+    """The columns in which pandas stored a frame's index ({stored name: the index's name, or "index" / "level_N"
+    when unnamed}), from the pandas metadata of a Parquet file; a RangeIndex is stored as metadata only."""
+    stored = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+    names = {c.get("field_name"): c.get("name") for c in schema.pandas_metadata.get("columns", [])} if stored else {}
+    unnamed = "index" if len(stored) == 1 else "level_{}"
+    return {c: names.get(c) or unnamed.format(i) for i, c in enumerate(stored)}
 
 
 def _jsonl_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
@@ -148,20 +315,29 @@ def _jsonl_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
 
 
 def read_batches(
-    path: str, file_format: str, gzipped: bool, encoding: str = "utf8", column_types: dict | None = None
+    path: str,
+    file_format: str,
+    gzipped: bool,
+    encoding: str = "utf8",
+    column_types: dict | None = None,
+    *,
+    delimiter: str = "auto",
+    keep_index: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Streams the record batches of a local file, with errors that say what is wrong with it.
 
-    A CSV column whose later rows do not fit the type inferred from the first block raises TypeFoundLate; the caller
-    reads again with that column's wider type in `column_types`.
+    A CSV file's delimiter is `delimiter`, or detected (`detect_delimiter`) when it is "auto". A Parquet file's
+    pandas index columns are dropped unless `keep_index`. A CSV column whose later rows do not fit the type inferred
+    from the first block raises TypeFoundLate; the caller reads again with that column's wider type in
+    `column_types`.
     """
     if os.path.getsize(path) == 0:
         raise ValueError("the source file is empty (0 bytes)")
     try:
         if file_format == "csv":
-            yield from _csv_batches(path, gzipped, encoding, column_types or {})
+            yield from _csv_batches(path, gzipped, encoding, column_types or {}, delimiter)
         elif file_format == "parquet":
-            yield from _parquet_batches(path, gzipped)
+            yield from _parquet_batches(path, gzipped, keep_index)
         else:
             yield from _jsonl_batches(path, gzipped)
     except (EOFError, gzip.BadGzipFile) as err:
@@ -231,29 +407,39 @@ def ingest(
     start: str | None = None,
     end: str | None = None,
     encoding: str = "utf8",
+    *,
+    delimiter: str = "auto",
+    keep_index: bool = False,
+    timeout_s: float | None = None,
 ) -> dict:
     """Reads `source_uri` into the Parquet dataset `output_path`, keeping rows with start <= time_column < end.
 
-    Returns the dataset's metadata (rows, columns, sha256, source_uri). On any error nothing is left at
+    `delimiter` is a CSV source's field delimiter ("auto": detected), `keep_index` keeps the pandas index stored in a
+    Parquet source as columns, `timeout_s` is an http(s):// download's total deadline (default $KFP_CT_HTTP_TIMEOUT_S,
+    else 600 s). Returns the dataset's metadata (rows, columns, sha256, source_uri). On any error nothing is left at
     `output_path`, and the message names the source and the problem.
     """
     file_format, gzipped = detect_format(source_uri, file_format)
     if (start is not None or end is not None) and not time_column:
         raise ValueError("start/end need time_column: the column that holds each row's time")
+    if delimiter != "auto" and len(delimiter) != 1:
+        raise ValueError(f"delimiter must be one character or 'auto', found {delimiter!r}")
+    http_timeout(timeout_s)
     try:
-        with local_file(source_uri) as path, datasets.atomic_path(output_path) as tmp:
+        with local_file(source_uri, timeout_s) as path, datasets.atomic_path(output_path) as tmp:
             column_types: dict[str, pa.DataType] = {}
             while True:
                 try:
-                    rows = _write(
-                        read_batches(path, file_format, gzipped, encoding, column_types), tmp, time_column, start, end
+                    batches = read_batches(
+                        path, file_format, gzipped, encoding, column_types, delimiter=delimiter, keep_index=keep_index
                     )
+                    rows = _write(batches, tmp, time_column, start, end)
                     break
                 except TypeFoundLate as late:
                     column_types[late.column] = late.wider
             if rows == 0:
                 window = f" in the window [{start}, {end}) of '{time_column}'" if time_column else ""
                 raise ValueError(f"no data rows{window}")
-    except (ValueError, FileNotFoundError, ConnectionError) as err:
+    except (ValueError, FileNotFoundError, ConnectionError, TimeoutError) as err:
         raise type(err)(f"{source_uri}: {err}") from None
     return {**datasets.describe(output_path, source_uri), "format": file_format}

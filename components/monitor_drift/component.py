@@ -33,7 +33,8 @@ def monitor_drift(
     Args:
         reference: The reference window (e.g. the training data), a Parquet dataset.
         current: The current window, with the same columns.
-        drift_share: Share of drifted columns at which the dataset counts as drifted.
+        drift_share: Share of drifted columns (among those with enough rows to judge) at which the dataset counts as
+            drifted.
         columns: Columns to test; default every numerical and categorical column except target_column.
         column_tests: Per-column test and/or threshold, with Evidently's test names (ks, chisquare, z,
             jensenshannon, wasserstein, psi, kl_div): {"col": {"test": "psi", "threshold": 0.2}}.
@@ -50,10 +51,13 @@ def monitor_drift(
     Returns:
         report: Self-contained HTML: the verdicts on all rows, the triggers, then Evidently's DataDriftPreset
             dashboard on the sampled rows.
-        metrics: dataset_drift, share_of_drifted_columns, number_of_drifted_columns, drift_score_<column> and
-            drifted_<column> per column, trigger_<name> per trigger checked, triggered.
+        metrics: dataset_drift, share_of_drifted_columns, number_of_drifted_columns, number_of_not_judged_columns
+            (too few rows for their test: 20 values in each window for K-S, 30 for the others),
+            drift_score_<column> and drifted_<column> per judged column, trigger_<name> per trigger checked,
+            triggered.
         drift_table: JSON at {uri}: per column the test, score (p-value or distance), threshold, verdict and column
-            type; the share and dataset_drift; the triggers that fired, with their details.
+            type (a column with too few rows: judged false, "not enough rows" in its note); the share among judged
+            columns and dataset_drift; the triggers that fired, with their details.
         Output: True when any retraining trigger fired (drives dsl.If).
     """
     from kfp_ct.components.monitor_drift.core import monitor

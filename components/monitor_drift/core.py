@@ -19,7 +19,12 @@ The statistics follow evidently 0.7.23 (`evidently.legacy.calculations`) column 
 - Jensen-Shannon, PSI and Kullback-Leibler bin a numerical column with more than 20 distinct reference values into
   numpy's 'sturges' bins over both windows together, and use per-value shares otherwise; PSI and K-L replace
   empty bins as Evidently does.
-- The dataset drifts when the share of drifted columns is >= `drift_share`.
+- A column test needs enough values in each window (`StatTest.min_values`, non-missing and finite): 20 for K-S,
+  30 for chi-squared, the Z-test, Wasserstein, Jensen-Shannon, PSI and Kullback-Leibler. With fewer, the column is
+  not judged: its verdict is "not enough rows" (Evidently would still give one). A column with no value at all is
+  an error.
+- The dataset drifts when the share of drifted columns among the judged ones is >= `drift_share`; with no judged
+  column it does not drift, and the result says how many columns were not judged.
 
 How it stays fast (see `stats`): each window is streamed once in bounded Arrow batches, the columns of a batch
 worked on by a few threads. Per column it keeps the count, min, max, mean and second moment, the value counts while
@@ -70,6 +75,7 @@ class ColumnDrift:
     current_values: int
     exact: bool = True  # False when the score is the histogram estimate (the verdict is still exact)
     note: Optional[str] = None
+    judged: bool = True  # False: too few values for the test ("not enough rows" in `note`; score NaN, not drifted)
 
 
 @dataclass
@@ -93,12 +99,19 @@ class DriftResult:
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.columns if c.drifted]
 
+    @property
+    def not_judged(self) -> dict[str, str]:
+        """Columns with too few values for their test -> why."""
+        return {c.column: c.note for c in self.columns if not c.judged}
+
     def to_dict(self) -> dict:
         return {
             "dataset_drift": self.dataset_drift,
             "share_of_drifted_columns": self.share_of_drifted_columns,
             "number_of_drifted_columns": self.number_of_drifted_columns,
             "number_of_columns": len(self.columns),
+            "number_of_judged_columns": len(self.columns) - len(self.not_judged),
+            "not_judged": self.not_judged,
             "drift_share": self.drift_share,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
@@ -327,24 +340,69 @@ def detect_drift(
     if not plan:
         raise ValueError(f"no numerical or categorical column to test (skipped: {skipped})")
 
-    _second_pass(plan, ref_stats, cur_stats, reference_path, current_path)
-    results = [
-        _run_test(
-            name,
-            col_type,
-            test,
-            tests.get(name, {}).get("threshold"),
-            ref_stats[name],
-            cur_stats[name],
-            reference_path,
-            current_path,
-            notes.get(name),
+    too_few = {name: _too_few(test, ref_stats[name], cur_stats[name]) for name, (_, test) in plan.items()}
+    _second_pass(
+        {name: p for name, p in plan.items() if not too_few[name]}, ref_stats, cur_stats, reference_path, current_path
+    )
+    results = []
+    for name, (col_type, test) in plan.items():
+        threshold = tests.get(name, {}).get("threshold")
+        if too_few[name]:
+            results.append(
+                _not_judged(name, col_type, test, threshold, ref_stats[name], cur_stats[name], too_few[name])
+            )
+            continue
+        results.append(
+            _run_test(
+                name,
+                col_type,
+                test,
+                threshold,
+                ref_stats[name],
+                cur_stats[name],
+                reference_path,
+                current_path,
+                notes.get(name),
+            )
         )
-        for name, (col_type, test) in plan.items()
+    judged = [c for c in results if c.judged]
+    drifted = sum(c.drifted for c in judged)
+    share = drifted / len(judged) if judged else 0.0
+    dataset_drift = bool(judged) and share >= drift_share
+    return DriftResult(results, drifted, share, dataset_drift, drift_share, ref_rows, cur_rows, skipped)
+
+
+def _too_few(test: str, ref: ColumnStats, cur: ColumnStats) -> Optional[str]:
+    """Why a test cannot judge a column ("not enough rows: ..."), or None when both windows hold enough values."""
+    need = STAT_TESTS[test].min_values
+    short = [
+        f"the {where} window has {side.n}" for where, side in (("reference", ref), ("current", cur)) if side.n < need
     ]
-    drifted = sum(c.drifted for c in results)
-    share = drifted / len(results)
-    return DriftResult(results, drifted, share, bool(share >= drift_share), drift_share, ref_rows, cur_rows, skipped)
+    if not short:
+        return None
+    return (
+        f"not enough rows: {STAT_TESTS[test].display_name} needs at least {need} non-missing values in each window, "
+        + " and ".join(short)
+    )
+
+
+def _not_judged(name, col_type, test, threshold, ref: ColumnStats, cur: ColumnStats, why: str) -> ColumnDrift:
+    spec = STAT_TESTS[test]
+    threshold = spec.default_threshold if threshold is None else threshold
+    return ColumnDrift(
+        name,
+        col_type,
+        test,
+        spec.display_name,
+        math.nan,
+        spec.kind,
+        threshold,
+        False,
+        ref.n,
+        cur.n,
+        note=why,
+        judged=False,
+    )
 
 
 def _needs(col_type: str, test: str, ref: ColumnStats, cur: ColumnStats) -> Optional[str]:
@@ -616,10 +674,13 @@ def drift_metrics(result: DriftResult, triggers: Triggers) -> dict[str, float]:
         "share_of_drifted_columns": float(result.share_of_drifted_columns),
         "number_of_drifted_columns": float(result.number_of_drifted_columns),
         "number_of_columns": float(len(result.columns)),
+        "number_of_not_judged_columns": float(len(result.not_judged)),
         "reference_rows": float(result.reference_rows),
         "current_rows": float(result.current_rows),
     }
     for c in result.columns:
+        if not c.judged:
+            continue  # no score, no verdict: counted in number_of_not_judged_columns
         base = metric_name(c.column)
         for key, value in ((f"drift_score_{base}", c.score), (f"drifted_{base}", float(c.drifted))):
             while key in out:

@@ -101,6 +101,13 @@ def sample_frame(path: str, rows: int, columns: Optional[list] = None, seed: int
     return pa.Table.from_batches(parts).to_pandas()
 
 
+def _not_judged_line(result: DriftResult) -> str:
+    n = len(result.not_judged)
+    if not n:
+        return ""
+    return f"{n} of {len(result.columns)} columns not judged: not enough rows (see each column's verdict). "
+
+
 def _summary_html(
     result: DriftResult, triggers: Optional[Triggers], sampled: tuple[int, int], problem: Optional[str] = None
 ) -> str:
@@ -119,9 +126,9 @@ def _summary_html(
                 c.column,
                 c.column_type,
                 c.test_display_name,
-                c.score,
+                c.score if c.judged else "",
                 c.threshold,
-                "DRIFTED" if c.drifted else "ok",
+                "DRIFTED" if c.drifted else "ok" if c.judged else c.note,
             )
         )
         + "</tr>"
@@ -134,8 +141,9 @@ def _summary_html(
     fired = ", ".join(triggers.fired) if triggers and triggers.fired else "none"
     lines = [
         f"<h2>Drift: {'DATASET DRIFT' if result.dataset_drift else 'no dataset drift'}</h2>",
-        f"<p>{result.number_of_drifted_columns} of {len(result.columns)} columns drifted "
-        f"(share {result.share_of_drifted_columns:.3f}; dataset drift when the share is &gt;= {result.drift_share}). "
+        f"<p>{result.number_of_drifted_columns} of {len(result.columns) - len(result.not_judged)} judged columns "
+        f"drifted (share {result.share_of_drifted_columns:.3f}; dataset drift when the share is &gt;= "
+        f"{result.drift_share}). {_not_judged_line(result)}"
         f"Reference rows: {result.reference_rows}; current rows: {result.current_rows}. "
         f"Retraining triggers fired: {html.escape(fired)}.</p>",
         f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table>",

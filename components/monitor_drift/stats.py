@@ -37,6 +37,7 @@ class StatTest:
     kind: str  # 'p_value' (drift when the p-value is below the threshold) or 'distance' (drift when above)
     column_types: tuple
     inclusive: bool  # drift when score == threshold
+    min_values: int  # non-missing, finite values each window needs for a verdict (fewer: "not enough rows")
 
     def drifted(self, score: float, threshold: float) -> bool:
         if self.kind == "p_value":
@@ -47,13 +48,16 @@ class StatTest:
 STAT_TESTS = {
     t.name: t
     for t in (
-        StatTest("ks", "K-S p_value", 0.05, "p_value", ("num",), True),
-        StatTest("chisquare", "chi-square p_value", 0.05, "p_value", ("cat",), False),
-        StatTest("z", "Z-test p_value", 0.05, "p_value", ("cat",), False),
-        StatTest("jensenshannon", "Jensen-Shannon distance", 0.1, "distance", ("cat", "num"), True),
-        StatTest("wasserstein", "Wasserstein distance (normed)", 0.1, "distance", ("num",), True),
-        StatTest("psi", "PSI", 0.1, "distance", ("cat", "num"), True),
-        StatTest("kl_div", "Kullback-Leibler divergence", 0.1, "distance", ("cat", "num"), True),
+        # K-S is exact on small samples, but below 20 values a window cannot show a shift it would not also show
+        # by chance; the chi-squared and Z tests rest on normal approximations (about 5 expected per cell), and
+        # the distances on shares, which one value of fewer than 30 moves by more than 3 points
+        StatTest("ks", "K-S p_value", 0.05, "p_value", ("num",), True, 20),
+        StatTest("chisquare", "chi-square p_value", 0.05, "p_value", ("cat",), False, 30),
+        StatTest("z", "Z-test p_value", 0.05, "p_value", ("cat",), False, 30),
+        StatTest("jensenshannon", "Jensen-Shannon distance", 0.1, "distance", ("cat", "num"), True, 30),
+        StatTest("wasserstein", "Wasserstein distance (normed)", 0.1, "distance", ("num",), True, 30),
+        StatTest("psi", "PSI", 0.1, "distance", ("cat", "num"), True, 30),
+        StatTest("kl_div", "Kullback-Leibler divergence", 0.1, "distance", ("cat", "num"), True, 30),
     )
 }
 BINNED_TESTS = ("jensenshannon", "psi", "kl_div")

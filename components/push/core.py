@@ -175,8 +175,12 @@ def infra_validate(
     """Serves `model_uri` (the published copy) with the catalog's server on a free loopback port, as the serving
     image does, and checks V1 and V2 answers to the input example against `model_dir`'s own predictions.
 
+    The server's log goes to `log_dir`, by default a temporary directory removed afterwards, whatever happens.
     Returns {"records": input example, "expected": the model's answer}. Raises InfraValidationError.
     """
+    if log_dir is None:
+        with tempfile.TemporaryDirectory(prefix="kfp-ct-infra-") as tmp:
+            return infra_validate(model_uri, model_dir, model_name, timeout_s, tmp)
     from kfp_ct.components._common.model import load_model
 
     records = input_example(model_dir)
@@ -190,7 +194,6 @@ def infra_validate(
     columns = model.input_columns
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log_dir = log_dir or tempfile.mkdtemp(prefix="kfp-ct-infra-")
     log_path = os.path.join(log_dir, "model-server.log")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -236,6 +239,7 @@ def infra_validate(
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
     return {"records": records, "expected": expected}
 
 

@@ -11,6 +11,12 @@ Protocols (KServe's own endpoints; this class only turns payloads into rows and 
 - Health: `/v2/health/live`, `/v2/health/ready`, `/v2/models/NAME/ready`, `/v1/models/NAME`; metadata
   `/v2/models/NAME`; Prometheus metrics `/metrics`.
 
+A request body larger than `--max_body_bytes` (default $KFP_CT_MAX_BODY_BYTES, else 32 MiB) is answered 413 and never
+reaches the model: from its Content-Length, or as soon as a streamed body passes the limit. A client that waits for
+`100 Continue` gets the 413 before it sends the body; from one that is already sending, the rest is read and dropped
+(for up to `DRAIN_SECONDS`, in constant memory) before the answer, so that it can read the 413 (nginx's lingering
+close) instead of a reset connection.
+
 Every payload is checked against the model's signature before the model sees it: a missing or unknown column, a
 value of the wrong type, an empty batch or a malformed body is answered 400 with a message that names the field, and
 the server goes on serving. Payloads become one numpy column per feature, without a Python loop over values when
@@ -31,6 +37,8 @@ import tempfile
 import numpy as np
 
 MAX_ROWS = 100_000
+MAX_BODY_BYTES = 32 << 20  # the default request body limit
+DRAIN_SECONDS = 5.0  # how long the rest of a refused body is read and dropped before the 413
 NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 _NUMERIC_TYPES = {"double", "float", "long", "integer"}
 _log = logging.getLogger(__name__)
@@ -598,8 +606,108 @@ def build_model(model_uri: str, model_name: str | None = None):
     return model
 
 
-def _model_server(host: str, **kwargs):
+def max_body_bytes() -> int:
+    """The request body limit: $KFP_CT_MAX_BODY_BYTES, else `MAX_BODY_BYTES`."""
+    text = os.environ.get("KFP_CT_MAX_BODY_BYTES", "")
+    try:
+        limit = int(text) if text else MAX_BODY_BYTES
+    except ValueError:
+        raise ValueError(f"KFP_CT_MAX_BODY_BYTES must be a number of bytes, found {text!r}") from None
+    if limit < 1:
+        raise ValueError(f"the request body limit must be at least 1 byte, found {limit}")
+    return limit
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body is over `max_bytes` is answered 413 (see the module docstring); the app
+    behind it never sees that body, only a disconnect."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            if headers.get(b"expect", b"").lower() != b"100-continue":
+                await _drain(receive)
+            return await self._refuse(send, f"{int(length)} bytes")
+        state = {"received": 0, "started": False, "refused": False}
+
+        async def limited_receive():
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes and not state["started"]:
+                    state["refused"] = True
+                    if message.get("more_body"):
+                        await _drain(receive)
+                    await self._refuse(send, f"more than {self.max_bytes} bytes (streamed)")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if state["refused"]:
+                return  # the 413 is the answer
+            state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not state["refused"]:
+                raise
+
+    async def _refuse(self, send, size: str) -> None:
+        import json
+
+        body = json.dumps(
+            {
+                "error": f"request body too large: {size}, over the server's limit of {self.max_bytes} bytes "
+                "(--max_body_bytes or KFP_CT_MAX_BODY_BYTES): send fewer rows per request"
+            }
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers + [(b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _drain(receive) -> None:
+    """Reads and drops the rest of a request body, for at most DRAIN_SECONDS."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_SECONDS
+    while (left := deadline - loop.time()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
+def __getattr__(name: str):
+    """`limited_app`: KServe's FastAPI app behind `BodyLimit`, what uvicorn serves (in each worker process too)."""
+    if name == "limited_app":
+        from kserve import model_server
+
+        return BodyLimit(model_server.app, max_body_bytes())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _model_server(host: str, max_body: int | None = None, **kwargs):
     import kserve
+    from kserve import model_server
+
+    if max_body is not None:
+        os.environ["KFP_CT_MAX_BODY_BYTES"] = str(int(max_body))  # worker processes inherit it
+    max_body_bytes()  # a bad limit fails before the server starts
+    model_server.FASTAPI_APP_IMPORT_STRING = f"{__name__}:limited_app"  # uvicorn serves the app behind BodyLimit
 
     class LoopbackModelServer(kserve.ModelServer):
         """kserve.ModelServer binds 0.0.0.0; this one binds `host` (loopback by default)."""
@@ -618,13 +726,17 @@ def serve(
     port: int = 8080,
     host: str = "127.0.0.1",
     enable_latency_logging: bool = False,
+    max_body: int | None = None,
 ) -> None:
-    """Serves the model at `model_uri` on http://{host}:{port} until interrupted (KServe V1 and V2 REST).
+    """Serves the model at `model_uri` on http://{host}:{port} until interrupted (KServe V1 and V2 REST); a request
+    body over `max_body` bytes (default $KFP_CT_MAX_BODY_BYTES, else 32 MiB) is answered 413.
 
     This is what `kfp-ct serve MODEL_URI [--port N]` runs.
     """
     model = build_model(model_uri, model_name)
-    server = _model_server(host, http_port=port, enable_grpc=False, enable_latency_logging=enable_latency_logging)
+    server = _model_server(
+        host, max_body, http_port=port, enable_grpc=False, enable_latency_logging=enable_latency_logging
+    )
     _quiet_per_request_logs()
     server.start([model])
 
@@ -646,11 +758,18 @@ def main(argv: list[str] | None = None) -> None:
         help="The model: a path, file:// or gs:// (KServe mounts storageUri at /mnt/models).",
     )
     parser.add_argument("--host", default="0.0.0.0", help="The address to bind (in a pod: all interfaces).")
+    parser.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=None,
+        help="Requests with a larger body are answered 413 (default $KFP_CT_MAX_BODY_BYTES, else 32 MiB).",
+    )
     parser.set_defaults(enable_grpc=False)  # the ServingRuntime exposes REST (V1 and V2) only
     args, _ = parser.parse_known_args(argv)
     model = build_model(args.model_uri, args.model_name)
     server = _model_server(
         args.host,
+        args.max_body_bytes,
         http_port=args.http_port,
         workers=args.workers,
         enable_grpc=args.enable_grpc,

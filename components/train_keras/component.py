@@ -17,6 +17,7 @@ def train_keras(
     model_name: str = "kfp-ct-model",
     tracking_uri: Optional[str] = None,
     seed: int = 0,
+    max_classes: int = 100,
 ):
     """Trains a Keras (TensorFlow) network of Dense layers on the train split (on the GPU when there is one), logs
     it to MLflow and registers a new model version.
@@ -42,6 +43,8 @@ def train_keras(
             working folder.
         seed: Seeds weight init, batch order, dropout (keras.utils.set_random_seed) and the validation split: same
             data and seed give the same metrics on CPU.
+        max_classes: Most classes a classification target may have: more fail before fitting, naming the
+            target column and its class count (fitting and saving that many classes takes minutes to hours).
 
     Returns:
         model: An MLflow model directory at {uri} (flavors keras, a float32 model in {uri}/data/model.keras, and
@@ -64,5 +67,6 @@ def train_keras(
         target_column,
         task,
         dict(train.metadata, uri=train.uri),
+        max_classes=max_classes,
     )
     outcome.record(model, metrics, model_name, "keras", ESTIMATOR)

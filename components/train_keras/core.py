@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kfp_ct.components._common.training import MAX_CLASSES
 from kfp_ct.components.train_torch.core import (
     DEFAULTS,
     ESTIMATOR,
@@ -307,6 +308,7 @@ def train_keras(
     target_column: str | None = None,
     task: str | None = None,
     train_metadata: dict | None = None,
+    max_classes: int = MAX_CLASSES,
 ):
     """Trains the network on the train split, then saves, logs and registers the model (training.train).
 
@@ -330,4 +332,5 @@ def train_keras(
         train_metadata=train_metadata,
         target_column=target_column,
         task=task,
+        max_classes=max_classes,
     )

@@ -18,6 +18,7 @@ def train_sklearn(
     model_name: str = "kfp-ct-model",
     tracking_uri: Optional[str] = None,
     seed: int = 0,
+    max_classes: int = 100,
 ):
     """Trains a scikit-learn estimator on the train split, logs it to MLflow and registers a new model version.
 
@@ -37,6 +38,8 @@ def train_sklearn(
         tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the
             working folder.
         seed: Seeds the estimator and the validation split: same data and seed give the same model and metrics.
+        max_classes: Most classes a classification target may have: more fail before fitting, naming the
+            target column and its class count (fitting and saving that many classes takes minutes to hours).
 
     Returns:
         model: An MLflow model directory at {uri} (flavors sklearn and python_function, signature over the raw
@@ -58,5 +61,6 @@ def train_sklearn(
         target_column,
         task,
         dict(train.metadata, uri=train.uri),
+        max_classes=max_classes,
     )
     outcome.record(model, metrics, model_name, "sklearn", estimator)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kfp_ct.components._common.training import FitResult, validation_metrics
+from kfp_ct.components._common.training import MAX_CLASSES, FitResult, validation_metrics
 from kfp_ct.components.featurize.core import CLASSIFICATION
 
 # Each estimator's hyperparameters and their defaults; anything else is refused by name.
@@ -183,6 +183,7 @@ def train_sklearn(
     target_column: str | None = None,
     task: str | None = None,
     train_metadata: dict | None = None,
+    max_classes: int = MAX_CLASSES,
 ):
     """Trains `estimator` on the train split, then saves, logs and registers the model (training.train)."""
     from kfp_ct.components._common import training
@@ -211,4 +212,5 @@ def train_sklearn(
         target_column=target_column,
         task=task,
         fit_options={"estimator": estimator},
+        max_classes=max_classes,
     )

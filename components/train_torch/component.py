@@ -17,6 +17,7 @@ def train_torch(
     model_name: str = "kfp-ct-model",
     tracking_uri: Optional[str] = None,
     seed: int = 0,
+    max_classes: int = 100,
 ):
     """Trains a PyTorch MLP on the train split (on the GPU when there is one), logs it to MLflow and registers a new
     model version.
@@ -42,6 +43,8 @@ def train_torch(
             working folder.
         seed: Seeds weight init, batch order, dropout and the validation split: same data and seed give the same
             metrics on CPU.
+        max_classes: Most classes a classification target may have: more fail before fitting, naming the
+            target column and its class count (fitting and saving that many classes takes minutes to hours).
 
     Returns:
         model: An MLflow model directory at {uri} (flavors pytorch, a torch.export program in {uri}/data/model.pt2,
@@ -64,5 +67,6 @@ def train_torch(
         target_column,
         task,
         dict(train.metadata, uri=train.uri),
+        max_classes=max_classes,
     )
     outcome.record(model, metrics, model_name, "torch", ESTIMATOR)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from kfp_ct.components._common.training import MAX_CLASSES
+
 TASKS = ("classification", "regression")
 ESTIMATOR = "mlp"
 
@@ -582,6 +584,7 @@ def train_torch(
     task: str | None = None,
     train_metadata: dict | None = None,
     device: str | None = None,
+    max_classes: int = MAX_CLASSES,
 ):
     """Trains the MLP on the train split, then saves, logs and registers the model (training.train).
 
@@ -606,4 +609,5 @@ def train_torch(
         target_column=target_column,
         task=task,
         fit_options={"device": device} if device else None,
+        max_classes=max_classes,
     )

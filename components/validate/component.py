@@ -16,15 +16,19 @@ def validate(
     unseen_category_tolerance: float = 0.05,
     target_null_tolerance: float = 0.0,
     max_categories: int = 100,
+    max_classes: int = 100,
+    block_new_nulls: bool = False,
     strict: bool = False,
 ):
     """Infers a dataset's schema and checks it against a reference schema, failing on blocking anomalies.
 
     One streaming pass over the Parquet dataset, in bounded batches. Without a reference it blocks on an empty
-    dataset, an all-null column and a missing, null or one-class target. With one it also blocks on missing or extra
+    dataset, an all-null column, inf or -inf in a numeric column and a missing, null or one-class target, and warns
+    on a classification target with more than max_classes classes. With one it also blocks on missing or extra
     columns, type changes and a null share above the reference's plus null_tolerance, and warns (in the report) on
-    values out of the reference's range, unseen categories, new target classes and constant columns that vary.
-    All blocking anomalies are listed in one error.
+    nulls in a column that had none, values out of the reference's range, unseen categories, new target classes and
+    constant columns that vary. All blocking anomalies are listed in one error, raised after the report and metrics
+    are written (under kfp.local they stay in the run's folder; a KFP cluster uploads no output of a failed task).
 
     Args:
         dataset: The Parquet dataset to validate.
@@ -38,6 +42,9 @@ def validate(
             tolerated before a warning.
         target_null_tolerance: Share of rows whose target may be null.
         max_categories: Most distinct values tracked as categories of a string, bool or int column.
+        max_classes: Most classes a classification target may have before a warning (the trainers' own
+            max_classes refuses more before fitting).
+        block_new_nulls: Make nulls in a column that had none in the reference blocking (else a warning).
         strict: Make every warning blocking.
 
     Returns:
@@ -57,10 +64,15 @@ def validate(
         unseen_category_tolerance=unseen_category_tolerance,
         target_null_tolerance=target_null_tolerance,
         max_categories=max_categories,
+        max_classes=max_classes,
+        block_new_nulls=block_new_nulls,
         strict=strict,
     )
     for anomaly in result.anomalies:
         print(f"{'BLOCKING' if anomaly.blocking else 'warning'}: {anomaly}")
+    write_report(result, report.path)
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
     result.raise_for_blocking()
     write_schema(result.schema, schema.path)
     schema.metadata.update(
@@ -71,6 +83,3 @@ def validate(
             "task": result.schema["target"]["task"] or "",
         }
     )
-    write_report(result, report.path)
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)

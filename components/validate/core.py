@@ -22,6 +22,7 @@ schemas diff line by line; a list of two items (a [value, count] pair, two class
           "type": "int",                      # int | float | string | bool | datetime | date | null | other
           "arrow_type": "int64",              # the exact Arrow type of the Parquet column
           "nulls": 0,                         # null values (NaN counts as null)
+          "non_finite": 0,                    # inf and -inf values (float columns; 0 for others)
           "null_fraction": 0.0,               # nulls / rows, rounded to 6 digits; null when there are no rows
           "min": 1, "max": 977,               # numbers, dates and datetimes (ISO 8601 text); else null.
                                               # A non-finite float bound is the text "inf" or "-inf".
@@ -53,6 +54,9 @@ Anomalies. Blocking ones fail validation (`ValidationResult.raise_for_blocking`)
 | extra_column         | yes      | a column of the dataset is not in the reference                                 |
 | type_changed         | yes      | a column's type differs from the reference's (other than int <-> float)         |
 | null_fraction        | yes      | null fraction > the reference's + `null_tolerance`                              |
+| non_finite           | yes      | a float column holds inf or -inf (no reference needed)                          |
+| new_nulls            | no       | a column without nulls in the reference has some (blocks with `block_new_nulls`) |
+| many_classes         | no       | a classification target has more than `max_classes` classes (trainers refuse)   |
 | numeric_type_changed | no       | int became float or float became int; values are still compared as numbers      |
 | out_of_range         | no       | share of values outside the reference's [min, max] > `out_of_range_tolerance`   |
 | unseen_categories    | no       | share of values not among the reference's categories > `unseen_category_toler.` |
@@ -231,7 +235,7 @@ class _ColumnStats:
         self.rows = self.nulls = 0
         self.min = self.max = None
         self.counts: dict | None = {} if self.kind in CATEGORY_TYPES else None
-        self.out_of_range = self.unseen = 0
+        self.out_of_range = self.unseen = self.non_finite = 0
         self.unseen_values: set = set()
 
     @property
@@ -243,6 +247,8 @@ class _ColumnStats:
         self.rows += len(array)  # check() sets the final count too, for a dataset with no batch
         nulls = pc.sum(pc.is_null(array, nan_is_null=True)).as_py() if self.kind == "float" else array.null_count
         self.nulls += nulls or 0
+        if self.kind == "float" and pa.types.is_floating(array.type):
+            self.non_finite += pc.sum(pc.is_inf(array)).as_py() or 0
         if self.kind in RANGE_TYPES:
             self._update_range(array)
         if self.counts is not None:
@@ -300,6 +306,7 @@ class _ColumnStats:
             "type": self.kind,
             "arrow_type": str(self.arrow_type),
             "nulls": self.nulls,
+            "non_finite": self.non_finite,
             "null_fraction": round(self.nulls / self.rows, 6) if self.rows else None,
             "min": _to_json(self.min),
             "max": _to_json(self.max),
@@ -393,12 +400,13 @@ def _target_schema(stats: _ColumnStats | None, target_column: str) -> dict:
     }
 
 
-def _check_args(tolerances: dict, max_categories: int) -> None:
+def _check_args(tolerances: dict, max_categories: int, max_classes: int) -> None:
     for name, value in tolerances.items():
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be a share between 0 and 1, found {value}")
-    if max_categories < 1:
-        raise ValueError(f"max_categories must be at least 1, found {max_categories}")
+    for name, value in (("max_categories", max_categories), ("max_classes", max_classes)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, found {value}")
 
 
 def check(
@@ -411,6 +419,8 @@ def check(
     unseen_category_tolerance: float = 0.05,
     target_null_tolerance: float = 0.0,
     max_categories: int = 100,
+    max_classes: int = 100,
+    block_new_nulls: bool = False,
     strict: bool = False,
 ) -> ValidationResult:
     """Infers the schema of the Parquet dataset `dataset_path` and lists every anomaly, in one streaming pass.
@@ -418,7 +428,9 @@ def check(
     Without a reference, only what needs none is checked (all-null columns, the target, constant columns, an empty
     dataset); with `reference_schema_path` the dataset is also checked against that schema under the tolerances
     (shares between 0 and 1, see the module docstring). The result's schema is always the dataset's own, so it can
-    become the next reference. Nothing is raised for anomalies: call `raise_for_blocking()`.
+    become the next reference. A classification target with more than `max_classes` classes is a warning (its
+    classes are counted up to max(max_categories, max_classes) + 1); `block_new_nulls` makes nulls in a column that
+    had none in the reference blocking. Nothing is raised for anomalies: call `raise_for_blocking()`.
     """
     tolerances = {
         "null_tolerance": null_tolerance,
@@ -426,11 +438,19 @@ def check(
         "unseen_category_tolerance": unseen_category_tolerance,
         "target_null_tolerance": target_null_tolerance,
     }
-    _check_args(tolerances, max_categories)
-    max_categories = int(max_categories)  # KFP may hand an integer parameter over as a float
+    _check_args(tolerances, max_categories, max_classes)
+    max_categories, max_classes = int(max_categories), int(max_classes)  # KFP may hand integers over as floats
     reference = load_schema(reference_schema_path) if reference_schema_path else None
     file_schema = datasets.open_dataset(dataset_path).schema_arrow
-    stats = [_ColumnStats(f.name, f.type, max_categories, _rules(reference, f.name, f.type)) for f in file_schema]
+    stats = [
+        _ColumnStats(
+            f.name,
+            f.type,
+            max(max_categories, max_classes + 1) if f.name == target_column else max_categories,
+            _rules(reference, f.name, f.type),
+        )
+        for f in file_schema
+    ]
     rows = 0
     for batch in datasets.iter_batches(dataset_path):
         rows += batch.num_rows
@@ -448,9 +468,9 @@ def check(
         "columns": {s.name: s.to_schema() for s in stats},
     }
     findings = _Findings(strict)
-    _dataset_findings(findings, schema, by_name, target_column, tolerances, reference)
+    _dataset_findings(findings, schema, by_name, target_column, tolerances, reference, max_classes)
     if reference is not None:
-        _reference_findings(findings, schema, by_name, reference, tolerances)
+        _reference_findings(findings, schema, by_name, reference, {**tolerances, "block_new_nulls": block_new_nulls})
     return ValidationResult(str(dataset_path), schema, findings.anomalies, reference_schema_path)
 
 
@@ -468,10 +488,16 @@ class _Findings:
 
 
 def _dataset_findings(
-    findings: _Findings, schema: dict, by_name: dict, target_column: str, tolerances: dict, reference: dict | None
+    findings: _Findings,
+    schema: dict,
+    by_name: dict,
+    target_column: str,
+    tolerances: dict,
+    reference: dict | None,
+    max_classes: int,
 ) -> None:
-    """Anomalies that need no reference: an empty dataset, all-null columns, the target, constant columns (unless
-    the reference's column was constant too)."""
+    """Anomalies that need no reference: an empty dataset, all-null columns, inf and -inf, the target (and its
+    number of classes), constant columns (unless the reference's column was constant too)."""
     was_constant = {name for name, c in (reference or {}).get("columns", {}).items() if c.get("constant")}
     rows = schema["rows"]
     if rows == 0:
@@ -488,6 +514,14 @@ def _dataset_findings(
     if rows == 0:
         return
     for stats in by_name.values():
+        if stats.non_finite:
+            findings.add(
+                stats.name,
+                "non_finite",
+                "finite numbers (or nulls)",
+                f"{_share(stats.non_finite, rows)} inf or -inf",
+                True,
+            )
         if stats.values == 0 and stats.name != target_column:
             findings.add(
                 stats.name,
@@ -506,6 +540,21 @@ def _dataset_findings(
             )
     if target is not None:
         _target_findings(findings, target, schema["target"], tolerances["target_null_tolerance"])
+        _class_count_findings(findings, target, schema["target"], max_classes)
+
+
+def _class_count_findings(findings: _Findings, target: _ColumnStats, target_schema: dict, max_classes: int) -> None:
+    if target_schema["task"] != "classification":
+        return
+    n = len(target.counts) if target.counts is not None else None
+    if n is None or n > max_classes:
+        findings.add(
+            target.name,
+            "many_classes",
+            f"at most {max_classes} classes (max_classes; the trainers refuse more than their max_classes)",
+            f"{n} classes" if n is not None else f"more than {target.max_categories} classes",
+            False,
+        )
 
 
 def _constant_value(stats: _ColumnStats) -> Any:
@@ -588,6 +637,14 @@ def _column_findings(
             f"null share <= {ref_nulls:g} + {tolerances['null_tolerance']:g} (the reference's + tolerance)",
             f"{_share(stats.nulls, stats.rows)} null",
             True,
+        )
+    elif not is_target and stats.nulls and expected.get("nulls") == 0:
+        findings.add(
+            name,
+            "new_nulls",
+            "no nulls (the reference had none)",
+            f"{_share(stats.nulls, stats.rows)} null",
+            tolerances["block_new_nulls"],
         )
     if expected.get("constant") and not stats.constant:  # says more than "out of range" or "unseen" would
         findings.add(

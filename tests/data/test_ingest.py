@@ -6,7 +6,9 @@ import functools
 import gzip
 import http.server
 import shutil
+import socket
 import threading
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -173,3 +175,155 @@ def test_missing_files_and_unknown_schemes(tmp_path, uri, error, message):
     with pytest.raises(error, match=message):
         core.ingest(uri, str(tmp_path / "out"))
     assert not any(tmp_path.iterdir())
+
+
+# ---- bounded HTTP reads ------------------------------------------------------------------------------------------
+
+
+class SlowServer:
+    """A loopback HTTP server that answers each connection with `head` and then drips `body` a byte at a time,
+    `interval` seconds apart (`head=None`: it never answers)."""
+
+    def __init__(self, head: bytes | None, body: bytes = b"", interval: float = 0.2):
+        self.head, self.body, self.interval = head, body, interval
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/data.csv"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            if self.head is None:
+                self.stop.wait()
+                return
+            for i in range(len(self.head + self.body)):
+                if self.stop.wait(self.interval if i >= len(self.head) else 0):
+                    return
+                try:
+                    conn.sendall((self.head + self.body)[i : i + 1])
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+CSV_BODY = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(50))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(None, id="silent"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(CSV_BODY), id="drips-the-body"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 200 + b"\r\n\r\n", id="drips-the-headers"),
+    ],
+)
+def test_http_reads_have_a_total_deadline_and_name_the_uri(tmp_path, head):
+    server = SlowServer(head, CSV_BODY, interval=0.05)
+    if head is not None and b"X-Slow" in head:
+        server.head, server.body = b"", head + CSV_BODY  # every byte, headers included, is dripped
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"no complete answer .*within the 1 s deadline") as error:
+            core.ingest(server.url, str(tmp_path / "out"), timeout_s=1.0)
+        assert time.monotonic() - started < 4
+        assert server.url in str(error.value)
+        assert not (tmp_path / "out").exists()
+    finally:
+        server.close()
+
+
+def test_http_deadline_from_the_environment_and_a_body_cut_short(tmp_path, monkeypatch):
+    monkeypatch.setenv("KFP_CT_HTTP_TIMEOUT_S", "0.5")
+    assert core.http_timeout(None) == 0.5 and core.http_timeout(3) == 3.0
+    server = SlowServer(None)
+    try:
+        with pytest.raises(TimeoutError, match=r"0.5 s deadline"):
+            core.ingest(server.url, str(tmp_path / "out"))
+    finally:
+        server.close()
+    monkeypatch.setenv("KFP_CT_HTTP_TIMEOUT_S", "soon")
+    with pytest.raises(ValueError, match="KFP_CT_HTTP_TIMEOUT_S must be a number of seconds, found 'soon'"):
+        core.ingest("http://127.0.0.1:9/x.csv", str(tmp_path / "out"))
+    monkeypatch.delenv("KFP_CT_HTTP_TIMEOUT_S")
+    # the server announces more bytes than it sends, then closes: an error, not a silently shorter dataset
+    cut = SlowServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(CSV_BODY) + 100), CSV_BODY, 0)
+    try:
+        with pytest.raises(ConnectionError, match=r"closed 100 bytes before the end") as error:
+            core.ingest(cut.url, str(tmp_path / "out"), timeout_s=10)
+        assert cut.url in str(error.value)
+    finally:
+        cut.close()
+
+
+# ---- CSV delimiters ----------------------------------------------------------------------------------------------
+
+DELIMITED = pd.DataFrame({"id": [1, 2, 3], "city": ["Lyon", "Köln", "Porto"], "price": [1.5, 2.25, 3.0]})
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"], ids=["comma", "semicolon", "tab", "pipe"])
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz"])
+def test_the_csv_delimiter_is_detected(tmp_path, delimiter, name):
+    data = DELIMITED.to_csv(index=False, sep=delimiter).encode()
+    source = tmp_path / name
+    source.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    core.ingest(str(source), str(tmp_path / "out"))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out"), DELIMITED)
+
+
+def test_quoted_delimiters_and_a_single_column_are_not_mistaken(tmp_path):
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('name;note\n"a;b";"x, y, z"\nc;"1|2"\n')
+    core.ingest(str(quoted), str(tmp_path / "out"))
+    assert pd.read_parquet(tmp_path / "out").to_dict("list") == {"name": ["a;b", "c"], "note": ["x, y, z", "1|2"]}
+    single = tmp_path / "single.csv"
+    single.write_text("value\n1\n2\n")
+    core.ingest(str(single), str(tmp_path / "single"))
+    assert pd.read_parquet(tmp_path / "single").columns.tolist() == ["value"]
+
+
+def test_an_ambiguous_delimiter_fails_naming_the_file_or_takes_the_explicit_one(tmp_path):
+    source = tmp_path / "ambiguous.csv"
+    source.write_text("a,b;c\n1,2;3\n4,5;6\n")  # two columns on ';', two columns on ','
+    with pytest.raises(ValueError, match=r"cannot tell the CSV delimiter.*',' gives 2 fields.*';' gives 2 fields"):
+        core.ingest(str(source), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    core.ingest(str(source), str(tmp_path / "out"), delimiter=";")
+    assert pd.read_parquet(tmp_path / "out").to_dict("list") == {"a,b": ["1,2", "4,5"], "c": [3, 6]}
+    with pytest.raises(ValueError, match="delimiter must be one character or 'auto', found ';;'"):
+        core.ingest(str(source), str(tmp_path / "other"), delimiter=";;")
+
+
+# ---- the pandas index in Parquet ---------------------------------------------------------------------------------
+
+
+def test_a_pandas_index_in_parquet_is_not_a_column_unless_asked(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2, 3, 4], "b": list("wxyz")})
+    frame[frame["a"] > 1].to_parquet(tmp_path / "filtered.parquet")  # stores __index_level_0__
+    frame.set_index("b").to_parquet(tmp_path / "named.parquet")  # stores the index 'b'
+    assert "__index_level_0__" in pq.ParquetFile(tmp_path / "filtered.parquet").schema_arrow.names
+    core.ingest(str(tmp_path / "filtered.parquet"), str(tmp_path / "out"))
+    out = pd.read_parquet(tmp_path / "out")
+    assert out.columns.tolist() == ["a", "b"] and out["a"].tolist() == [2, 3, 4]
+    assert pq.ParquetFile(tmp_path / "out").schema_arrow.names == ["a", "b"]
+    core.ingest(str(tmp_path / "named.parquet"), str(tmp_path / "named"))
+    assert pd.read_parquet(tmp_path / "named").columns.tolist() == ["a"]
+    core.ingest(str(tmp_path / "filtered.parquet"), str(tmp_path / "kept"), keep_index=True)
+    assert pd.read_parquet(tmp_path / "kept").to_dict("list") == {"a": [2, 3, 4], "b": list("xyz"), "index": [1, 2, 3]}
+    core.ingest(str(tmp_path / "named.parquet"), str(tmp_path / "named_kept"), keep_index=True)
+    assert pd.read_parquet(tmp_path / "named_kept").to_dict("list") == {"a": [1, 2, 3, 4], "b": list("wxyz")}

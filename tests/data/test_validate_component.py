@@ -146,7 +146,9 @@ def test_bad_input_fails_with_one_error_naming_the_column(elec2_slices, tmp_path
     with pytest.raises(ValueError, match=message) as raised:
         run(bad, tmp_path / "out", reference=reference)
     assert str(bad) in str(raised.value)
-    assert not (tmp_path / "out").exists()  # a failed validation writes no output
+    # a failed validation writes its report (to show why) and no schema (it must not become a reference)
+    assert "FAILED" in (tmp_path / "out" / "report").read_text()
+    assert not (tmp_path / "out" / "schema").exists()
 
 
 def test_a_reference_that_is_not_a_schema_is_named(elec2_slices, tmp_path):

@@ -78,6 +78,7 @@ def test_infers_types_nulls_ranges_categories_and_the_target(tmp_path):
         "type": "float",
         "arrow_type": "double",
         "nulls": 2,
+        "non_finite": 0,
         "null_fraction": 0.5,
         "min": -2.0,
         "max": 1.5,
@@ -160,13 +161,24 @@ def test_dictionary_decimal_and_timezone_columns(tmp_path):
     }
 
 
-def test_infinite_values_are_written_as_text_and_read_back(tmp_path):
-    ref = reference(tmp_path, {"x": [1.0, float("inf"), -float("inf")], "y": [0, 1, 0]})
+def test_infinite_values_block_naming_the_column_and_are_written_as_text(tmp_path):
+    data = write(
+        tmp_path, {"x": [1.0, float("inf"), -float("inf"), None], "z": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}
+    )
+    result = core.check(data, "y")
+    assert kinds(result) == {("x", "non_finite"): True}
+    with pytest.raises(ValueError, match=r"column 'x': non_finite: expected finite numbers \(or nulls\), found 2 of 4"):
+        result.raise_for_blocking()
+    assert result.schema["columns"]["x"]["non_finite"] == 2 and result.schema["columns"]["x"]["nulls"] == 1
+    ref = str(tmp_path / "reference.json")
+    core.write_schema(result.schema, ref)
     text = open(ref).read()
     assert '"max": "inf"' in text and '"min": "-inf"' in text
     json.loads(text)  # strict JSON: no bare Infinity
-    later = write(tmp_path, {"x": [5.0, 6.0, 7.0], "y": [0, 1, 0]}, "later.parquet")
+    later = write(tmp_path, {"x": [5.0, 6.0, 7.0, 8.0], "z": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}, "later.parquet")
     assert not core.check(later, "y", ref).anomalies
+    target = write(tmp_path, {"x": [1.0, 2.0, 3.0], "y": [0.5, float("inf"), 1.5]}, "target.parquet")
+    assert kinds(core.check(target, "y")) == {("y", "non_finite"): True}
 
 
 # ---- the schema file ---------------------------------------------------------------------------------------------
@@ -377,12 +389,8 @@ def test_low_cardinality_int_is_checked_by_category(tmp_path):
 def test_nulls_are_neither_unseen_nor_out_of_range(tmp_path):
     ref = reference(tmp_path, BASE)
     data = write(tmp_path, {**BASE, "x": [None] + BASE["x"][1:], "s": [None] + BASE["s"][1:]})
-    assert (
-        core.check(
-            data, "y", ref, null_tolerance=0.1, out_of_range_tolerance=0.0, unseen_category_tolerance=0.0
-        ).anomalies
-        == []
-    )
+    result = core.check(data, "y", ref, null_tolerance=0.1, out_of_range_tolerance=0.0, unseen_category_tolerance=0.0)
+    assert kinds(result) == {("x", "new_nulls"): False, ("s", "new_nulls"): False}  # the reference had no nulls
 
 
 def test_constant_column_that_varies_warns(tmp_path):
@@ -506,3 +514,30 @@ def test_a_column_that_became_all_null_blocks_once(tmp_path):
         ValueError, match=r"found 1 blocking anomaly:\n- column 'x': all_null: .*found all 10 values null$"
     ):
         result.raise_for_blocking()
+
+
+def test_nulls_in_a_column_that_had_none_warn_or_block(tmp_path):
+    ref = reference(tmp_path, BASE)  # no nulls anywhere
+    data = write(tmp_path, {**BASE, "x": [None] + BASE["x"][1:]})
+    result = core.check(data, "y", ref, null_tolerance=0.5)  # within the tolerance: not a null_fraction block
+    assert kinds(result) == {("x", "new_nulls"): False}
+    assert "column 'x': new_nulls: expected no nulls (the reference had none), found 1 of 10 (10.00%) null" in str(
+        result.anomalies[0]
+    )
+    assert kinds(core.check(data, "y", ref, null_tolerance=0.5, block_new_nulls=True)) == {("x", "new_nulls"): True}
+    assert kinds(core.check(data, "y", ref, null_tolerance=0.05)) == {("x", "null_fraction"): True}  # not both
+    with_nulls = reference(tmp_path, {**BASE, "x": BASE["x"][:9] + [None]})  # the reference had nulls already
+    assert kinds(core.check(data, "y", with_nulls, out_of_range_tolerance=1.0)) == {}
+
+
+def test_a_target_with_more_classes_than_max_classes_warns(tmp_path):
+    many = write(tmp_path, {"x": [float(i) for i in range(300)], "y": [f"c{i % 150}" for i in range(300)]})
+    result = core.check(many, "y", max_classes=149)
+    assert kinds(result) == {("y", "many_classes"): False}
+    assert "at most 149 classes" in str(result.anomalies[0]) and "found 150 classes" in str(result.anomalies[0])
+    # the target's classes are counted up to max_classes + 1 (at least max_categories)
+    assert "found more than 101 classes" in str(core.check(many, "y").anomalies[0])
+    assert kinds(core.check(many, "y", max_classes=150)) == {}
+    assert kinds(core.check(many, "y", max_classes=149, strict=True)) == {("y", "many_classes"): True}
+    with pytest.raises(ValueError, match="max_classes must be at least 1, found 0"):
+        core.check(many, "y", max_classes=0)

@@ -228,4 +228,41 @@ def test_the_report_is_rendered_on_a_bounded_sample(windows, tmp_path):
     result = core.detect_drift(ref, cur, columns=["nswprice", "class", "transfer"])
     report.render_report(ref, cur, result, str(tmp_path / "r.html"), sample_rows=300)
     html = open(tmp_path / "r.html", encoding="utf-8").read()
-    assert "2 of 3 columns drifted" in html and "300 reference and 300 current rows" in html
+    assert "2 of 3 judged columns drifted" in html and "300 reference and 300 current rows" in html
+
+
+@pytest.mark.parametrize("current_rows", [1, 5])
+def test_a_window_too_small_for_its_test_is_not_judged(pair, tmp_path, current_rows):
+    rng = np.random.default_rng(0)
+    ref_frame = pd.DataFrame({"a": rng.normal(size=500), "s": rng.choice(["x", "y", "z"], 500)})
+    far = pd.DataFrame({"a": np.full(current_rows, 50.0) + np.arange(current_rows), "s": ["w"] * current_rows})
+    ref, cur = pair(ref_frame, far)  # values far outside the reference: a verdict would say "drifted"
+    result = core.detect_drift(ref, cur)
+    assert [(c.column, c.test, c.judged, c.drifted) for c in result.columns] == [
+        ("a", "ks", False, False),
+        ("s", "chisquare", False, False),
+    ]
+    assert result.column("a").note == (
+        f"not enough rows: K-S p_value needs at least 20 non-missing values in each window, the current window has "
+        f"{current_rows}"
+    )
+    assert "chi-square p_value needs at least 30" in result.column("s").note
+    assert (result.dataset_drift, result.share_of_drifted_columns, result.number_of_drifted_columns) == (False, 0, 0)
+    table = result.to_dict()
+    assert table["number_of_judged_columns"] == 0 and set(table["not_judged"]) == {"a", "s"}
+    outcome = core.monitor(ref, cur, str(tmp_path / "report.html"), str(tmp_path / "table.json"), report_sample_rows=50)
+    assert not outcome.triggered and outcome.metrics["number_of_not_judged_columns"] == 2
+    assert not any(key.startswith(("drift_score_", "drifted_")) for key in outcome.metrics)
+    page = (tmp_path / "report.html").read_text()
+    assert "0 of 0 judged columns drifted" in page and "2 of 2 columns not judged: not enough rows" in page
+
+
+def test_the_dataset_verdict_counts_only_judged_columns(pair):
+    rng = np.random.default_rng(1)
+    ref_frame = pd.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500)})
+    # 'a' drifts on 40 values; 'b' has 10 values left after missing ones: not judged
+    cur_frame = pd.DataFrame({"a": rng.normal(5, 1, 40), "b": [1.0] * 10 + [np.nan] * 30})
+    result = core.detect_drift(*pair(ref_frame, cur_frame), drift_share=0.6)
+    assert result.column("a").drifted and not result.column("b").judged
+    assert result.share_of_drifted_columns == 1.0 and result.dataset_drift
+    assert "the current window has 10" in result.not_judged["b"]

@@ -86,3 +86,6 @@ def test_bad_data_stops_the_pipeline_before_featurize(kfp_local, tmp_path, share
     with pytest.raises(RuntimeError, match="validate"):
         run_local(PIPELINES["data_pipeline"], {"source_uri": str(source), "target_column": "class"}, kfp_local)
     assert not list(Path(kfp_local).rglob("featurize/train"))
+    # the failed validation wrote its report (why it failed) and no schema
+    reports = [p for p in Path(kfp_local).rglob("validate/report") if "FAILED" in p.read_text()]
+    assert reports and not [p for p in Path(kfp_local).rglob("validate/schema") if p.parent == reports[0].parent]

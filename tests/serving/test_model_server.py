@@ -305,3 +305,83 @@ def test_compiled_and_generic_scorers_agree(trained_model, rows, monkeypatch):
     a, b = asyncio.run(fast.predict(body)), asyncio.run(generic.predict(body))
     assert a["predictions"] == b["predictions"] == rows["labels"]
     assert np.array_equal(a["probabilities"], b["probabilities"])
+
+
+def _raw_request(base: str, head: bytes, body_parts=()) -> tuple[int, bytes]:
+    """Sends `head` on a fresh connection, then `body_parts` from another thread while the answer is read, as a
+    client that sends its whole body does: (status, body of the answer)."""
+    import socket
+
+    address = urlparse(base)
+    with socket.create_connection((address.hostname, address.port), timeout=60) as sock:
+        sock.sendall(head)
+
+        def send_body():
+            try:
+                for part in body_parts:
+                    sock.sendall(part)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        sender.join(60)
+    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 62
+
+
+def test_a_body_over_the_limit_is_refused_413_and_serving_goes_on(model_server, rows):
+    from kfp_ct.components.push.server import MAX_BODY_BYTES
+
+    path = f"/v1/models/{NAME}:predict"
+    hundred_mb = 100 << 20
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {hundred_mb}\r\n"
+    too_large = f"request body too large: {hundred_mb} bytes, over the server's limit of {MAX_BODY_BYTES} bytes"
+    # a client that waits for 100 Continue gets the 413 before it sends a byte of the body
+    status, body = _raw_request(model_server, (head + "Expect: 100-continue\r\n\r\n").encode())
+    assert status == 413 and too_large in json.loads(body)["error"]
+    # a client that sends its 100 MB at once gets the 413, not a reset connection
+    megabyte = b"[" + b" " * ((1 << 20) - 2) + b"]"
+    status, body = _raw_request(model_server, (head + "\r\n").encode(), [megabyte] * 100)
+    assert status == 413 and too_large in json.loads(body)["error"]
+    # a streamed (chunked) body is refused once it passes the limit
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = [b"%x\r\n%s\r\n" % (len(megabyte), megabyte)] * (MAX_BODY_BYTES // len(megabyte) + 2) + [b"0\r\n\r\n"]
+    status, body = _raw_request(model_server, head.encode(), chunks)
+    assert status == 413 and f"more than {MAX_BODY_BYTES} bytes (streamed)" in json.loads(body)["error"]
+    status, answer = _post(f"{model_server}{path}", {"instances": rows["records"][:3]})
+    assert status == 200 and answer["predictions"] == rows["labels"][:3]
+
+
+def test_the_body_limit_is_configurable(trained_model, rows, tmp_path):
+    import os
+
+    from conftest import start_model_server, stop_model_server
+
+    process, base = start_model_server(
+        trained_model["path"], NAME, tmp_path / "server.log", env={**os.environ, "KFP_CT_MAX_BODY_BYTES": "20000"}
+    )
+    try:
+        status, answer = _post(f"{base}/v1/models/{NAME}:predict", {"instances": rows["records"][:3]})
+        assert status == 200, answer
+        status, answer = _post(f"{base}/v1/models/{NAME}:predict", {"instances": rows["records"] * 10})
+        assert status == 413 and "over the server's limit of 20000 bytes" in answer["error"]
+        big = v2_request(rows["records"] * 10, rows["model"].input_columns)
+        assert _post(f"{base}/v2/models/{NAME}/infer", big)[0] == 413
+        status, answer = _post(f"{base}/v1/models/{NAME}:predict", {"instances": rows["records"][:3]})
+        assert status == 200, answer
+    finally:
+        stop_model_server(process)

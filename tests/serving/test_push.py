@@ -151,3 +151,33 @@ def test_push_refuses_bad_arguments(trained_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         push(str(tmp_path), "elec2", storage_uri=str(tmp_path / "store"))
     assert not (tmp_path / "store").exists()
+
+
+@pytest.fixture
+def own_temp_dir(tmp_path, monkeypatch):
+    """A temporary directory of the test's own, for this process (tempfile) and the servers it starts (TMPDIR)."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # recomputed from TMPDIR
+    yield temp
+    tempfile.tempdir = None
+
+
+def test_a_push_leaves_nothing_in_the_temp_dir_on_success_or_failure(trained_model, tmp_path, own_temp_dir):
+    registered, tracking_uri = trained_model["registered"], trained_model["tracking_uri"]
+    push(trained_model["path"], "elec2", storage_uri=str(tmp_path / "store"), tracking_uri=tracking_uri, log=_quiet)
+    assert sorted(os.listdir(own_temp_dir)) == []
+    candidate = tracking.register_version(registered, trained_model["path"], tracking_uri=tracking_uri)
+    with pytest.raises(InfraValidationError, match="no_such_column"):
+        push(
+            _broken_copy(trained_model, tmp_path, "predict_raises"),
+            "elec2",
+            storage_uri=str(tmp_path / "store"),
+            tracking_uri=tracking_uri,
+            registered_version=candidate,
+            log=_quiet,
+        )
+    assert sorted(os.listdir(own_temp_dir)) == []

@@ -153,6 +153,24 @@ def test_integer_target_with_few_values_is_classification(tmp_path):
         (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b"] * 2}), {"task": "ranking"}, "unknown task"),
         (pd.DataFrame({"y": ["a", "b"] * 2}), {}, "no feature columns"),
         (pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b"] * 2}), {"exclude_columns": ["z"]}, "exclude_columns"),
+        (
+            pd.DataFrame({"x": [1.0, np.inf, 3.0, -np.inf], "z": [1.0, 2.0, 3.0, np.inf], "y": ["a", "b"] * 2}),
+            {},
+            "column(s) 'x' (2 of 4 rows), 'z' (1 of 4 rows) hold inf or -inf: fix the data, or pass "
+            "impute_non_finite=True",
+        ),
+        (
+            pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [0.5, 1.5, np.inf, 2.5]}),
+            {"impute_non_finite": True},
+            "column(s) 'y' (1 of 4 rows) hold inf or -inf: a target must be a finite number",
+        ),
+        (
+            pd.DataFrame(
+                {"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b"] * 2, "t": ["2024-01-05", "2024-01-06", "01/07/2024", None]}
+            ),
+            {"time_column": "t"},
+            "time column 't' holds 1 value(s) that are not ISO 8601 times, e.g. '01/07/2024'",
+        ),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, frame, kwargs, message):
@@ -208,3 +226,29 @@ def test_component_python_func(elec2_dataset, tmp_path):
     assert outputs["train"].metadata["source_uri"] == meta["source_uri"]
     assert outputs["featurizer"].metadata["classes"] == ["DOWN", "UP"]
     assert core.load_featurizer(outputs["featurizer"].path).task == "classification"
+
+
+def test_a_mixed_format_time_column_is_refused_not_split_by_its_text(tmp_path):
+    # as text "2024-01-10" < "2024-1-9"; a split by characters would put the wrong rows in test
+    times = [f"2024-01-{d:02d}" for d in range(1, 10)] + ["Jan 10 2024"]
+    frame = pd.DataFrame({"x": np.arange(10.0), "y": ["a", "b"] * 5, "t": times})
+    outputs = [str(tmp_path / name) for name in ("tr.parquet", "te.parquet", "f")]
+    with pytest.raises(ValueError, match=r"time column 't' holds 1 value\(s\) .* e.g. 'Jan 10 2024'"):
+        core.featurize(_write(frame, tmp_path / "d.parquet"), "y", *outputs, time_column="t")
+    iso = frame.assign(t=[f"2024-01-{d:02d}T{h:02d}:00:00+00:00" for d, h in zip(range(1, 11), range(10))])
+    core.featurize(_write(iso, tmp_path / "iso.parquet"), "y", *outputs, time_column="t", test_fraction=0.2)
+    assert pd.read_parquet(outputs[1])["x"].tolist() == [8.0, 9.0]
+
+
+def test_impute_non_finite_imputes_inf_as_missing_in_training_and_serving(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "w": rng.normal(size=200), "y": ["a", "b"] * 100})
+    frame.loc[::10, "x"] = np.inf
+    frame.loc[5::10, "x"] = -np.inf
+    outputs = [str(tmp_path / name) for name in ("tr.parquet", "te.parquet", "f")]
+    core.featurize(_write(frame, tmp_path / "d.parquet"), "y", *outputs, impute_non_finite=True)
+    featurizer = core.load_featurizer(outputs[2])
+    assert featurizer.extra["impute_non_finite"] is True
+    rows = frame.head(3).assign(x=[np.inf, np.nan, -np.inf])
+    x = featurizer.transform(rows)
+    assert np.isfinite(x).all() and x[0, 0] == x[1, 0] == x[2, 0]  # inf and -inf are imputed as a missing value
