@@ -4,7 +4,6 @@ a free loopback port; V1 and V2 answers equal the model's own predictions, as ou
 
 import json
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -12,16 +11,11 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+from loopback import free_port
 
 pytestmark = pytest.mark.containers
 NAME = "elec2"
 ROWS = 3000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, body) -> tuple[int, dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, start_server, stop_server
+from loopback import free_port, start_server, stop_server
 
 from kfp_ct.pipelines import cli, cluster
 from kfp_ct.pipelines.credentials import SECRET_KEYS, SECRET_NAME

@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from loopback import free_port
 
 ELEC2_ROWS = 3000
 MODEL_NAME = "elec2"
 WEEKDAYS = {1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat", 7: "sun"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0) -> dict:

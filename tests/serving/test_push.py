@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 import yaml
-from conftest import free_port
 from fake_kube import FakeCustomObjectsApi
+from loopback import free_port
 
 from kfp_ct.components._common import storage, tracking
 from kfp_ct.components.push import manifests
