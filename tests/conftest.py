@@ -131,6 +131,56 @@ def gcs_bucket(gcs_emulator):
     return bucket
 
 
+def start_moto(root: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """moto's S3 API in server mode (ThreadedMotoServer, as `moto_server` runs it) on loopback; (process, URL)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    code = (
+        "import sys, threading; from moto.server import ThreadedMotoServer; "
+        "ThreadedMotoServer(ip_address='127.0.0.1', port=int(sys.argv[1])).start(); threading.Event().wait()"
+    )
+    process = start_server(
+        [sys.executable, "-c", code, str(port)],
+        f"{url}/moto-api/",
+        root / "server.log",
+        env={**os.environ, **(env or {})},
+    )
+    return process, url
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "kfp-ct-test",
+    "AWS_SECRET_ACCESS_KEY": "kfp-ct-test-secret",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """moto's S3 server on loopback; sets AWS_ENDPOINT_URL and test keys for this process and its children."""
+    process, url = start_moto(tmp_path_factory.mktemp("s3"))
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": url}
+    previous = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    yield url
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    stop_server(process)
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh bucket (3 to 63 characters) in the S3 server; yields its name."""
+    from kfp_ct.components._common.storage import s3_client
+
+    name = f"kfp-ct-{time.monotonic_ns()}"
+    s3_client(f"s3://{name}").create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture
 def kfp_local(tmp_path):
     """kfp.local with the SubprocessRunner (use_venv=False): the same executor code that runs in a KFP pod."""
