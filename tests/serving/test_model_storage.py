@@ -137,4 +137,3 @@ def test_gcs_failed_upload_leaves_no_version(model_dir, gcs_bucket, monkeypatch)
 def test_gcs_missing_bucket(model_dir, gcs_emulator):
     with pytest.raises(FileNotFoundError, match="bucket not found: gs://no-such-bucket-kfp-ct"):
         storage.publish_directory(str(model_dir), "gs://no-such-bucket-kfp-ct/models")
-
