@@ -26,6 +26,9 @@ from urllib.parse import urlparse
 OBJECT_STORES = ("gs", "s3", "minio")
 """The schemes of the object stores this module reads and writes (besides paths and file://)."""
 
+S3_SECRET = "kfp-ct-s3"
+"""The Secret of a namespace holding the AWS_* variables for s3:// (push's ServiceAccount for KServe lists it, Katib
+trials take their environment from it)."""
 MINIO_SECRET = "mlpipeline-minio-artifact"
 MINIO_DEFAULT_ENDPOINT = "http://minio-service.kubeflow:9000"
 MINIO_SECRET_DIR = "/etc/kfp-ct/mlpipeline-minio-artifact"

@@ -1,5 +1,5 @@
-"""Ingest: read CSV, Parquet or JSON lines (gzip'd or not) from a path, file://, gs:// or http(s):// into one
-Parquet dataset, streaming in bounded batches so memory stays flat as rows grow."""
+"""Ingest: read CSV, Parquet or JSON lines (gzip'd or not) from a path, file://, gs://, s3://, minio:// or http(s)://
+into one Parquet dataset, streaming in bounded batches so memory stays flat as rows grow."""
 
 from __future__ import annotations
 
@@ -61,14 +61,15 @@ def local_file(uri: str) -> Iterator[str]:
             raise FileNotFoundError(f"source file not found: {path}")
         yield path
         return
-    if scheme not in ("gs", "http", "https"):
+    if scheme not in (*storage.OBJECT_STORES, "http", "https"):
         raise ValueError(
-            f"unsupported URI scheme '{scheme}' in {uri}: expected a local path, file://, gs://, http:// or https://"
+            f"unsupported URI scheme '{scheme}' in {uri}: expected a local path, file://, gs://, s3://, minio://, "
+            "http:// or https://"
         )
     with tempfile.TemporaryDirectory(prefix="kfp-ct-ingest-") as tmp:
         dest = os.path.join(tmp, os.path.basename(path) or "source")
-        if scheme == "gs":
-            storage.download_gcs(uri, dest)
+        if scheme in storage.OBJECT_STORES:
+            storage.download_file(uri, dest)
         else:
             try:
                 with urllib.request.urlopen(uri, timeout=60) as response, open(dest, "wb") as out:
@@ -254,6 +255,6 @@ def ingest(
             if rows == 0:
                 window = f" in the window [{start}, {end}) of '{time_column}'" if time_column else ""
                 raise ValueError(f"no data rows{window}")
-    except (ValueError, FileNotFoundError, ConnectionError) as err:
+    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as err:
         raise type(err)(f"{source_uri}: {err}") from None
     return {**datasets.describe(output_path, source_uri), "format": file_format}
