@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import time
 
 import pytest
@@ -86,9 +87,9 @@ def test_s3_missing_bucket_and_object(model_dir, s3_server, s3_bucket, tmp_path)
 
 
 def test_s3_unreachable_endpoint_fails_fast(s3_bucket, monkeypatch, tmp_path):
-    from conftest import free_port
-
-    dead = f"http://127.0.0.1:{free_port()}"
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
     start = time.monotonic()
     with pytest.raises(ConnectionError, match=f"could not reach the S3 endpoint {dead} for s3://{s3_bucket}/a.csv"):
@@ -97,22 +98,17 @@ def test_s3_unreachable_endpoint_fails_fast(s3_bucket, monkeypatch, tmp_path):
     assert not (tmp_path / "a.csv").exists()
 
 
-def test_s3_wrong_keys_are_refused(tmp_path_factory, tmp_path, monkeypatch):
+def test_s3_wrong_keys_are_refused(start_s3_server, tmp_path, monkeypatch):
     """A moto server that checks signatures (INITIAL_NO_AUTH_ACTION_COUNT=0) refuses keys it does not know."""
-    from conftest import start_moto, stop_server
-
-    process, url = start_moto(tmp_path_factory.mktemp("s3-auth"), env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-        with pytest.raises(PermissionError, match=r"access denied to s3://kfp-ct-auth/data.csv .*403 Forbidden"):
-            storage.download_file("s3://kfp-ct-auth/data.csv", str(tmp_path / "data.csv"))
-        with pytest.raises(PermissionError, match=r"access denied to s3://kfp-ct-auth/models .*InvalidAccessKeyId"):
-            storage.list_versions("s3://kfp-ct-auth/models")
-        assert not (tmp_path / "data.csv").exists()
-    finally:
-        stop_server(process)
+    url = start_s3_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(PermissionError, match=r"access denied to s3://kfp-ct-auth/data.csv .*403 Forbidden"):
+        storage.download_file("s3://kfp-ct-auth/data.csv", str(tmp_path / "data.csv"))
+    with pytest.raises(PermissionError, match=r"access denied to s3://kfp-ct-auth/models .*InvalidAccessKeyId"):
+        storage.list_versions("s3://kfp-ct-auth/models")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_minio_uri_reads_kfp_minio_with_the_secret(s3_server, s3_bucket, tmp_path, monkeypatch):
