@@ -270,7 +270,8 @@ def report_s3(local: dict, remote: dict) -> bool:
     ratio_ok, memory_ok = ratio <= S3_RATIO_GOAL, memory <= S3_MEMORY_GOAL
     print(
         f"time ratio s3/local: {ratio:.2f} (goal <= {S3_RATIO_GOAL:g}): {'met' if ratio_ok else 'NOT met'}; "
-        f"ingest ratio {remote['ingest_s'] / local['ingest_s']:.2f}"
+        f"ingest ratio {remote['ingest_s'] / local['ingest_s']:.2f}; CPU time ratio "
+        f"{remote['total_cpu_s'] / local['total_cpu_s']:.2f}"
     )
     print(
         f"peak RSS s3: {remote['peak_rss_mb']:.0f} MB, local: {local['peak_rss_mb']:.0f} MB, ratio {memory:.2f} "
