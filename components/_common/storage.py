@@ -88,8 +88,10 @@ def minio_credentials(uri: str) -> tuple[str, str]:
     keys = []
     for name in ("accesskey", "secretkey"):
         path = os.path.join(directory, name)
-        keys.append(open(path).read().strip() if os.path.isfile(path) else "")
-    if all(keys):
+        if os.path.isfile(path):
+            with open(path) as f:
+                keys.append(f.read().strip())
+    if len(keys) == 2 and all(keys):
         return keys[0], keys[1]
     raise PermissionError(
         f"no credentials for {uri}: minio:// URIs are read from KFP's MinIO with the keys of the Secret "
