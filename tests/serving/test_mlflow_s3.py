@@ -11,13 +11,13 @@ import os
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import ELEC2_ROWS, WEEKDAYS
 
 from kfp_ct.components._common import storage, tracking
 from kfp_ct.components._common.model import load_model
 
 pytestmark = pytest.mark.integration
 REGISTERED = "elec2-s3"
+ROWS = 3000
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,7 @@ def s3_champion(s3_mlflow_server, shared_data, tmp_path_factory):
     tracking_uri, artifact_root = s3_mlflow_server
     bucket = storage.split_uri(artifact_root)[1]
     out = tmp_path_factory.mktemp("s3-champion")
-    frame = pd.read_csv(shared_data / "elec2" / "elec2.csv", nrows=ELEC2_ROWS)
-    frame["weekday"] = frame["day"].map(WEEKDAYS)
+    frame = pd.read_csv(shared_data / "elec2" / "elec2.csv", nrows=ROWS)
     datasets.write_frame(frame, out / "data.parquet", "elec2.csv")
     featurize(str(out / "data.parquet"), "class", str(out / "train.parquet"), str(out / "test.parquet"), str(out / "f"))
     key = "v2/artifacts/training/run-7/featurize/train"

@@ -4,30 +4,25 @@ KServe's storage-initializer is its own container running the `kserve-storage` p
 google-cloud-storage<3 (ours is 3.x); here it runs in a virtual environment of its own, created once under the cache
 folder (KFP_CT_CACHE, default ~/.cache/kfp-ct) with `pip install kserve-storage`. It gets the environment KServe's
 credential builder derives from the Secret that `manifests.s3_storage_access` writes (its keys, and AWS_ENDPOINT_URL
-and the region from the `serving.kserve.io/s3-*` annotations); the catalog's model server then serves its download,
-and the answers must equal the model's own predictions.
+and the region from the `serving.kserve.io/s3-*` annotations); the catalog's model server then serves its download
+(push's infra validation), and the V1 and V2 answers must equal the model's own predictions.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from conftest import start_model_server, stop_model_server
 from fake_kube import FakeCustomObjectsApi
 
 from kfp_ct.components._common import storage
-from kfp_ct.components._common.model import load_model
 from kfp_ct.components.push import manifests
-from kfp_ct.components.push.core import push
+from kfp_ct.components.push.core import infra_validate, push
 
 pytestmark = pytest.mark.integration
 KSERVE_STORAGE = "kserve-storage==0.21.0"  # KServe 0.21's storage-initializer, as setup.cfg's serving extra
@@ -114,20 +109,9 @@ def test_push_to_s3_is_served_after_kserves_storage_initializer(
     assert done.returncode == 0, done.stderr[-3000:]
     storage.verify_directory(str(mnt))  # every file the marker lists, byte for byte
 
-    model = load_model(trained_model["path"])
-    names = [name for name, _ in model.input_columns]
-    frame = pd.read_parquet(trained_model["test"]).head(200)[names]
-    process, base = start_model_server(str(mnt), "elec2", tmp_path / "server.log")
-    try:
-        body = json.dumps({"instances": json.loads(frame.to_json(orient="records"))}).encode()
-        request = urllib.request.Request(
-            f"{base}/v1/models/elec2:predict", data=body, headers={"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-    finally:
-        stop_model_server(process)
-    assert answer["predictions"] == model.predict(frame).tolist()
+    # the catalog's model server on the downloaded copy: V1 and V2 answers equal the model's own predictions
+    checked = infra_validate(str(mnt), trained_model["path"], "elec2", log_dir=str(tmp_path))
+    assert checked["records"] and checked["expected"]["predictions"]
 
 
 def test_push_to_a_missing_bucket_leaves_nothing(trained_model, s3_server):
