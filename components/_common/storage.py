@@ -196,7 +196,8 @@ class _S3Bucket:
                 raise PermissionError(
                     f"access denied to {uri} by {self.client.meta.endpoint_url}: {reason} ({self._whose_keys()})"
                 ) from None
-            raise
+            message = cause.response.get("Error", {}).get("Message", "")
+            raise OSError(f"S3 request for {uri} failed at {self.client.meta.endpoint_url}: {code} {message}") from None
         except NoCredentialsError:
             raise PermissionError(f"no credentials for {uri}: {self._whose_keys()}") from None
         except (EndpointError, HTTPClientError) as err:  # refused, DNS, connect or read timeout (after the retries)
