@@ -18,13 +18,15 @@ def ingest(
     keep_index: bool = False,
     timeout_s: float = 600.0,
 ):
-    """Reads tabular data from a path, file://, gs:// or http(s):// URI into a Parquet dataset.
+    """Reads tabular data from a path, file://, gs://, s3://, minio:// or http(s):// URI into a Parquet dataset.
 
     CSV, Parquet and JSON lines, gzip'd or not, are read in bounded batches, so memory stays flat as rows grow.
 
     Args:
-        source_uri: Where the data is: a local path, file://, gs://bucket/object (honours STORAGE_EMULATOR_HOST)
-            or http(s):// URL.
+        source_uri: Where the data is: a local path, file://, gs://bucket/object (honours STORAGE_EMULATOR_HOST),
+            s3://bucket/key (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION),
+            minio://bucket/key (a KFP artifact in KFP's MinIO, with the mlpipeline-minio-artifact Secret's keys) or
+            http(s):// URL.
         file_format: csv, parquet or jsonl; auto tells it from the name (a trailing .gz means gzip).
         time_column: Column holding each row's time (ISO 8601 text, a date or timestamp, or a number); with start and
             end it selects a window.

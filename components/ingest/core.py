@@ -1,5 +1,5 @@
-"""Ingest: read CSV, Parquet or JSON lines (gzip'd or not) from a path, file://, gs:// or http(s):// into one
-Parquet dataset, streaming in bounded batches so memory stays flat as rows grow."""
+"""Ingest: read CSV, Parquet or JSON lines (gzip'd or not) from a path, file://, gs://, s3://, minio:// or http(s)://
+into one Parquet dataset, streaming in bounded batches so memory stays flat as rows grow."""
 
 from __future__ import annotations
 
@@ -70,14 +70,15 @@ def local_file(uri: str, timeout_s: float | None = None) -> Iterator[str]:
             raise FileNotFoundError(f"source file not found: {path}")
         yield path
         return
-    if scheme not in ("gs", "http", "https"):
+    if scheme not in (*storage.OBJECT_STORES, "http", "https"):
         raise ValueError(
-            f"unsupported URI scheme '{scheme}' in {uri}: expected a local path, file://, gs://, http:// or https://"
+            f"unsupported URI scheme '{scheme}' in {uri}: expected a local path, file://, gs://, s3://, minio://, "
+            "http:// or https://"
         )
     with tempfile.TemporaryDirectory(prefix="kfp-ct-ingest-") as tmp:
         dest = os.path.join(tmp, os.path.basename(path) or "source")
-        if scheme == "gs":
-            storage.download_gcs(uri, dest)
+        if scheme in storage.OBJECT_STORES:
+            storage.download_file(uri, dest)
         else:
             download_http(uri, dest, timeout_s)
         yield dest
@@ -440,6 +441,6 @@ def ingest(
             if rows == 0:
                 window = f" in the window [{start}, {end}) of '{time_column}'" if time_column else ""
                 raise ValueError(f"no data rows{window}")
-    except (ValueError, FileNotFoundError, ConnectionError, TimeoutError) as err:
+    except (ValueError, FileNotFoundError, PermissionError, ConnectionError, TimeoutError) as err:
         raise type(err)(f"{source_uri}: {err}") from None
     return {**datasets.describe(output_path, source_uri), "format": file_format}

@@ -40,8 +40,10 @@ def push(
         model_name: The InferenceService name and the model's name on the endpoints (/v1/models/NAME:predict):
             lowercase letters, digits and '-'.
         target: local (MLflow champion alias and the manifest that would be applied) or kserve (roll out).
-        storage_uri: Where model versions are published: a path, file:// or gs://bucket/prefix (kserve needs
-            gs://). A relative path is taken from the working folder.
+        storage_uri: Where model versions are published: a path, file://, gs://bucket/prefix or s3://bucket/prefix
+            (kserve needs gs:// or s3://; s3:// uses AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+            AWS_REGION, and its InferenceService runs as the ServiceAccount kfp-ct-s3, see
+            kserve/s3-storage-access-example.yaml). A relative path is taken from the working folder.
         namespace: The Kubernetes namespace of the InferenceService.
         canary_traffic_percent: Share of traffic the new version gets while it is smoke-tested (Serverless mode).
         deployment_mode: Serverless (Knative; canary rollout) or RawDeployment/Standard (full rollout, rolled back on

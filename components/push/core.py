@@ -29,7 +29,8 @@ from kfp_ct.components._common import storage
 from kfp_ct.components.push import manifests
 
 DEFAULT_STORAGE_URI = "kfp-ct-models"
-"""A folder in the working directory (beside the default MLflow sqlite file); use gs://bucket/prefix on a cluster."""
+"""A folder in the working directory (beside the default MLflow sqlite file); use gs:// or s3://bucket/prefix on a
+cluster."""
 TARGETS = ("local", "kserve")
 SERVER_START_TIMEOUT_S = 120
 
@@ -324,10 +325,11 @@ def push(
     manifests.check_deployment_mode(deployment_mode)
     if not 0 <= canary_traffic_percent <= 100:
         raise ValueError(f"canary_traffic_percent must be within 0..100, got {canary_traffic_percent}")
-    scheme = storage.split_uri(storage_uri)[0]
-    if target == "kserve" and scheme != "gs":
+    scheme = storage.check_scheme(storage_uri)
+    if target == "kserve" and scheme not in ("gs", "s3"):
         raise ValueError(
-            f"target='kserve' needs a storage_uri the cluster can read (gs://bucket/prefix), got '{storage_uri}'"
+            "target='kserve' needs a storage_uri KServe's storage-initializer can read (gs://bucket/prefix or "
+            f"s3://bucket/prefix), got '{storage_uri}'"
         )
     meta = read_metadata(model_dir)  # fails here, before anything is copied, when it is not a kfp-ct model
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or meta.get("tracking_uri")
@@ -342,6 +344,7 @@ def push(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         image=manifests.predictor_image(meta.get("framework", "")),
+        service_account=manifests.s3_service_account(storage_uri),
     )
     manifests.inference_service(spec)
 

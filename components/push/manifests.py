@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfp_ct.components._common.storage import S3_SECRET
+
 API_VERSION = "serving.kserve.io/v1beta1"
 RUNTIME_API_VERSION = "serving.kserve.io/v1alpha1"
 RUNTIME_NAME = "kfp-ct-serving"
@@ -27,6 +29,8 @@ RAW_MODES = ("RawDeployment", "Standard")
 HTTP_PORT = 8080
 SERVER_MODULE = "kfp_ct.components.push.server"
 EXAMPLE_STORAGE_URI = "gs://YOUR-BUCKET/models/elec2/v20261126T000000000000Z-000000"
+S3_STORAGE_ACCESS = S3_SECRET
+"""The Secret (AWS_* keys, KServe's s3 annotations) and ServiceAccount that s3:// InferenceServices run as."""
 CRD_PATH = (
     Path(__file__).resolve().parents[2].parent
     / "shared"
@@ -75,6 +79,7 @@ class ServiceSpec:
     labels: dict = field(default_factory=dict)
     annotations: dict = field(default_factory=dict)
     image: str | None = None  # the predictor's image, in place of the runtime's (see predictor_image)
+    service_account: str | None = None  # the predictor's ServiceAccount (s3:// storage: see s3_storage_access)
 
 
 def check_name(name: str, what: str = "model_name") -> str:
@@ -200,6 +205,7 @@ def inference_service(spec: ServiceSpec) -> dict:
         ),
         spec=V1beta1InferenceServiceSpec(
             predictor=V1beta1PredictorSpec(
+                service_account_name=spec.service_account,
                 min_replicas=spec.min_replicas,
                 max_replicas=spec.max_replicas,
                 canary_traffic_percent=spec.canary_traffic_percent,
@@ -218,6 +224,52 @@ def inference_service(spec: ServiceSpec) -> dict:
         del manifest["spec"]["predictor"]["model"]["name"]
     validate_inference_service(manifest)
     return manifest
+
+
+def s3_service_account(storage_uri: str) -> str | None:
+    """The ServiceAccount an InferenceService serving `storage_uri` runs as: S3_STORAGE_ACCESS for s3://, else the
+    namespace's default (None)."""
+    return S3_STORAGE_ACCESS if storage_uri.startswith("s3://") else None
+
+
+def s3_storage_access(
+    namespace: str | None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key_id: str = "YOUR-ACCESS-KEY-ID",
+    secret_access_key: str = "YOUR-SECRET-ACCESS-KEY",
+    name: str = S3_STORAGE_ACCESS,
+) -> list[dict]:
+    """The Secret and ServiceAccount through which KServe's storage-initializer reads s3:// models (and Katib trials
+    read s3:// data, the Secret's keys being the AWS_* variables).
+
+    KServe reads the `serving.kserve.io/s3-*` annotations (endpoint host:port, usehttps, region) of a Secret listed
+    by the predictor's ServiceAccount and injects the keys into the storage-initializer; the ServiceAccount carries
+    the same annotations. `endpoint_url` is an AWS_ENDPOINT_URL (None: AWS S3 itself).
+    """
+    from urllib.parse import urlparse
+
+    from kubernetes.client import V1ObjectMeta, V1ObjectReference, V1Secret, V1ServiceAccount
+
+    annotations = {"serving.kserve.io/s3-useanoncredential": "false"}
+    data = {"AWS_ACCESS_KEY_ID": access_key_id, "AWS_SECRET_ACCESS_KEY": secret_access_key}
+    if endpoint_url:
+        parsed = urlparse(endpoint_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"S3 endpoint '{endpoint_url}' must be an http:// or https:// URL (AWS_ENDPOINT_URL)")
+        annotations["serving.kserve.io/s3-endpoint"] = parsed.netloc
+        annotations["serving.kserve.io/s3-usehttps"] = "1" if parsed.scheme == "https" else "0"
+        data["AWS_ENDPOINT_URL"] = endpoint_url
+    if region:
+        annotations["serving.kserve.io/s3-region"] = region
+        data["AWS_REGION"] = region
+    labels = {"app.kubernetes.io/part-of": "kfp-ct"}
+    meta = {"name": name, "namespace": namespace, "annotations": annotations, "labels": labels}
+    secret = V1Secret(api_version="v1", kind="Secret", metadata=V1ObjectMeta(**meta), type="Opaque", string_data=data)
+    account = V1ServiceAccount(
+        api_version="v1", kind="ServiceAccount", metadata=V1ObjectMeta(**meta), secrets=[V1ObjectReference(name=name)]
+    )
+    return [to_dict(secret), to_dict(account)]
 
 
 def service_url(name: str, namespace: str, deployment_mode: str) -> str:
@@ -370,6 +422,12 @@ def render_manifests() -> dict[str, str]:
     return {
         "servingruntime.yaml": dump(serving_runtime()),
         "inferenceservice-example.yaml": dump(example_inference_service()),
+        "s3-storage-access-example.yaml": HEADER
+        + yaml.safe_dump_all(
+            s3_storage_access(None, "https://s3.us-east-2.amazonaws.com", "us-east-2"),
+            sort_keys=False,
+            default_flow_style=False,
+        ),
         "kustomization.yaml": dump(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -381,7 +439,8 @@ def render_manifests() -> dict[str, str]:
 
 
 def write_manifests(directory: str | os.PathLike) -> list[Path]:
-    """Writes kserve/servingruntime.yaml, inferenceservice-example.yaml and kustomization.yaml into `directory`."""
+    """Writes kserve/servingruntime.yaml, inferenceservice-example.yaml, s3-storage-access-example.yaml and
+    kustomization.yaml into `directory`."""
     from kfp_ct.components._common.datasets import atomic_path
 
     written = []

@@ -49,11 +49,12 @@ class PayloadError(ValueError):
 
 
 def resolve_model_dir(model_uri: str, workdir: str | None = None) -> str:
-    """A local directory holding the model at `model_uri` (a path, file:// or a gs:// version written by push)."""
+    """A local directory holding the model at `model_uri` (a path, file://, or a gs://, s3:// or minio:// version
+    written by push)."""
     from kfp_ct.components._common import storage
 
     scheme, _, path = storage.split_uri(model_uri)
-    if scheme == "gs":
+    if scheme in storage.OBJECT_STORES:
         dest = tempfile.mkdtemp(prefix="kfp-ct-model-", dir=workdir)
         try:
             return storage.download_directory(model_uri, dest)
@@ -61,7 +62,9 @@ def resolve_model_dir(model_uri: str, workdir: str | None = None) -> str:
             shutil.rmtree(dest, ignore_errors=True)
             raise
     if scheme:
-        raise ValueError(f"unsupported model URI scheme '{scheme}' in {model_uri}: expected a path, file:// or gs://")
+        raise ValueError(
+            f"unsupported model URI scheme '{scheme}' in {model_uri}: expected a path, file://, gs://, s3:// or minio://"
+        )
     if not os.path.isdir(path):
         raise FileNotFoundError(f"model directory not found: {path}")
     storage.verify_directory(path)

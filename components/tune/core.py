@@ -119,8 +119,8 @@ def tune(
 
     Everything is checked before any trial runs: the trainer, its options and hyperparameter names (the trainer's
     core says which it accepts), the search space, the algorithm for the backend, the objective and the counts.
-    `backend="katib"` submits an Experiment whose trials read `train_uri`/`featurizer_uri` (gs:// URIs the trial
-    pods can reach; default the paths).
+    `backend="katib"` submits an Experiment whose trials read `train_uri`/`featurizer_uri` (gs://, s3:// or minio://
+    URIs the trial pods can reach; default the paths).
     """
     from kfp_ct.components.tune import defaults, trial
 

@@ -111,6 +111,24 @@ def trial_command(
     return command
 
 
+def storage_environment(*uris: str) -> dict:
+    """The container fields a trial needs to read `uris`: for s3:// the AWS_* variables of the Secret
+    storage.S3_SECRET (as push's s3-storage-access manifest writes it); for minio:// the keys of KFP's
+    mlpipeline-minio-artifact Secret; nothing for paths and gs:// (the pod's service account)."""
+    from kfp_ct.components._common import storage
+
+    schemes = {storage.check_scheme(uri, "URI") for uri in uris}
+    fields: dict = {}
+    if "s3" in schemes:
+        fields["envFrom"] = [{"secretRef": {"name": storage.S3_SECRET}}]
+    if "minio" in schemes:
+        fields["env"] = [
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": storage.MINIO_SECRET, "key": key}}}
+            for name, key in (("MINIO_ACCESS_KEY", "accesskey"), ("MINIO_SECRET_KEY", "secretkey"))
+        ]
+    return fields
+
+
 def build_experiment(
     *,
     name: str,
@@ -177,6 +195,7 @@ def build_experiment(
                             "image": image or (GPU_IMAGE if gpu else IMAGE),
                             "command": command,
                             "resources": {"limits": limits},
+                            **storage_environment(train_uri, featurizer_uri),
                         }
                     ],
                 },

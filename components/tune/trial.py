@@ -92,35 +92,25 @@ def check_hyperparameter_names(trainer: str, names, options: Optional[dict] = No
 
 @contextlib.contextmanager
 def local_copy(uri: str, directory: bool) -> Iterator[str]:
-    """A local path holding `uri`: a path or file:// as is, a gs:// object (or prefix, for a directory) downloaded."""
+    """A local path holding `uri`: a path or file:// as is, an object (or a prefix, for a directory) of gs://, s3://
+    or minio:// downloaded."""
     from kfp_ct.components._common import storage
 
-    scheme, bucket_name, path = storage.split_uri(uri)
+    scheme, _, path = storage.split_uri(uri)
     if scheme == "":
         if not os.path.exists(path):
             raise FileNotFoundError(f"{'directory' if directory else 'file'} not found: {path}")
         yield path
         return
-    if scheme != "gs":
-        raise ValueError(f"unsupported URI scheme '{scheme}' in {uri}: expected a path, file:// or gs://")
+    storage.check_scheme(uri, "URI")
     with tempfile.TemporaryDirectory(prefix="kfp-ct-trial-") as tmp:
-        if not directory:
+        if directory:
+            storage.download_prefix(uri, tmp)
+            yield tmp
+        else:
             dest = os.path.join(tmp, os.path.basename(path) or "data")
-            storage.download_gcs(uri, dest)
+            storage.download_file(uri, dest)
             yield dest
-            return
-        prefix = path.rstrip("/") + "/"
-        found = False
-        for blob in storage.gcs_client().list_blobs(bucket_name, prefix=prefix):
-            rel = blob.name[len(prefix) :]
-            if rel and not rel.endswith("/"):
-                target = os.path.join(tmp, *rel.split("/"))
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                blob.download_to_filename(target)
-                found = True
-        if not found:
-            raise FileNotFoundError(f"no objects under {uri}")
-        yield tmp
 
 
 @dataclass
@@ -248,8 +238,12 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kfp_ct.components.tune.trial", description=__doc__.split("\n")[0])
     parser.add_argument("--trainer", required=True, choices=sorted(TRAINERS))
-    parser.add_argument("--train-uri", required=True, help="the train split: a Parquet file (path, file:// or gs://)")
-    parser.add_argument("--featurizer-uri", required=True, help="the featurizer directory (path, file:// or gs://)")
+    parser.add_argument(
+        "--train-uri", required=True, help="the train split: a Parquet file (path, file://, gs://, s3:// or minio://)"
+    )
+    parser.add_argument(
+        "--featurizer-uri", required=True, help="the featurizer directory (path, file://, gs://, s3:// or minio://)"
+    )
     parser.add_argument("--target-column")
     parser.add_argument("--task", choices=["classification", "regression"])
     parser.add_argument("--seed", type=int, default=0)

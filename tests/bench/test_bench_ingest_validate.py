@@ -26,3 +26,16 @@ def test_quick_run_prints_time_memory_and_the_ratio():
     assert re.search(r"^peak RSS large: \d+ MB \(goal < 4096 MB\): met$", out, re.M), out
     # the generated data passes a reference schema from the same generator: no blocking anomaly at either size
     assert re.search(r"^anomalies \(blocking\)\s+\d+ \(0\)\s+\d+ \(0\)$", out, re.M), out
+
+
+def test_quick_s3_run_prints_local_and_s3_side_by_side():
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--source", "s3"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert re.search(r"^\s+baseline \(local\)\s+s3 \(moto\)$", out, re.M), out
+    assert re.search(r"^rows\s+200,000\s+200,000$", out, re.M), out
+    assert re.search(r"^time ratio s3/local: [\d.]+ \(goal <= 1.5\): (met|NOT met); ingest ratio [\d.]+", out, re.M)
+    assert re.search(r"^peak RSS s3: \d+ MB, local: \d+ MB, ratio [\d.]+ \(goal <= 1.25\)", out, re.M), out
+    assert re.search(r"^anomalies \(blocking\)\s+\d+ \(0\)\s+\d+ \(0\)$", out, re.M), out

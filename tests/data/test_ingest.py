@@ -167,7 +167,7 @@ def test_bad_sources_fail_clearly_and_leave_nothing(tmp_path, name, content, kwa
     "uri,error,message",
     [
         ("/no/such/file.csv", FileNotFoundError, "source file not found: /no/such/file.csv"),
-        ("s3://bucket/data.csv", ValueError, "unsupported URI scheme 's3'"),
+        ("hdfs://namenode/data.csv", ValueError, "unsupported URI scheme 'hdfs'"),
         ("ftp://host/data.csv", ValueError, "unsupported URI scheme 'ftp'"),
     ],
 )

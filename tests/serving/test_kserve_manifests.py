@@ -54,10 +54,32 @@ def test_write_manifests(tmp_path):
     assert sorted(p.name for p in written) == [
         "inferenceservice-example.yaml",
         "kustomization.yaml",
+        "s3-storage-access-example.yaml",
         "servingruntime.yaml",
     ]
     kustomization = yaml.safe_load((tmp_path / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["servingruntime.yaml"]
+
+
+def test_s3_storage_access_and_the_service_account_it_names():
+    secret, account = manifests.s3_storage_access("ns", "http://minio-service.kubeflow:9000", "minio", "ak", "sk")
+    assert secret["metadata"]["annotations"] == {
+        "serving.kserve.io/s3-endpoint": "minio-service.kubeflow:9000",
+        "serving.kserve.io/s3-usehttps": "0",
+        "serving.kserve.io/s3-region": "minio",
+        "serving.kserve.io/s3-useanoncredential": "false",
+    }
+    assert secret["stringData"]["AWS_ACCESS_KEY_ID"] == "ak" and secret["type"] == "Opaque"
+    assert account["kind"] == "ServiceAccount" and account["secrets"] == [{"name": manifests.S3_STORAGE_ACCESS}]
+    assert account["metadata"]["annotations"] == secret["metadata"]["annotations"]
+    aws = manifests.s3_storage_access("ns")  # AWS S3 itself: no endpoint annotation
+    assert "serving.kserve.io/s3-endpoint" not in aws[0]["metadata"]["annotations"]
+    with pytest.raises(ValueError, match="S3 endpoint 'minio:9000' must be an http:// or https:// URL"):
+        manifests.s3_storage_access("ns", "minio:9000")
+    isvc = _isvc(storage_uri="s3://bucket/models/v1", service_account=manifests.s3_service_account("s3://b/m"))
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == manifests.S3_STORAGE_ACCESS
+    assert manifests.crd_errors(isvc, str(CRD)) == []
+    assert "serviceAccountName" not in _isvc()["spec"]["predictor"]
 
 
 def test_inference_service_fields_and_crd():

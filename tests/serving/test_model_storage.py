@@ -1,4 +1,5 @@
-"""Publishing model versions to storage atomically (paths, file:// and gs:// on the GCS emulator)."""
+"""Publishing model versions to storage atomically (paths, file:// and gs:// on the GCS emulator; s3:// in
+tests/storage/test_s3.py)."""
 
 from __future__ import annotations
 
@@ -80,8 +81,8 @@ def test_withdraw_local(model_dir, tmp_path):
 def test_bad_arguments(model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="model directory not found"):
         storage.publish_directory(str(tmp_path / "nope"), str(tmp_path / "store"))
-    with pytest.raises(ValueError, match="unsupported storage URI scheme 's3'"):
-        storage.publish_directory(str(model_dir), "s3://bucket/models")
+    with pytest.raises(ValueError, match="unsupported storage URI scheme 'ftp'"):
+        storage.publish_directory(str(model_dir), "ftp://bucket/models")
     with pytest.raises(ValueError, match="plain folder name"):
         storage.publish_directory(str(model_dir), str(tmp_path / "store"), version="a/b")
     storage.publish_directory(str(model_dir), str(tmp_path / "store"), version="v1")

@@ -142,7 +142,7 @@ def test_push_kserve_gcs_canary_promote_and_rollback(trained_model, model_server
 
 
 def test_push_refuses_bad_arguments(trained_model, tmp_path):
-    with pytest.raises(ValueError, match="needs a storage_uri the cluster can read"):
+    with pytest.raises(ValueError, match="needs a storage_uri KServe's storage-initializer can read"):
         push(trained_model["path"], "elec2", target="kserve", storage_uri=str(tmp_path))
     with pytest.raises(ValueError, match="unknown target 'cluster'"):
         push(trained_model["path"], "elec2", target="cluster")
