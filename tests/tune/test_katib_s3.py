@@ -8,7 +8,10 @@ import sys
 import pytest
 
 from kfp_ct.components._common import storage
-from kfp_ct.components.tune import core, defaults, katib
+from kfp_ct.components.tune import defaults, katib
+from kfp_ct.components.tune.results import parse_metrics
+from kfp_ct.components.tune.settings import check_settings
+from kfp_ct.components.tune.space import parse_search_space
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +21,11 @@ def _experiment(train_uri: str, featurizer_uri: str) -> dict:
         katib.build_experiment(
             name="kfp-ct-sklearn-s3",
             trainer="sklearn",
-            parameters=core.parse_search_space(defaults.default_search_space("sklearn")),
+            settings=check_settings(
+                parameters=parse_search_space(defaults.default_search_space("sklearn")),
+                objective_metric_name="validation-roc_auc",
+                local=False,
+            ),
             train_uri=train_uri,
             featurizer_uri=featurizer_uri,
             target_column="class",
@@ -61,7 +68,7 @@ def test_trial_reads_train_data_from_s3(elec2_split, s3_bucket):
     # the pod's environment: the AWS_* variables of the kfp-ct-s3 Secret (this process's, set by the s3 fixture)
     completed = subprocess.run([sys.executable] + command[1:], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
-    metrics = core.parse_metrics(completed.stdout + completed.stderr, ["validation-roc_auc"])
+    metrics = parse_metrics(completed.stdout + completed.stderr, ["validation-roc_auc"])
     assert 0.7 < metrics["validation-roc_auc"][0] <= 1.0
 
     missing = [p.replace("tune/train.parquet", "tune/nope.parquet") for p in command]
