@@ -7,9 +7,12 @@ A dataset artifact's file is `{uri}` itself (a single Parquet file). Its KFP met
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,15 +30,37 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+PARTIAL = ".partial"
+_STARTED = time.time()  # partials older than this process were left by an earlier, killed writer
+
+
+def _prepare(target: Path) -> None:
+    """Makes `target`'s folder and removes the partial copies of `target` that an earlier writer, killed before it
+    could clean up (SIGKILL, a lost node), left there: hidden `.{name}.*.partial` files and folders from before this
+    process started. A concurrent writer of the same target in a running process keeps its own."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL}"):
+        try:
+            if stale.lstat().st_mtime >= _STARTED:
+                continue
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:  # removed meanwhile by another process
+            pass
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path beside `path`; moves it into place only if the block succeeds.
 
-    A reader never sees a half-written file, and a failure leaves nothing behind.
+    A reader never sees a half-written file, and a failure leaves nothing behind; what a killed writer left behind is
+    removed by the next writer of the same path.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    _prepare(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent)
     os.close(fd)
     try:
         yield tmp
@@ -43,6 +68,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary directory beside `path`; renames it to `path` only if the block succeeds (as atomic_path,
+    for a directory: KFP's empty output directory, or an earlier output, is replaced)."""
+    target = Path(path)
+    _prepare(target)
+    tmp = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent)
+    try:
+        yield tmp
+        old = None
+        if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+            target.rmdir()  # KFP may create an empty output directory
+        elif target.exists() or target.is_symlink():
+            old = f"{tmp}.old{PARTIAL}"  # moved aside, never half-removed in place; a later writer removes it if killed
+            os.rename(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old) if os.path.isdir(old) and not os.path.islink(old) else os.unlink(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -9,7 +9,12 @@ and is saved with skops; the few custom classes it uses live in this module and 
 A featurizer artifact is a directory:
 
     {path}/transformer.skops   the fitted transformer (skops format)
-    {path}/featurizer.json     feature columns (name, kind, MLflow type), target column, task, classes, time column
+    {path}/featurizer.json     feature columns (name, kind, MLflow type), target column, task, classes, time column,
+                               and the sha256 of the train and test splits written with it (`splits`)
+
+featurize writes its three outputs each atomically, the featurizer last: a featurizer exists only once both splits
+are in place, and a reader of the train split checks it against the featurizer's `splits` (`check_split`), so a
+split left by another or a killed run is never read as this featurizer's.
 """
 
 from __future__ import annotations
@@ -17,9 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,6 +200,8 @@ class Featurizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the featurizer directory at `path` atomically (a temporary directory renamed into place)."""
+        from kfp_ct.components._common.datasets import atomic_dir
+
         with atomic_dir(path) as tmp:
             skops_io().dump(self.transformer, os.path.join(tmp, TRANSFORMER_FILE))
             with open(os.path.join(tmp, SPEC_FILE), "w") as f:
@@ -230,28 +235,6 @@ def _to_datetime(series: pd.Series) -> pd.Series:
     return values
 
 
-class atomic_dir:  # noqa: N801 (a context manager used like a function)
-    """Yields a temporary directory beside `path`; renames it to `path` only if the block succeeds."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.target = Path(path)
-
-    def __enter__(self) -> str:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.target.is_dir() and not any(self.target.iterdir()):
-            self.target.rmdir()  # KFP may create an empty output directory
-        elif self.target.exists():
-            shutil.rmtree(self.target) if self.target.is_dir() else self.target.unlink()
-        os.replace(self.tmp, self.target)
-
-
 def skops_io():
     """`skops.io`, imported without importing torch. skops computes its trusted types at import time from
     scikit-learn's `all_estimators()`, whose `pkgutil.walk_packages` imports every subpackage of sklearn, its vendored
@@ -269,6 +252,19 @@ def skops_io():
     import skops.io
 
     return skops.io
+
+
+def check_split(featurizer: Featurizer, split: str, path: str | os.PathLike) -> None:
+    """Checks that the dataset file at `path` is the `split` ("train" or "test") written together with `featurizer`
+    (featurizers written before `splits` was recorded are not checked)."""
+    from kfp_ct.components._common.datasets import sha256_file
+
+    recorded = featurizer.extra.get("splits", {}).get(split)
+    if recorded and sha256_file(path) != recorded:
+        raise ValueError(
+            f"{path} is not the {split} split this featurizer was fitted with (its sha256 differs from the one "
+            "featurize recorded): the featurizer and the split come from different featurize runs"
+        )
 
 
 def load_featurizer(path: str | os.PathLike) -> Featurizer:
@@ -609,7 +605,8 @@ def featurize(
         written.append(train_path)
         test_meta = datasets.write_frame(test, test_path, source_uri)
         written.append(test_path)
-        featurizer.save(featurizer_path)
+        featurizer.extra["splits"] = {"train": train_meta["sha256"], "test": test_meta["sha256"]}
+        featurizer.save(featurizer_path)  # last: its `splits` vouch for the two files above
     except BaseException:
         for path in written:
             Path(path).unlink(missing_ok=True)
