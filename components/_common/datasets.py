@@ -39,7 +39,9 @@ def _prepare(target: Path) -> None:
     could clean up (SIGKILL, a lost node), left there: hidden `.{name}.*.partial` files and folders from before this
     process started. A concurrent writer of the same target in a running process keeps its own."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL}"):
+    name = glob.escape(target.name)
+    # `..{name}.*` too: the partial of an atomic write into a staging folder (model.save_model into the trainer's)
+    for stale in [*target.parent.glob(f".{name}.*{PARTIAL}"), *target.parent.glob(f"..{name}.*{PARTIAL}")]:
         try:
             if stale.lstat().st_mtime >= _STARTED:
                 continue

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -311,8 +310,8 @@ def train(
     dataset artifact's metadata (sha256, source_uri, rows) and its uri. The model is written at `model_path` only if
     it was also logged and registered.
     """
+    from kfp_ct.components._common import datasets, tracking
     from kfp_ct.components._common import model as model_format
-    from kfp_ct.components._common import tracking
     from kfp_ct.components._common.checks import check_registry_name
 
     check_registry_name(model_name)
@@ -400,11 +399,12 @@ def train(
                 "mlflow_run_id": run_id,
                 "tracking_uri": without_credentials(tracking.resolve_uri(tracking_uri)),
             }
-            model_format.save_model(
-                model_path, result.estimator, featurizer, adapter, input_example=data.x_raw, metadata=metadata
-            )
-            try:
-                mlflow_client.log_artifacts(run_id, model_path, "model")
+            # staged, and renamed to model_path only once logged and registered: a killed trainer leaves no model
+            with datasets.atomic_dir(model_path) as staged:
+                model_format.save_model(
+                    staged, result.estimator, featurizer, adapter, input_example=data.x_raw, metadata=metadata
+                )
+                mlflow_client.log_artifacts(run_id, staged, "model")
                 model_uri = f"{run.info.artifact_uri.rstrip('/')}/model"
                 version = tracking.register_version(
                     model_name,
@@ -417,9 +417,6 @@ def train(
                         "data_sha256": data_info["sha256"],
                     },
                 )
-            except BaseException:
-                shutil.rmtree(model_path, ignore_errors=True)
-                raise
             status = "FINISHED"
         finally:
             mlflow_client.set_terminated(run_id, status)
