@@ -34,6 +34,14 @@ PARTIAL = ".partial"
 _STARTED = time.time()  # partials older than this process were left by an earlier, killed writer
 
 
+def _forked() -> None:
+    global _STARTED
+    _STARTED = time.time()  # a forked child is a process of its own: it starts now
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _prepare(target: Path) -> None:
     """Makes `target`'s folder and removes the partial copies of `target` that an earlier writer, killed before it
     could clean up (SIGKILL, a lost node), left there: hidden `.{name}.*.partial` files and folders from before this
@@ -107,16 +115,34 @@ def describe(path: str | os.PathLike, source_uri: str) -> dict:
     }
 
 
-def write_table(table: pa.Table, path: str | os.PathLike, source_uri: str) -> dict:
-    """Writes `table` as the dataset artifact at `path` and returns its metadata."""
+TAG_PREFIX = "kfp_ct."
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, source_uri: str, tags: dict[str, str] | None = None) -> dict:
+    """Writes `table` as the dataset artifact at `path` and returns its metadata. `tags` go into the Parquet file's
+    own key-value metadata (see read_tags), so they travel with the file wherever it is copied."""
+    if tags:
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), **{f"{TAG_PREFIX}{k}".encode(): str(v).encode() for k, v in tags.items()}}
+        )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return describe(path, source_uri)
 
 
-def write_frame(frame, path: str | os.PathLike, source_uri: str) -> dict:
+def write_frame(frame, path: str | os.PathLike, source_uri: str, tags: dict[str, str] | None = None) -> dict:
     """Writes a pandas DataFrame as the dataset artifact at `path` and returns its metadata."""
-    return write_table(pa.Table.from_pandas(frame, preserve_index=False), path, source_uri)
+    return write_table(pa.Table.from_pandas(frame, preserve_index=False), path, source_uri, tags)
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """The tags a dataset file was written with (from its footer only; the rows are not read)."""
+    metadata = open_dataset(path).schema_arrow.metadata or {}
+    return {
+        key.decode()[len(TAG_PREFIX) :]: value.decode()
+        for key, value in metadata.items()
+        if key.decode(errors="replace").startswith(TAG_PREFIX)
+    }
 
 
 def open_dataset(path: str | os.PathLike) -> pq.ParquetFile:

@@ -10,11 +10,13 @@ A featurizer artifact is a directory:
 
     {path}/transformer.skops   the fitted transformer (skops format)
     {path}/featurizer.json     feature columns (name, kind, MLflow type), target column, task, classes, time column,
-                               and the sha256 of the train and test splits written with it (`splits`)
+                               and the id of the splits it was fitted with (`split_id`)
 
-featurize writes its three outputs each atomically, the featurizer last: a featurizer exists only once both splits
-are in place, and a reader of the train split checks it against the featurizer's `splits` (`check_split`), so a
-split left by another or a killed run is never read as this featurizer's.
+featurize writes its three outputs each atomically, the featurizer last, and tags both splits' Parquet files with
+their split and the splits' id (a hash of both splits' rows: the same data and seed give the same files): a
+featurizer exists only once both splits are in place, and a reader of a split checks its tags against the
+featurizer (`check_split`), so a split that another (e.g. a killed) featurize run left is never read as this
+featurizer's. A file without the tags (data of one's own) is not checked.
 """
 
 from __future__ import annotations
@@ -254,16 +256,27 @@ def skops_io():
     return skops.io
 
 
-def check_split(featurizer: Featurizer, split: str, path: str | os.PathLike) -> None:
-    """Checks that the dataset file at `path` is the `split` ("train" or "test") written together with `featurizer`
-    (featurizers written before `splits` was recorded are not checked)."""
-    from kfp_ct.components._common.datasets import sha256_file
+def split_id(train: pd.DataFrame, test: pd.DataFrame) -> str:
+    """The id of a pair of splits: a hash of their rows."""
+    import hashlib
 
-    recorded = featurizer.extra.get("splits", {}).get(split)
-    if recorded and sha256_file(path) != recorded:
+    digest = hashlib.sha256()
+    for frame in (train, test):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:32]
+
+
+def check_split(featurizer: Featurizer, split: str, path: str | os.PathLike) -> None:
+    """Checks that the dataset file at `path`, when featurize wrote it, is the `split` ("train" or "test") written
+    together with `featurizer`."""
+    from kfp_ct.components._common.datasets import read_tags
+
+    expected, tags = featurizer.extra.get("split_id"), read_tags(path)
+    if expected and tags.get("split_id") and (tags["split_id"], tags.get("split")) != (expected, split):
         raise ValueError(
-            f"{path} is not the {split} split this featurizer was fitted with (its sha256 differs from the one "
-            "featurize recorded): the featurizer and the split come from different featurize runs"
+            f"{path} is not the {split} split this featurizer was fitted with (it is the {tags.get('split')} split "
+            f"of splits {tags['split_id']}, the featurizer's are {expected}): pass the outputs of one featurize run"
         )
 
 
@@ -599,14 +612,15 @@ def featurize(
     featurizer.extra.update(
         {"test_fraction": test_fraction, "seed": seed, "exclude_columns": list(exclude_columns or [])}
     )
+    ids = split_id(train, test)
+    featurizer.extra["split_id"] = ids
     written = []
     try:
-        train_meta = datasets.write_frame(train, train_path, source_uri)
+        train_meta = datasets.write_frame(train, train_path, source_uri, {"split_id": ids, "split": "train"})
         written.append(train_path)
-        test_meta = datasets.write_frame(test, test_path, source_uri)
+        test_meta = datasets.write_frame(test, test_path, source_uri, {"split_id": ids, "split": "test"})
         written.append(test_path)
-        featurizer.extra["splits"] = {"train": train_meta["sha256"], "test": test_meta["sha256"]}
-        featurizer.save(featurizer_path)  # last: its `splits` vouch for the two files above
+        featurizer.save(featurizer_path)  # last: it vouches for the two splits above
     except BaseException:
         for path in written:
             Path(path).unlink(missing_ok=True)
@@ -614,8 +628,8 @@ def featurize(
     return {
         "task": task,
         "classes": featurizer.classes,
-        "train": {**train_meta, "split": "train"},
-        "test": {**test_meta, "split": "test"},
+        "train": {**train_meta, "split": "train", "split_id": ids},
+        "test": {**test_meta, "split": "test", "split_id": ids},
         "features": len(featurizer.feature_columns),
         "output_features": len(featurizer.spec()["output_features"]),
     }

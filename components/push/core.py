@@ -1,11 +1,13 @@
 """Push: publish a model version to storage, prove it serves, then roll it out to KServe or make it the champion.
 
+0. Every check comes first: names, the manifest, and the registry (it must exist and answer, and know the model's
+   training run: push never creates a registry).
 1. The model directory is copied to `{storage_uri}/{new version}` atomically (storage.publish_directory): a reader
    never sees a half-written version.
 2. Infra validation: the catalog's model server is started on the COPY, as the serving image runs it
    (`python -m kfp_ct.components.push.server`, on a free loopback port), and the model's input example is sent
    through V1 and V2; both answers must equal the model's own predictions. Any failure stops the push, the copy is
-   withdrawn and nothing is promoted.
+   withdrawn and nothing is promoted (as after any later failure, up to a successful rollout).
 3. The InferenceService is built with the kserve SDK's models and validated against the CRD schema.
 4. target="kserve": rollout.rollout (canary and promote or roll back in Serverless mode; full rollout gated on the
    smoke test, with rollback to the previous storageUri, in raw mode).
