@@ -104,8 +104,9 @@ def check_run(run_id: str, tracking_uri: str | None = None) -> None:
         ) from None
 
 
-class Terminated(Exception):
-    """Raised in the main thread when the process receives SIGTERM (as a pod being stopped does)."""
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (as a pod being stopped does). A BaseException,
+    as KeyboardInterrupt is: no `except Exception` on the way swallows it."""
 
 
 @contextlib.contextmanager
