@@ -8,6 +8,7 @@ from kfp_ct.components._catalog import Catalog
 
 # In the order of the loop, for the catalog's listing.
 __all__ = [
+    "preflight",
     "ingest",
     "validate",
     "featurize",

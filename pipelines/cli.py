@@ -28,6 +28,35 @@ def parse_params(pairs: list[str], pipeline) -> dict:
     return arguments
 
 
+def preflight(pipeline, arguments: dict, *, reach_registry: bool) -> None:
+    """Checks a run's parameters before it is started (the preflight component's checks), with the pipeline's
+    defaults for those not given; the registry only when `reach_registry` (a local run: a cluster's registry is
+    seldom reachable from where runs are submitted, and the run's own preflight step checks it there)."""
+    from kfp_ct.components.preflight.core import preflight as check
+
+    inputs = pipeline.component_spec.inputs or {}
+    values = {name: spec.default for name, spec in inputs.items()} | arguments
+    given = {name: values[name] for name in inputs if name in values}
+    registry = "skip"
+    if reach_registry and "model_name" in inputs:
+        registry = "existing" if "current_uri" in inputs else "create"
+    try:
+        check(
+            data_uris={name: given.get(name) for name in ("source_uri", "current_uri", "reference_uri")},
+            target_column=given.get("target_column"),
+            task=given.get("task"),
+            framework=given.get("framework"),
+            model_name=given.get("model_name"),
+            thresholds=given.get("thresholds"),
+            push_target=given.get("push_target"),
+            storage_uri=given.get("storage_uri"),
+            tracking_uri=given.get("tracking_uri"),
+            registry=registry,
+        )
+    except ValueError as err:
+        raise SystemExit(f"{pipeline.name}: {err}") from None
+
+
 def _pipeline(name: str):
     from kfp_ct.pipelines import PIPELINES
 
@@ -58,7 +87,9 @@ def cmd_run(args) -> None:
     from kfp_ct.pipelines.local_run import print_summary, run_local
 
     pipeline = _pipeline(args.pipeline)
-    print_summary(run_local(pipeline, parse_params(args.param, pipeline), args.root))
+    arguments = parse_params(args.param, pipeline)
+    preflight(pipeline, arguments, reach_registry=True)
+    print_summary(run_local(pipeline, arguments, args.root))
 
 
 def _on_cluster(args, start) -> str:
@@ -86,6 +117,7 @@ def cmd_submit(args) -> None:
 
     pipeline = _pipeline(args.pipeline)
     arguments = parse_params(args.param, pipeline)
+    preflight(pipeline, arguments, reach_registry=False)
     run_id = _on_cluster(
         args,
         lambda kfp_client: remote.submit(
@@ -105,6 +137,7 @@ def cmd_schedule(args) -> None:
 
     pipeline = _pipeline(args.pipeline)
     arguments = parse_params(args.param, pipeline)
+    preflight(pipeline, arguments, reach_registry=False)
     recurring_id = _on_cluster(
         args,
         lambda kfp_client: remote.schedule(

@@ -1,16 +1,17 @@
 """continuous_training_pipeline: the recurring run that retrains, gates and redeploys when drift or decay is found.
 
-reference data (the champion's training data) and the current window -> validate the window against the
-reference schema -> monitor_drift (data drift, performance decay, new-data volume) -> if triggered: featurize the
-window -> train -> evaluate against the champion -> push with a canary if blessed.
+preflight (every parameter checked before any side effect) -> reference data (the champion's training data) and the
+current window -> validate the window against the reference schema -> monitor_drift (data drift, performance decay,
+new-data volume) -> if triggered: featurize the window -> train -> evaluate against the champion -> push with a
+canary if blessed.
 """
 
 from typing import Optional
 
 from kfp import dsl
 
-from kfp_ct.components import featurize, ingest, monitor_drift, reference_data, validate
-from kfp_ct.pipelines.steps import step
+from kfp_ct.components import featurize, ingest, monitor_drift, preflight, reference_data, validate
+from kfp_ct.pipelines.steps import RETRIES, step
 from kfp_ct.pipelines.training import train_evaluate_push
 
 
@@ -46,17 +47,44 @@ def continuous_training_pipeline(
     canary_traffic_percent: int = 10,
 ):
     """Checks the window at `current_uri` against the reference and retrains when a trigger fires."""
-    reference = step(reference_data(model_name=model_name, reference_uri=reference_uri, tracking_uri=tracking_uri))
-    reference_schema = step(validate(dataset=reference.outputs["reference"], target_column=target_column))
+    checked_parameters = step(
+        preflight(
+            data_uri=current_uri,
+            target_column=target_column,
+            model_name=model_name,
+            task=task,
+            framework=framework,
+            thresholds=thresholds,
+            reference_uri=reference_uri,
+            push_target=push_target,
+            storage_uri=storage_uri,
+            tracking_uri=tracking_uri,
+            registry_must_exist=True,
+        ),
+        retries=RETRIES,
+    )
+    reference = step(
+        reference_data(model_name=model_name, reference_uri=reference_uri, tracking_uri=tracking_uri).after(
+            checked_parameters
+        ),
+        retries=RETRIES,
+    )
+    reference_schema = step(
+        validate(dataset=reference.outputs["reference"], target_column=target_column), retries=RETRIES
+    )
     current = step(
-        ingest(source_uri=current_uri, file_format=file_format, time_column=time_column, start=start, end=end)
+        ingest(source_uri=current_uri, file_format=file_format, time_column=time_column, start=start, end=end).after(
+            checked_parameters
+        ),
+        retries=RETRIES,
     )
     checked = step(
         validate(
             dataset=current.outputs["dataset"],
             target_column=target_column,
             reference_schema=reference_schema.outputs["schema"],
-        )
+        ),
+        retries=RETRIES,
     )
     drift = step(
         monitor_drift(
@@ -68,7 +96,8 @@ def continuous_training_pipeline(
             max_metric_drop=max_metric_drop,
             min_new_rows=min_new_rows,
             tracking_uri=tracking_uri,
-        ).after(checked)
+        ).after(checked),
+        retries=RETRIES,
     )
     with dsl.If(drift.outputs["Output"] == True, name="triggered"):  # noqa: E712 (a KFP condition)
         features = step(
@@ -80,7 +109,8 @@ def continuous_training_pipeline(
                 test_fraction=test_fraction,
                 seed=seed,
                 time_column=time_column,
-            )
+            ),
+            retries=RETRIES,
         )
         train_evaluate_push(
             train=features.outputs["train"],

@@ -6,6 +6,7 @@ metrics, confusion matrices and ROC curves, and links to every HTML and Markdown
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from dataclasses import dataclass, field
@@ -49,12 +50,33 @@ def run_local(pipeline, arguments: dict, pipeline_root: str | Path) -> RunSummar
     _read_unset_defaults_as_none()
     before = set(root.iterdir())
     try:
-        pipeline(**arguments)
+        with _without_retries(pipeline):
+            pipeline(**arguments)
     finally:
         new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
         if new:
             write_index(summarize(pipeline, new[-1]))
     return summarize(pipeline, new[-1])
+
+
+@contextlib.contextmanager
+def _without_retries(pipeline):
+    """Clears the tasks' retry policies while kfp.local runs `pipeline` (and restores them): kfp.local honours them,
+    but a local failure is bad input or a bug, never a lost node, and retrying it only repeats the error later."""
+    spec = pipeline.pipeline_spec
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+    saved = []
+    for dag in dags:
+        for task in dag.tasks.values():
+            if task.HasField("retry_policy"):
+                saved.append((task, type(task.retry_policy)()))
+                saved[-1][1].CopyFrom(task.retry_policy)
+                task.ClearField("retry_policy")
+    try:
+        yield
+    finally:
+        for task, policy in saved:
+            task.retry_policy.CopyFrom(policy)
 
 
 def _read_unset_defaults_as_none() -> None:

@@ -5,6 +5,17 @@ from typing import Optional
 
 from kfp_ct.pipelines.credentials import use_credentials
 
+RETRIES = 2
+"""How often a step that only reads its inputs and writes its own outputs (preflight, ingest, validate, featurize,
+reference_data, monitor_drift, evaluate, whose one registry write is an idempotent alias) is retried after a
+transient failure (a lost node, an object store or registry that did not answer), waiting RETRY_BACKOFF, then twice
+as long. The trainers (each attempt registers a version), tune and push are never retried blindly. Backend 2.5 (Argo)
+retries only the tasks of the pipeline's root DAG and truncates the backoff factor to an integer; 2.14 and newer
+retry every task that has the policy. kfp.local does not retry."""
+RETRY_BACKOFF = "30s"
+RETRY_BACKOFF_FACTOR = 2
+RETRY_MAX_DURATION = "1800s"
+
 
 def step(task, *, gpu: bool = False, memory: str = "4G", retries: int = 0, image: Optional[str] = None):
     """Configures a task: never cached (each step reads data or registry state that changes between runs, and
@@ -18,5 +29,5 @@ def step(task, *, gpu: bool = False, memory: str = "4G", retries: int = 0, image
     if gpu:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
     if retries:
-        task.set_retry(retries)
+        task.set_retry(retries, RETRY_BACKOFF, RETRY_BACKOFF_FACTOR, RETRY_MAX_DURATION)
     return use_credentials(task)

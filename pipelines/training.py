@@ -1,12 +1,23 @@
-"""training_pipeline: ingest -> validate -> featurize -> [tune] -> train -> evaluate -> push if blessed."""
+"""training_pipeline: preflight -> ingest -> validate -> featurize -> [tune] -> train -> evaluate -> push if blessed."""
 
 from typing import Optional
 
 from kfp import dsl
 
-from kfp_ct.components import evaluate, featurize, ingest, push, train_keras, train_sklearn, train_torch, tune, validate
+from kfp_ct.components import (
+    evaluate,
+    featurize,
+    ingest,
+    preflight,
+    push,
+    train_keras,
+    train_sklearn,
+    train_torch,
+    tune,
+    validate,
+)
 from kfp_ct.components._image import GPU_IMAGE
-from kfp_ct.pipelines.steps import step
+from kfp_ct.pipelines.steps import RETRIES, step
 
 TRAINERS = {"sklearn": train_sklearn, "torch": train_torch, "keras": train_keras}
 GPU_TRAINERS = {"torch", "keras"}
@@ -66,6 +77,7 @@ def train_evaluate_push(
                     tracking_uri=tracking_uri,
                 ),
                 image=model_image,
+                retries=RETRIES,
             )
             with dsl.If(verdict.outputs["Output"] == True, name=f"blessed-{name}"):  # noqa: E712 (a KFP condition)
                 step(
@@ -117,8 +129,28 @@ def training_pipeline(
     canary_traffic_percent: int = 10,
 ):
     """Trains a model on `source_uri` and pushes it when evaluate blesses it against the champion."""
-    data = step(ingest(source_uri=source_uri, file_format=file_format, time_column=time_column, start=start, end=end))
-    checked = step(validate(dataset=data.outputs["dataset"], target_column=target_column))
+    checked_parameters = step(
+        preflight(
+            data_uri=source_uri,
+            target_column=target_column,
+            model_name=model_name,
+            task=task,
+            framework=framework,
+            thresholds=thresholds,
+            push_target=push_target,
+            storage_uri=storage_uri,
+            tracking_uri=tracking_uri,
+            registry_must_exist=False,
+        ),
+        retries=RETRIES,
+    )
+    data = step(
+        ingest(source_uri=source_uri, file_format=file_format, time_column=time_column, start=start, end=end).after(
+            checked_parameters
+        ),
+        retries=RETRIES,
+    )
+    checked = step(validate(dataset=data.outputs["dataset"], target_column=target_column), retries=RETRIES)
     features = step(
         featurize(
             dataset=data.outputs["dataset"],
@@ -128,7 +160,8 @@ def training_pipeline(
             test_fraction=test_fraction,
             seed=seed,
             time_column=time_column,
-        ).after(checked)
+        ).after(checked),
+        retries=RETRIES,
     )
     shared = dict(
         train=features.outputs["train"],

@@ -7,9 +7,12 @@ A dataset artifact's file is `{uri}` itself (a single Parquet file). Its KFP met
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,15 +30,47 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+PARTIAL = ".partial"
+_STARTED = time.time()  # partials older than this process were left by an earlier, killed writer
+
+
+def _forked() -> None:
+    global _STARTED
+    _STARTED = time.time()  # a forked child is a process of its own: it starts now
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _prepare(target: Path) -> None:
+    """Makes `target`'s folder and removes the partial copies of `target` that an earlier writer, killed before it
+    could clean up (SIGKILL, a lost node), left there: hidden `.{name}.*.partial` files and folders from before this
+    process started. A concurrent writer of the same target in a running process keeps its own."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    name = glob.escape(target.name)
+    # `..{name}.*` too: the partial of an atomic write into a staging folder (model.save_model into the trainer's)
+    for stale in [*target.parent.glob(f".{name}.*{PARTIAL}"), *target.parent.glob(f"..{name}.*{PARTIAL}")]:
+        try:
+            if stale.lstat().st_mtime >= _STARTED:
+                continue
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:  # removed meanwhile by another process
+            pass
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path beside `path`; moves it into place only if the block succeeds.
 
-    A reader never sees a half-written file, and a failure leaves nothing behind.
+    A reader never sees a half-written file, and a failure leaves nothing behind; what a killed writer left behind is
+    removed by the next writer of the same path.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    _prepare(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent)
     os.close(fd)
     try:
         yield tmp
@@ -43,6 +78,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary directory beside `path`; renames it to `path` only if the block succeeds (as atomic_path,
+    for a directory: KFP's empty output directory, or an earlier output, is replaced)."""
+    target = Path(path)
+    _prepare(target)
+    tmp = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent)
+    try:
+        yield tmp
+        old = None
+        if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+            target.rmdir()  # KFP may create an empty output directory
+        elif target.exists() or target.is_symlink():
+            old = f"{tmp}.old{PARTIAL}"  # moved aside, never half-removed in place; a later writer removes it if killed
+            os.rename(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old) if os.path.isdir(old) and not os.path.islink(old) else os.unlink(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -57,16 +115,34 @@ def describe(path: str | os.PathLike, source_uri: str) -> dict:
     }
 
 
-def write_table(table: pa.Table, path: str | os.PathLike, source_uri: str) -> dict:
-    """Writes `table` as the dataset artifact at `path` and returns its metadata."""
+TAG_PREFIX = "kfp_ct."
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, source_uri: str, tags: dict[str, str] | None = None) -> dict:
+    """Writes `table` as the dataset artifact at `path` and returns its metadata. `tags` go into the Parquet file's
+    own key-value metadata (see read_tags), so they travel with the file wherever it is copied."""
+    if tags:
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), **{f"{TAG_PREFIX}{k}".encode(): str(v).encode() for k, v in tags.items()}}
+        )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return describe(path, source_uri)
 
 
-def write_frame(frame, path: str | os.PathLike, source_uri: str) -> dict:
+def write_frame(frame, path: str | os.PathLike, source_uri: str, tags: dict[str, str] | None = None) -> dict:
     """Writes a pandas DataFrame as the dataset artifact at `path` and returns its metadata."""
-    return write_table(pa.Table.from_pandas(frame, preserve_index=False), path, source_uri)
+    return write_table(pa.Table.from_pandas(frame, preserve_index=False), path, source_uri, tags)
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """The tags a dataset file was written with (from its footer only; the rows are not read)."""
+    metadata = open_dataset(path).schema_arrow.metadata or {}
+    return {
+        key.decode()[len(TAG_PREFIX) :]: value.decode()
+        for key, value in metadata.items()
+        if key.decode(errors="replace").startswith(TAG_PREFIX)
+    }
 
 
 def open_dataset(path: str | os.PathLike) -> pq.ParquetFile:

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components.featurize.core import CLASSIFICATION, Featurizer, atomic_dir, load_featurizer
+from kfp_ct.components._common.datasets import atomic_dir
+from kfp_ct.components.featurize.core import CLASSIFICATION, Featurizer, load_featurizer
 
 FEATURIZER_DIR = "featurizer"
 METADATA_KEY = "kfp_ct"

@@ -14,8 +14,12 @@ set by `promote`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -38,6 +42,106 @@ def resolve_uri(tracking_uri: str | None = None) -> str:
             f"MLFLOW_TRACKING_URI of the Secret `{SECRET}` in the run's namespace (see cluster/ in kfp-ct)"
         )
     return uri or f"sqlite:///{os.path.abspath(DEFAULT_DB)}"
+
+
+def without_credentials(uri: str) -> str:
+    """`uri` without a user:password@ part, so that no secret lands in a model's metadata or a message."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _local_store(uri: str) -> str | None:
+    """The local file or folder a sqlite or file-store URI names (None for a server or an in-memory database)."""
+    if uri.startswith("sqlite:"):
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+        return path if path and path != ":memory:" else None
+    if uri.startswith("file:"):
+        from urllib.parse import urlparse
+
+        return urlparse(uri).path
+    return uri if "://" not in uri else None
+
+
+REACH_TIMEOUT_S = 10
+
+
+def check_registry(tracking_uri: str | None = None, *, create: bool = False) -> str:
+    """Checks that the registry at the resolved URI exists and answers; returns the URI.
+
+    A sqlite file or file-store folder that does not exist is an error (a mistyped URI would otherwise become a new,
+    empty registry), unless `create` (a trainer's first run) and its folder exists. A server must answer one
+    registry call within REACH_TIMEOUT_S, without MLflow's retries. Raises FileNotFoundError or ConnectionError.
+    """
+    uri = resolve_uri(tracking_uri)
+    shown = without_credentials(uri)
+    local = _local_store(uri)
+    if local is not None and not os.path.exists(local):
+        parent = os.path.dirname(os.path.abspath(local))
+        if not create:
+            raise FileNotFoundError(
+                f"no MLflow registry at {shown}: {local} does not exist (a mistyped tracking_uri? only a "
+                "trainer creates a registry)"
+            )
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"cannot create the MLflow registry {shown}: the folder {parent} does not exist")
+        return uri
+    overrides = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REACH_TIMEOUT_S)}
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        client(uri).search_registered_models(max_results=1)
+    except Exception as err:
+        raise ConnectionError(f"the MLflow registry at {shown} does not answer: {type(err).__name__}: {err}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return uri
+
+
+def check_run(run_id: str, tracking_uri: str | None = None) -> None:
+    """Checks that the MLflow run `run_id` is known at the resolved URI (the registry a model was trained with)."""
+    try:
+        client(tracking_uri).get_run(run_id)
+    except Exception as err:
+        if not _not_found(err):
+            raise
+        raise LookupError(
+            f"the model's MLflow run {run_id} is not known to the registry at "
+            f"{without_credentials(resolve_uri(tracking_uri))}: was it trained against another tracking_uri?"
+        ) from None
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (as a pod being stopped does). A BaseException,
+    as KeyboardInterrupt is: no `except Exception` on the way swallows it."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated in the main thread, so `try/finally` and `with` blocks end (an
+    MLflow run is marked FAILED) before the process exits; the previous handler is restored after. Outside the main
+    thread it does nothing (Python delivers signals to the main thread only). A second SIGTERM is ignored while the
+    cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the run's cleanup must not be interrupted again
+        raise Terminated(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def client(tracking_uri: str | None = None):
@@ -99,6 +203,11 @@ def register_version(
         model_name, source, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}, description=description
     )
     return str(version.version)
+
+
+def delete_version(model_name: str, version: str | int, tracking_uri: str | None = None) -> None:
+    """Deletes one registered version (undoing a registration whose model was withdrawn)."""
+    client(tracking_uri).delete_model_version(model_name, str(version))
 
 
 def versions(model_name: str, tracking_uri: str | None = None) -> list[str]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components.featurize.core import CLASSIFICATION, load_featurizer
+from kfp_ct.components._common.tracking import without_credentials
+from kfp_ct.components.featurize.core import CLASSIFICATION, check_split, load_featurizer
 
 VALIDATION_FRACTION = 0.2
 MAX_CLASSES = 100  # the trainers' default limit: more classes make fitting and saving take minutes to hours
@@ -253,6 +253,7 @@ def load_train_data(
 
     featurizer = load_featurizer(featurizer_path)
     check_class_count(featurizer, max_classes)
+    check_split(featurizer, "train", train_path)
     if target_column and target_column != featurizer.target_column:
         raise ValueError(
             f"target_column '{target_column}' differs from the featurizer's target column '{featurizer.target_column}'"
@@ -297,16 +298,6 @@ def check_class_count(featurizer, max_classes: int) -> None:
         )
 
 
-def without_credentials(uri: str) -> str:
-    """`uri` without a user:password@ part, so that no secret lands in a model's metadata."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 def _params(hyperparameters: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, str]:
     params = {**{f"hp.{k}": v for k, v in hyperparameters.items()}, **extra}
     return {name: str(value)[:6000] for name, value in params.items()}
@@ -338,12 +329,12 @@ def train(
     dataset artifact's metadata (sha256, source_uri, rows) and its uri. The model is written at `model_path` only if
     it was also logged and registered. A target with more than `max_classes` classes is refused before any fitting.
     """
+    from kfp_ct.components._common import datasets, tracking
     from kfp_ct.components._common import model as model_format
-    from kfp_ct.components._common import tracking
+    from kfp_ct.components._common.checks import check_registry_name
 
+    check_registry_name(model_name)
     hp = check_hyperparameters(hyperparameters, allowed_hyperparameters, estimator_name)
-    if not model_name:
-        raise ValueError("model_name is empty: name the registered model to add a version to")
     tracking.resolve_uri(tracking_uri)  # a registry the next step can reach (not a pod's own file), before fitting
     data = load_train_data(train_path, featurizer_path, seed, target_column, task, validation_fraction, max_classes)
     featurizer = data.featurizer
@@ -373,79 +364,82 @@ def train(
         "fit_rows": len(data.y_fit),
         "validation_rows": len(data.y_val),
     }
-    mlflow_client = tracking.client(tracking_uri)
-    run = mlflow_client.create_run(
-        tracking.experiment_id(mlflow_client, model_name),
-        run_name=f"{model_name}-{adapter.framework}-{estimator_name}",
-        tags={
-            "kfp_ct.framework": adapter.framework,
-            "kfp_ct.estimator": estimator_name,
-            "kfp_ct.data_sha256": data_info["sha256"],
-        },
-    )
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
-        from mlflow.entities import Metric, Param
-
-        params = _params(
-            hp,
-            {
-                "estimator": estimator_name,
-                "framework": adapter.framework,
-                "seed": seed,
-                "task": featurizer.task,
-                "target_column": featurizer.target_column,
-                "train_sha256": data_info["sha256"],
-                "train_source_uri": data_info["source_uri"],
-                "train_rows": data_info["rows"],
+    with tracking.sigterm_raises():  # a stopped pod ends the run FAILED, as an exception does
+        mlflow_client = tracking.client(tracking_uri)
+        run = mlflow_client.create_run(
+            tracking.experiment_id(mlflow_client, model_name),
+            run_name=f"{model_name}-{adapter.framework}-{estimator_name}",
+            tags={
+                "kfp_ct.framework": adapter.framework,
+                "kfp_ct.estimator": estimator_name,
+                "kfp_ct.data_sha256": data_info["sha256"],
             },
         )
-        mlflow_client.log_batch(
-            run_id,
-            params=[Param(k, v) for k, v in params.items()],
-            metrics=[Metric(k, v, 0, 0) for k, v in metrics.items() if math.isfinite(v)],
-        )
-        for step, record in enumerate(result.history):
-            numeric = {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and k != "epoch"}
-            if numeric:
-                mlflow_client.log_batch(
-                    run_id,
-                    metrics=[
-                        Metric(f"history.{k}", v, 0, int(record.get("epoch", step)))
-                        for k, v in numeric.items()
-                        if math.isfinite(v)
-                    ],
-                )
-        metadata = {
-            "estimator": estimator_name,
-            "hyperparameters": hp,
-            "seed": seed,
-            "train_data": data_info,
-            "validation_metrics": metrics,
-            "model_name": model_name,
-            "mlflow_run_id": run_id,
-            "tracking_uri": without_credentials(tracking.resolve_uri(tracking_uri)),
-        }
-        model_format.save_model(
-            model_path, result.estimator, featurizer, adapter, input_example=data.x_raw, metadata=metadata
-        )
+        run_id = run.info.run_id
+        status = "FAILED"
         try:
-            mlflow_client.log_artifacts(run_id, model_path, "model")
-            model_uri = f"{run.info.artifact_uri.rstrip('/')}/model"
-            version = tracking.register_version(
-                model_name,
-                model_uri,
-                run_id,
-                tracking_uri,
-                tags={"framework": adapter.framework, "estimator": estimator_name, "data_sha256": data_info["sha256"]},
+            from mlflow.entities import Metric, Param
+
+            params = _params(
+                hp,
+                {
+                    "estimator": estimator_name,
+                    "framework": adapter.framework,
+                    "seed": seed,
+                    "task": featurizer.task,
+                    "target_column": featurizer.target_column,
+                    "train_sha256": data_info["sha256"],
+                    "train_source_uri": data_info["source_uri"],
+                    "train_rows": data_info["rows"],
+                },
             )
-        except BaseException:
-            shutil.rmtree(model_path, ignore_errors=True)
-            raise
-        status = "FINISHED"
-    finally:
-        mlflow_client.set_terminated(run_id, status)
+            mlflow_client.log_batch(
+                run_id,
+                params=[Param(k, v) for k, v in params.items()],
+                metrics=[Metric(k, v, 0, 0) for k, v in metrics.items() if math.isfinite(v)],
+            )
+            for step, record in enumerate(result.history):
+                numeric = {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and k != "epoch"}
+                if numeric:
+                    mlflow_client.log_batch(
+                        run_id,
+                        metrics=[
+                            Metric(f"history.{k}", v, 0, int(record.get("epoch", step)))
+                            for k, v in numeric.items()
+                            if math.isfinite(v)
+                        ],
+                    )
+            metadata = {
+                "estimator": estimator_name,
+                "hyperparameters": hp,
+                "seed": seed,
+                "train_data": data_info,
+                "validation_metrics": metrics,
+                "model_name": model_name,
+                "mlflow_run_id": run_id,
+                "tracking_uri": without_credentials(tracking.resolve_uri(tracking_uri)),
+            }
+            # staged, and renamed to model_path only once logged and registered: a killed trainer leaves no model
+            with datasets.atomic_dir(model_path) as staged:
+                model_format.save_model(
+                    staged, result.estimator, featurizer, adapter, input_example=data.x_raw, metadata=metadata
+                )
+                mlflow_client.log_artifacts(run_id, staged, "model")
+                model_uri = f"{run.info.artifact_uri.rstrip('/')}/model"
+                version = tracking.register_version(
+                    model_name,
+                    model_uri,
+                    run_id,
+                    tracking_uri,
+                    tags={
+                        "framework": adapter.framework,
+                        "estimator": estimator_name,
+                        "data_sha256": data_info["sha256"],
+                    },
+                )
+            status = "FINISHED"
+        finally:
+            mlflow_client.set_terminated(run_id, status)
     return TrainingOutcome(
         metrics=metrics, run_id=run_id, version=version, model_path=model_path, model_uri=model_uri, hyperparameters=hp
     )

@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components.featurize.core import CLASSIFICATION, REGRESSION
+from kfp_ct.components._common.checks import (  # noqa: F401 (monitor_drift reads these from here)
+    CLASSIFICATION,
+    FALLBACK_PRIMARY,
+    LOWER_IS_BETTER,
+    METRICS,
+    PRIMARY,
+    REGRESSION,
+    check_thresholds,
+)
 
-METRICS = {
-    CLASSIFICATION: ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
-    REGRESSION: ("rmse", "mae", "r2", "mape"),
-}
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
-PRIMARY = {CLASSIFICATION: "roc_auc", REGRESSION: "rmse"}
-FALLBACK_PRIMARY = {CLASSIFICATION: "accuracy", REGRESSION: "rmse"}
-CHECKS = ("min", "max", "max_drop", "max_increase")
 ROC_POINTS = 101
 TOLERANCE = 1e-12
 
@@ -127,40 +127,6 @@ def score(model, frame: pd.DataFrame, target_column: str) -> dict[str, float]:
     """The test metrics of `model` on `frame`: accuracy, precision, recall, f1, roc_auc, log_loss (classification;
     roc_auc only when every class is present) or rmse, mae, r2, mape (regression)."""
     return evaluate_frame(model, frame, target_column).metrics
-
-
-def check_thresholds(thresholds: dict | None, task: str) -> dict[str, dict[str, float]]:
-    """Validates `thresholds` for `task` (see the module docstring), naming what is wrong."""
-    if not thresholds:
-        return {}
-    if not isinstance(thresholds, dict):
-        raise ValueError(f"thresholds must be a dict of metric -> checks, got {type(thresholds).__name__}")
-    checked = {}
-    for metric, checks in thresholds.items():
-        if metric not in METRICS[task]:
-            raise ValueError(
-                f"threshold on unknown metric '{metric}' for {task}: expected one of {', '.join(METRICS[task])}"
-            )
-        if not isinstance(checks, dict) or not checks:
-            raise ValueError(f"thresholds['{metric}'] must be a dict such as {{'min': 0.8}}, got {checks!r}")
-        unknown = [name for name in checks if name not in CHECKS]
-        if unknown:
-            raise ValueError(f"unknown check(s) {', '.join(unknown)} on '{metric}': expected {', '.join(CHECKS)}")
-        lower = metric in LOWER_IS_BETTER
-        if lower and "max_drop" in checks:
-            raise ValueError(f"'{metric}' is lower-is-better: bound its regression with max_increase, not max_drop")
-        if not lower and "max_increase" in checks:
-            raise ValueError(f"'{metric}' is higher-is-better: bound its regression with max_drop, not max_increase")
-        values = {}
-        for name, value in checks.items():
-            try:
-                values[name] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"thresholds['{metric}']['{name}'] must be a number, got {value!r}") from None
-            if name in ("max_drop", "max_increase") and values[name] < 0:
-                raise ValueError(f"thresholds['{metric}']['{name}'] must be >= 0, got {value!r}")
-        checked[metric] = values
-    return checked
 
 
 def decide(

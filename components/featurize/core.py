@@ -10,7 +10,14 @@ uses live in this module and are named in `SKOPS_TRUSTED`.
 A featurizer artifact is a directory:
 
     {path}/transformer.skops   the fitted transformer (skops format)
-    {path}/featurizer.json     feature columns (name, kind, MLflow type), target column, task, classes, time column
+    {path}/featurizer.json     feature columns (name, kind, MLflow type), target column, task, classes, time column,
+                               and the id of the splits it was fitted with (`split_id`)
+
+featurize writes its three outputs each atomically, the featurizer last, and tags both splits' Parquet files with
+their split and the splits' id (a hash of both splits' rows: the same data and seed give the same files): a
+featurizer exists only once both splits are in place, and a reader of a split checks its tags against the
+featurizer (`check_split`), so a split that another (e.g. a killed) featurize run left is never read as this
+featurizer's. A file without the tags (data of one's own) is not checked.
 """
 
 from __future__ import annotations
@@ -18,9 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,6 +223,8 @@ class Featurizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the featurizer directory at `path` atomically (a temporary directory renamed into place)."""
+        from kfp_ct.components._common.datasets import atomic_dir
+
         with atomic_dir(path) as tmp:
             skops_io().dump(self.transformer, os.path.join(tmp, TRANSFORMER_FILE))
             with open(os.path.join(tmp, SPEC_FILE), "w") as f:
@@ -251,28 +258,6 @@ def _to_datetime(series: pd.Series) -> pd.Series:
     return values
 
 
-class atomic_dir:  # noqa: N801 (a context manager used like a function)
-    """Yields a temporary directory beside `path`; renames it to `path` only if the block succeeds."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.target = Path(path)
-
-    def __enter__(self) -> str:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.target.is_dir() and not any(self.target.iterdir()):
-            self.target.rmdir()  # KFP may create an empty output directory
-        elif self.target.exists():
-            shutil.rmtree(self.target) if self.target.is_dir() else self.target.unlink()
-        os.replace(self.tmp, self.target)
-
-
 def skops_io():
     """`skops.io`, imported without importing torch. skops computes its trusted types at import time from
     scikit-learn's `all_estimators()`, whose `pkgutil.walk_packages` imports every subpackage of sklearn, its vendored
@@ -290,6 +275,30 @@ def skops_io():
     import skops.io
 
     return skops.io
+
+
+def split_id(train: pd.DataFrame, test: pd.DataFrame) -> str:
+    """The id of a pair of splits: a hash of their rows."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for frame in (train, test):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:32]
+
+
+def check_split(featurizer: Featurizer, split: str, path: str | os.PathLike) -> None:
+    """Checks that the dataset file at `path`, when featurize wrote it, is the `split` ("train" or "test") written
+    together with `featurizer`."""
+    from kfp_ct.components._common.datasets import read_tags
+
+    expected, tags = featurizer.extra.get("split_id"), read_tags(path)
+    if expected and tags.get("split_id") and (tags["split_id"], tags.get("split")) != (expected, split):
+        raise ValueError(
+            f"{path} is not the {split} split this featurizer was fitted with (it is the {tags.get('split')} split "
+            f"of splits {tags['split_id']}, the featurizer's are {expected}): pass the outputs of one featurize run"
+        )
 
 
 def load_featurizer(path: str | os.PathLike) -> Featurizer:
@@ -671,13 +680,15 @@ def featurize(
             "impute_non_finite": impute_non_finite,
         }
     )
+    ids = split_id(train, test)
+    featurizer.extra["split_id"] = ids
     written = []
     try:
-        train_meta = datasets.write_frame(train, train_path, source_uri)
+        train_meta = datasets.write_frame(train, train_path, source_uri, {"split_id": ids, "split": "train"})
         written.append(train_path)
-        test_meta = datasets.write_frame(test, test_path, source_uri)
+        test_meta = datasets.write_frame(test, test_path, source_uri, {"split_id": ids, "split": "test"})
         written.append(test_path)
-        featurizer.save(featurizer_path)
+        featurizer.save(featurizer_path)  # last: it vouches for the two splits above
     except BaseException:
         for path in written:
             Path(path).unlink(missing_ok=True)
@@ -685,8 +696,8 @@ def featurize(
     return {
         "task": task,
         "classes": featurizer.classes,
-        "train": {**train_meta, "split": "train"},
-        "test": {**test_meta, "split": "test"},
+        "train": {**train_meta, "split": "train", "split_id": ids},
+        "test": {**test_meta, "split": "test", "split_id": ids},
         "features": len(featurizer.feature_columns),
         "output_features": len(featurizer.spec()["output_features"]),
     }

@@ -27,9 +27,11 @@ def push(
 ) -> str:
     """Publishes a model version, proves it serves, and deploys it to KServe (or makes it the local champion).
 
-    The model is copied to storage_uri under a new version folder, atomically (readers only see complete
-    versions). Infra validation then starts the catalog's model server on that copy and sends the model's input
-    example through the V1 and V2 protocols; any failure stops the push and nothing is promoted. With
+    Every check runs first: the name, the manifest, and the MLflow registry (it must exist, answer and know the
+    model's training run; push never creates one). The model is then copied to storage_uri under a new version
+    folder, atomically (readers only see complete versions). Infra validation starts the catalog's model server on
+    that copy and sends the model's input example through the V1 and V2 protocols; any failure from there on
+    (validation, registry, rollout) withdraws the copy, and nothing is promoted. With
     target="kserve" the InferenceService (validated against the CRD schema) is created or updated with a canary,
     smoke-tested once Ready, then promoted to 100% or rolled back to 0% (in RawDeployment/Standard mode: a full
     rollout gated on the smoke test, rolled back to the previous storageUri). With target="local" the registered

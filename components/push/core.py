@@ -1,11 +1,13 @@
 """Push: publish a model version to storage, prove it serves, then roll it out to KServe or make it the champion.
 
+0. Every check comes first: names, the manifest, and the registry (it must exist and answer, and know the model's
+   training run: push never creates a registry).
 1. The model directory is copied to `{storage_uri}/{new version}` atomically (storage.publish_directory): a reader
    never sees a half-written version.
 2. Infra validation: the catalog's model server is started on the COPY, as the serving image runs it
    (`python -m kfp_ct.components.push.server`, on a free loopback port), and the model's input example is sent
    through V1 and V2; both answers must equal the model's own predictions. Any failure stops the push, the copy is
-   withdrawn and nothing is promoted.
+   withdrawn and nothing is promoted (as after any later failure, up to a successful rollout).
 3. The InferenceService is built with the kserve SDK's models and validated against the CRD schema.
 4. target="kserve": rollout.rollout (canary and promote or roll back in Serverless mode; full rollout gated on the
    smoke test, with rollback to the previous storageUri, in raw mode).
@@ -281,8 +283,9 @@ def http_smoke_test(model_name: str, records: list[dict], expected: dict, timeou
 
 def _registry_version(
     meta: dict, model_name: str, published: str, tracking_uri: str | None, registered_version: str | None = None
-) -> tuple[str, str]:
-    """(registered model, version) of this model: the version its training run registered, or a new one."""
+) -> tuple[str, str, bool]:
+    """(registered model, version, whether push registered it) of this model: the version its training run
+    registered, or a new one."""
     from kfp_ct.components._common import tracking
 
     registered = str(meta.get("model_name") or model_name)
@@ -290,11 +293,22 @@ def _registry_version(
     version = str(registered_version) if registered_version else None
     if version is None and run_id:
         version = tracking.version_for_run(registered, run_id, tracking_uri)
-    if version is None:
-        version = tracking.register_version(
-            registered, published, run_id, tracking_uri, tags={"kfp_ct.storage_uri": published}
-        )
-    return registered, version
+    if version is not None:
+        return registered, version, False
+    version = tracking.register_version(
+        registered, published, run_id, tracking_uri, tags={"kfp_ct.storage_uri": published}
+    )
+    return registered, version, True
+
+
+def _check_registry(meta: dict, tracking_uri: str | None) -> None:
+    """Before anything is published: the registry exists and answers (push never creates one), and it knows the
+    run that trained the model."""
+    from kfp_ct.components._common import tracking
+
+    tracking.check_registry(tracking_uri)
+    if meta.get("mlflow_run_id"):
+        tracking.check_run(meta["mlflow_run_id"], tracking_uri)
 
 
 def push(
@@ -316,7 +330,13 @@ def push(
     registered_version: str | None = None,
     log=print,
 ) -> PushResult:
-    """Publishes, validates and deploys the model directory `model_dir` (see the module docstring)."""
+    """Publishes, validates and deploys the model directory `model_dir` (see the module docstring).
+
+    Every check (names, storage scheme, manifest, the registry and the model's run in it) runs before anything is
+    published; a failure after publishing withdraws the published version (and a registry version push itself
+    registered), unless the version already serves on the cluster.
+    """
+    from kfp_ct.components._common import tracking
     from kfp_ct.components._common.model import read_metadata
 
     if target not in TARGETS:
@@ -333,6 +353,9 @@ def push(
         )
     meta = read_metadata(model_dir)  # fails here, before anything is copied, when it is not a kfp-ct model
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or meta.get("tracking_uri")
+    uses_registry = target == "local" or bool(tracking_uri and meta.get("mlflow_run_id"))
+    if uses_registry:
+        _check_registry(meta, tracking_uri)
     resources = resources or manifests.Resources()
     # the manifest is checked before the copy, so a bad resource or name fails fast; storageUri is filled in below
     spec = manifests.ServiceSpec(
@@ -352,44 +375,51 @@ def push(
         storage_uri = os.path.abspath(os.path.expanduser(storage.split_uri(storage_uri)[2]))
     published = storage.publish_directory(model_dir, storage_uri)
     log(f"published {model_dir} to {published}")
+    registered = version = None
+    created = False
     try:
         checked = infra_validate(published, model_dir, model_name, validation_timeout_s)
+        log(f"infra validation passed: V1 and V2 answers to the input example match the model ({published})")
+        labels = {"kfp-ct.io/model-version": published.rstrip("/").rsplit("/", 1)[-1][:63]}
+        manifest = manifests.inference_service(replace(spec, storage_uri=published, labels=labels))
+        if uses_registry:
+            registered, version, created = _registry_version(
+                meta, model_name, published, tracking_uri, registered_version
+            )
+        if target == "local":
+            previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri)
+            log(f"{registered} version {version} is the champion (previous: {previous})")
+            return PushResult(
+                manifests.service_url(model_name, namespace, deployment_mode),
+                published,
+                manifest,
+                target,
+                registered,
+                version,
+                previous,
+            )
+        from kfp_ct.components.push import rollout
+
+        api = api if api is not None else rollout.custom_objects_api()
+        smoke = http_smoke_test(model_name, checked["records"], checked["expected"])
+        result = rollout.rollout(api, manifest, smoke, canary_traffic_percent, rollout_timeout_s, poll_s, log=log)
     except BaseException:
-        storage.withdraw_version(published)
-        log(f"infra validation failed: withdrew {published}")
+        _undo(published, registered if created else None, version, tracking_uri, log)
         raise
-    log(f"infra validation passed: V1 and V2 answers to the input example match the model ({published})")
-    labels = {"kfp-ct.io/model-version": published.rstrip("/").rsplit("/", 1)[-1][:63]}
-    manifest = manifests.inference_service(replace(spec, storage_uri=published, labels=labels))
-
-    if target == "local":
-        registered, version = _registry_version(meta, model_name, published, tracking_uri, registered_version)
-        from kfp_ct.components._common import tracking
-
-        previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri)
-        log(f"{registered} version {version} is the champion (previous: {previous})")
-        return PushResult(
-            manifests.service_url(model_name, namespace, deployment_mode),
-            published,
-            manifest,
-            target,
-            registered,
-            version,
-            previous,
-        )
-
-    from kfp_ct.components.push import rollout
-
-    api = api if api is not None else rollout.custom_objects_api()
-    smoke = http_smoke_test(model_name, checked["records"], checked["expected"])
-    result = rollout.rollout(api, manifest, smoke, canary_traffic_percent, rollout_timeout_s, poll_s, log=log)
-    registered = version = previous = None
-    if tracking_uri and meta.get("mlflow_run_id"):
-        from kfp_ct.components._common import tracking
-
-        registered, version = _registry_version(meta, model_name, published, tracking_uri, registered_version)
-        previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri)
+    # the version serves now: a registry failure from here on leaves it published (and raises)
+    previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri) if uses_registry else None
     return PushResult(result.url, published, manifest, target, registered, version, previous, result.events)
+
+
+def _undo(published: str, registered: str | None, version: str | None, tracking_uri: str | None, log) -> None:
+    """Withdraws the published version, and the registry version push registered for it, after a failed push."""
+    from kfp_ct.components._common import tracking
+
+    storage.withdraw_version(published)
+    log(f"push failed: withdrew {published}")
+    if registered is not None:
+        tracking.delete_version(registered, version, tracking_uri)
+        log(f"push failed: deleted version {version} of {registered}, which it had registered")
 
 
 def write_manifest(manifest: dict, path: str) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfp_ct.components._common import checks
 from kfp_ct.components._common.storage import S3_SECRET
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -39,7 +39,6 @@ CRD_PATH = (
     / "serving.kserve.io_inferenceservices.yaml"
 )
 PACKAGED_SCHEMA = Path(__file__).resolve().parent / "inferenceservice_v1beta1.schema.json.gz"
-_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -83,13 +82,8 @@ class ServiceSpec:
 
 
 def check_name(name: str, what: str = "model_name") -> str:
-    """Checks that `name` can name an InferenceService (a DNS-1035 label, short enough for KServe's hostnames)."""
-    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 45:
-        raise ValueError(
-            f"{what} '{name}' cannot name an InferenceService: use at most 45 lowercase letters, digits "
-            "and '-', starting with a letter and not ending with '-' (for example 'elec2-classifier')"
-        )
-    return name
+    """Checks that `name` can name an InferenceService (see _common.checks.check_serving_name)."""
+    return checks.check_serving_name(name, what)
 
 
 def check_deployment_mode(mode: str) -> str:
