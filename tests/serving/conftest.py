@@ -4,111 +4,14 @@ subprocess, started once per session and stopped after)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
-from loopback import free_port
-
-ELEC2_ROWS = 3000
-MODEL_NAME = "elec2"
-WEEKDAYS = {1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat", 7: "sun"}
-
-
-def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0) -> dict:
-    """A kfp-ct model of an elec2 slice; a text column (weekday) is derived from `day` so text inputs are served too."""
-    import pandas as pd
-
-    from kfp_ct.components._common import datasets
-    from kfp_ct.components.featurize.core import featurize
-    from kfp_ct.components.train_sklearn.core import train_sklearn
-
-    frame = pd.read_csv(data_dir / "elec2" / "elec2.csv", nrows=ELEC2_ROWS)
-    frame["weekday"] = frame["day"].map(WEEKDAYS)
-    datasets.write_frame(frame, out / "data.parquet", "elec2.csv")
-    featurize(
-        str(out / "data.parquet"),
-        "class",
-        str(out / "train.parquet"),
-        str(out / "test.parquet"),
-        str(out / "featurizer"),
-        seed=seed,
-    )
-    outcome = train_sklearn(
-        str(out / "train.parquet"),
-        str(out / "featurizer"),
-        str(out / "model"),
-        registered,
-        hyperparameters={"max_iter": 20},
-        seed=seed,
-        tracking_uri=tracking_uri,
-    )
-    return {
-        "path": str(out / "model"),
-        "test": str(out / "test.parquet"),
-        "tracking_uri": tracking_uri,
-        "registered": registered,
-        "version": outcome.version,
-    }
+from elec2_serving import MODEL_NAME, start_model_server, stop_model_server, train_elec2
 
 
 @pytest.fixture(scope="session")
 def trained_model(shared_data, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("served_model")
     return train_elec2(out, f"sqlite:///{out / 'mlflow.db'}", "elec2-serving", shared_data)
-
-
-def start_model_server(model_uri: str, model_name: str, log_path, env=None, timeout: float = 120):
-    """`python -m kfp_ct.components.push.server` on a free loopback port; returns (process, base URL)."""
-    port = free_port()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kfp_ct.components.push.server",
-                "--model_uri",
-                model_uri,
-                "--model_name",
-                model_name,
-                "--http_port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-                "--enable_latency_logging",
-                "false",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the model server exited with {process.returncode}:\n{open(log_path).read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/v2/models/{model_name}/ready", timeout=2):
-                return process, base
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError(f"the model server was not ready in {timeout} s:\n{open(log_path).read()[-3000:]}")
-
-
-def stop_model_server(process) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from loopback import free_port, train_elec2
+from elec2_serving import train_elec2
+from loopback import free_port
 
 from kfp_ct.components._common import tracking
 from kfp_ct.components.preflight.core import preflight

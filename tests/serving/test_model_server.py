@@ -369,7 +369,7 @@ def test_a_body_over_the_limit_is_refused_413_and_serving_goes_on(model_server, 
 def test_the_body_limit_is_configurable(trained_model, rows, tmp_path):
     import os
 
-    from conftest import start_model_server, stop_model_server  # tests/serving/conftest.py
+    from elec2_serving import start_model_server, stop_model_server
 
     process, base = start_model_server(
         trained_model["path"], NAME, tmp_path / "server.log", env={**os.environ, "KFP_CT_MAX_BODY_BYTES": "20000"}
