@@ -265,7 +265,7 @@ def evaluate(
     """Scores the candidate and the champion of `model_name` on the test split, decides, and when blessed points
     the `challenger` alias at the candidate's registered version."""
     from kfp_ct.components._common import datasets, tracking
-    from kfp_ct.components._common.model import load_model, read_metadata
+    from kfp_ct.components._common.model import load_champion, load_model, read_metadata
 
     candidate_model = load_model(model_path)
     check_thresholds(thresholds, candidate_model.task)  # fail on bad thresholds before any scoring
@@ -276,10 +276,9 @@ def evaluate(
 
     champion_eval, champion_version, champion_meta = None, None, {}
     with tempfile.TemporaryDirectory(prefix="kfp-ct-champion-") as tmp:
-        found = tracking.champion(model_name, tracking_uri, dst=tmp)
+        found = load_champion(model_name, tracking_uri, dst=tmp)  # fails closed: see tracking.resolve_alias
         if found is not None:
-            champion_version, champion_path = found
-            champion_model = load_model(champion_path)
+            champion_version, champion_model = found
             if champion_model.task != candidate_model.task:
                 raise ValueError(
                     f"the champion (version {champion_version} of '{model_name}') is a "
