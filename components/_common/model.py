@@ -313,9 +313,10 @@ def load_torch_weights(file: str | os.PathLike) -> dict:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - weights_only refuses any global it does not know
-        raise ValueError(
-            f"{file} does not load as torch weights (weights_only=True): {type(err).__name__}: {err}"
-        ) from None
+        lines = str(err).splitlines() or [""]
+        reason = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0])
+        reason = reason.split(". Please")[0]
+        raise ValueError(f"{file} does not load as torch weights (weights_only=True): {reason}") from None
     if not isinstance(state, dict) or not all(
         isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in state.items()
     ):

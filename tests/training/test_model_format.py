@@ -141,7 +141,8 @@ def test_only_catalog_adapters_are_imported():
         with pytest.raises(ValueError, match="not one of the catalog's adapters"):
             model_format.resolve_adapter(name)
     # the names of models saved before the registry: accepted when exactly a registered adapter's path
-    assert type(model_format.resolve_adapter("kfp_ct.components.train_sklearn.core:SklearnAdapter")) is sk.SklearnAdapter
+    legacy = "kfp_ct.components.train_sklearn.core:SklearnAdapter"
+    assert type(model_format.resolve_adapter(legacy)) is sk.SklearnAdapter
     assert type(model_format.resolve_adapter("sklearn")) is sk.SklearnAdapter
     with pytest.raises(FileNotFoundError, match="MLmodel"):
         model_format.load_model("/nonexistent/model")
