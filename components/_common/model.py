@@ -47,7 +47,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components.featurize.core import CLASSIFICATION, Featurizer, atomic_dir, load_featurizer
+from kfp_ct.components.featurize.core import (
+    CLASSIFICATION,
+    SKOPS_TRUSTED,
+    TRANSFORMER_FILE,
+    Featurizer,
+    atomic_dir,
+    load_featurizer,
+)
 
 FEATURIZER_DIR = "featurizer"
 METADATA_KEY = "kfp_ct"
@@ -65,6 +72,9 @@ ADAPTERS = {
 # Files that hold pickles (pickle, cloudpickle, joblib): never read, wherever they are in a model folder.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
 PICKLE_FORMATS = ("pickle", "cloudpickle")
+# Exactly the types a fitted featurizer's skops file holds beyond skops' defaults (the featurizer's own classes and
+# numpy's dtype); a model folder whose featurizer needs any other is refused before it is loaded.
+FEATURIZER_TRUSTED_TYPES = sorted([*SKOPS_TRUSTED, "numpy.dtype"])
 
 
 def adapter_name(adapter) -> str:
@@ -287,21 +297,28 @@ def _required(file: str | os.PathLike) -> str:
     return str(file)
 
 
-def load_skops(file: str | os.PathLike, trusted: list[str]):
-    """The object in the skops file `file`, trusting exactly the type names in `trusted` beyond skops' own
-    defaults; a file that needs any other type is refused, naming the file and the types."""
+def check_skops(file: str | os.PathLike, trusted: list[str]) -> str:
+    """`file` when it is a skops file that needs no types beyond skops' defaults and exactly those in `trusted`;
+    otherwise ValueError naming the file (and the types)."""
     from kfp_ct.components.featurize.core import skops_io
 
     file = _required(file)
-    sio = skops_io()
     try:
-        needed = sio.get_untrusted_types(file=file)
+        needed = skops_io().get_untrusted_types(file=file)
     except Exception as err:  # noqa: BLE001 - not a skops archive (a pickle renamed, a broken zip)
         raise ValueError(f"{file} is not a readable skops file: {type(err).__name__}: {err}") from None
     refused = sorted(set(needed) - set(trusted))
     if refused:
         raise ValueError(f"{file} holds types the catalog does not trust: {', '.join(refused)}")
-    return sio.load(file, trusted=list(trusted))
+    return file
+
+
+def load_skops(file: str | os.PathLike, trusted: list[str]):
+    """The object in the skops file `file`, trusting exactly the type names in `trusted` beyond skops' own
+    defaults (see `check_skops`)."""
+    from kfp_ct.components.featurize.core import skops_io
+
+    return skops_io().load(check_skops(file, trusted), trusted=list(trusted))
 
 
 def load_torch_weights(file: str | os.PathLike) -> dict:
@@ -348,6 +365,7 @@ def load_model(path: str | os.PathLike) -> TabularModel:
     meta = _metadata(mlflow_model, path)
     adapter = resolve_adapter(str(meta.get("adapter", "")))
     refuse_pickles(path, mlflow_model)
+    check_skops(os.path.join(path, FEATURIZER_DIR, TRANSFORMER_FILE), FEATURIZER_TRUSTED_TYPES)
     featurizer = load_featurizer(os.path.join(path, FEATURIZER_DIR))
     signature = mlflow_model.signature
     specs = signature.inputs.inputs if signature else []

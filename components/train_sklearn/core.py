@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from kfp_ct.components._common.model import FEATURIZER_TRUSTED_TYPES
 from kfp_ct.components._common.training import FitResult, validation_metrics
-from kfp_ct.components.featurize.core import CLASSIFICATION, SKOPS_TRUSTED
+from kfp_ct.components.featurize.core import CLASSIFICATION
 
 # Each estimator's hyperparameters and their defaults; anything else is refused by name.
 HYPERPARAMETERS: dict[str, dict[str, object]] = {
@@ -112,13 +113,12 @@ def scores_of(model, x: np.ndarray, task: str, n_classes: int | None) -> np.ndar
     return out
 
 
-# Exactly the types a saved Pipeline(featurizer, estimator) holds beyond skops' defaults: the featurizer's own
-# classes, numpy's dtype, and the fitted trees of the random forests and histogram gradient boosting. Saving a pipeline
-# that needs anything else fails, so every model the trainer writes loads with this list.
+# Exactly the types a saved Pipeline(featurizer, estimator) holds beyond skops' defaults: the featurizer's, and the
+# fitted trees of the random forests and histogram gradient boosting. Saving a pipeline that needs anything else
+# fails, so every model the trainer writes loads with this list.
 TRUSTED_TYPES = sorted(
     [
-        *SKOPS_TRUSTED,
-        "numpy.dtype",
+        *FEATURIZER_TRUSTED_TYPES,
         "sklearn.tree._tree.Tree",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     ]

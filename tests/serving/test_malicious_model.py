@@ -90,6 +90,22 @@ def _untrusted_skops(folder, marker) -> str:
     return "model.skops"
 
 
+def _untrusted_featurizer(folder, marker) -> str:
+    """A featurizer whose pipeline first calls a scikit-learn function that writes files (skops' own checks and a
+    prefix rule on "sklearn." would let it through; the catalog's exact list does not)."""
+    from sklearn.datasets import dump_svmlight_file
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from kfp_ct.components.featurize.core import skops_io
+
+    file = folder / "featurizer" / "transformer.skops"
+    transformer = skops_io().load(file, trusted=skops_io().get_untrusted_types(file=file))
+    writer = FunctionTransformer(func=dump_svmlight_file, kw_args={"y": [0], "f": marker})
+    skops_io().dump(Pipeline([("write", writer), ("featurize", transformer)]), file)
+    return "transformer.skops holds types the catalog does not trust: sklearn.datasets"
+
+
 def _torch_payload(folder, marker) -> str:
     """The folder turned into a torch model whose weights file unpickles the payload."""
     import torch
@@ -112,6 +128,7 @@ TAMPERINGS = {
     "cloudpickle": lambda folder, marker: _pickle_folder(folder, marker, "cloudpickle"),
     "pickle_named_bin": _pickle_without_suffix,
     "untrusted_skops": _untrusted_skops,
+    "untrusted_featurizer": _untrusted_featurizer,
     "torch_pickle": _torch_payload,
     "foreign_adapter": _foreign_adapter,
 }
