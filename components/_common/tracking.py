@@ -4,7 +4,9 @@ The tracking URI is, in order: the `tracking_uri` argument, the MLFLOW_TRACKING_
 file `mlflow.db` in the working folder (artifacts beside it in `mlruns/`). The registry uses the same URI.
 
 Aliases name the roles of a registered model's versions: `challenger` (blessed by evaluate), `champion` (serving,
-set by `promote`).
+set by `promote`). `set_alias` also records the version in the registered model's tag `kfp_ct.alias.<alias>`:
+MLflow drops an alias with the version it points at, and the tag tells "the champion was deleted" (an error, see
+`resolve_alias`) apart from "there never was a champion" (a first model).
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Thresholds map a metric to its checks:
 The candidate is blessed when every check passes. Without a champion only the absolute checks apply. Without any
 thresholds the candidate is blessed when it is no worse than the champion on the primary metric (roc_auc for
 classification, rmse for regression), and always when there is no champion.
+
+"No champion" means the registry has no `champion` alias at all (the model is not registered, or never had one); a
+champion alias that cannot be resolved (its version was deleted), downloaded or loaded is an error naming the alias
+and the version, and nothing is blessed (tracking.resolve_alias, model.load_champion).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import uuid
 
 import pytest
 import yaml
-from conftest import free_port
 
 from kfp_ct.components._common import model as model_format
 from kfp_ct.components._common import storage, tracking
@@ -191,7 +190,7 @@ def test_kfp_ct_serve_exits_without_running_the_pickle(trained_model, tmp_path):
     _pickle_folder(folder, str(marker), "pickle")
     command = "import sys; from kfp_ct.pipelines.cli import main; sys.argv[0] = 'kfp-ct'; main()"
     done = subprocess.run(
-        [sys.executable, "-c", command, "serve", str(folder), "--port", str(free_port())],
+        [sys.executable, "-c", command, "serve", str(folder), "--port", "0"],
         capture_output=True,
         text=True,
         timeout=120,
