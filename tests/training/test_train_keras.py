@@ -193,7 +193,8 @@ def test_a_keras_file_with_code_is_refused(elec2_fit, elec2, tmp_path):
         path, result.estimator, elec2.featurizer, tk.KerasAdapter(), input_example=elec2.x_raw, metadata={}
     )
     marker = tmp_path / "marker"
-    payload = keras.layers.Lambda(lambda x: (open(str(marker), "w").write("pwned"), x)[1])
+    target = str(marker)
+    payload = keras.layers.Lambda(lambda x: (open(target, "w").write("pwned"), x)[1])
     evil = keras.Sequential([keras.Input((result.estimator.n_features_in_,)), payload, keras.layers.Dense(2)])
     evil.save(path / "data" / "model.keras")
     marker.unlink(missing_ok=True)  # building the model ran the lambda once; loading must not
