@@ -151,7 +151,7 @@ def resolve_alias(model_name: str, alias: str, tracking_uri: str | None = None) 
         fate = "and was removed" if _version_exists(mlflow_client, model_name, recorded) else "which no longer exists"
         raise AliasError(
             f"the '{alias}' alias of '{model_name}' is gone: it pointed at version {recorded}, {fate}"
-            f"; refusing to treat the candidate as a first model. Point '{alias}' at the version that serves "
+            f"; refusing to act as if there never was one (a first model). Point '{alias}' at the version that serves "
             f"(kfp_ct.components._common.tracking.promote), or delete the registered model's tag '{alias_tag(alias)}' "
             "to start over"
         )
