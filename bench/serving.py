@@ -99,12 +99,11 @@ def train(workdir: Path, rows: int | None, max_iter: int) -> dict:
 
 
 def bare_server(model_path: str, port: int) -> None:
-    import mlflow.sklearn
-
     import kserve
+    from kfp_ct.components._common.model import load_model
     from kfp_ct.components.push.server import _model_server, _quiet_per_request_logs
 
-    estimator = mlflow.sklearn.load_model(model_path).steps[-1][1]
+    estimator = load_model(model_path).scorer.pipeline.steps[-1][1]  # the fitted estimator alone, read from skops
 
     class BareModel(kserve.Model):
         def __init__(self, name):

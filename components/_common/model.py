@@ -10,18 +10,23 @@ A model artifact is a directory:
     {path}/featurizer/          the fitted featurizer (see kfp_ct.components.featurize.core)
     {path}/...                  the framework's files, written by its adapter
 
-Frameworks plug in through an adapter class in their trainer's module, named in the metadata as
-"module:Class" (for example "kfp_ct.components.train_sklearn.core:SklearnAdapter"):
+Models are data, never code. Frameworks plug in through an adapter class in their trainer's module, listed in
+`ADAPTERS` (the catalog's own registry: framework name -> "module:Class") and named in the metadata by its framework
+name; a model folder cannot name any other code to import. Every load goes through `load_model`, which reads only the
+formats the catalog writes, each in its safe mode (`load_skops` with the trusted types named exactly,
+`load_torch_weights` with `weights_only=True`, `load_keras` with `safe_mode=True`) and refuses pickle and
+cloudpickle files, whatever the folder's MLmodel says:
 
     class MyAdapter:
-        framework = "torch"          # short name, recorded in the metadata
+        framework = "torch"          # its key in ADAPTERS, recorded in the metadata
         libraries = ("torch",)       # distributions whose versions are recorded
         def save(self, estimator, featurizer, path, mlflow_model) -> None:
-            '''Writes the estimator under the (empty) directory `path`, typically with
-            mlflow.<flavor>.save_model(estimator, path, mlflow_model=mlflow_model, ...), which adds its flavor.'''
+            '''Writes the estimator under the (empty) directory `path` in a format one of this module's safe
+            readers takes (never a pickle), adding its flavor to `mlflow_model` where MLflow has one.'''
         def load(self, path, featurizer) -> Callable[[pd.DataFrame], np.ndarray]:
             '''A scorer: raw feature rows -> class probabilities (n, n_classes) for classification, or predicted
-            values (n,) for regression. `featurizer.transform(frame)` gives the float32 matrix.'''
+            values (n,) for regression, reading its files with load_skops, load_torch_weights or load_keras.
+            `featurizer.transform(frame)` gives the float32 matrix.'''
 
 `save_model` does the rest (featurizer, signature, input example, metadata, the pyfunc flavor, atomic write);
 `load_model` gives a `TabularModel`, and `mlflow.pyfunc.load_model(path).predict(frame)` works for every framework
@@ -43,7 +48,13 @@ import numpy as np
 import pandas as pd
 
 from kfp_ct.components._common.datasets import atomic_dir
-from kfp_ct.components.featurize.core import CLASSIFICATION, Featurizer, load_featurizer
+from kfp_ct.components.featurize.core import (
+    CLASSIFICATION,
+    SKOPS_TRUSTED,
+    TRANSFORMER_FILE,
+    Featurizer,
+    load_featurizer,
+)
 
 FEATURIZER_DIR = "featurizer"
 METADATA_KEY = "kfp_ct"
@@ -51,15 +62,37 @@ BASE_LIBRARIES = ("kfp-ct", "mlflow", "scikit-learn", "numpy", "pandas", "pyarro
 INPUT_EXAMPLE_ROWS = 5
 
 
+# The catalog's adapters: the only code a model's metadata can select, by name. Models saved before the names were
+# short carry "module:Class"; such a name is accepted only when it is exactly one of these.
+ADAPTERS = {
+    "sklearn": "kfp_ct.components.train_sklearn.core:SklearnAdapter",
+    "torch": "kfp_ct.components.train_torch.core:TorchAdapter",
+    "keras": "kfp_ct.components.train_keras.core:KerasAdapter",
+}
+# Files that hold pickles (pickle, cloudpickle, joblib): never read, wherever they are in a model folder.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
+PICKLE_FORMATS = ("pickle", "cloudpickle")
+# Exactly the types a fitted featurizer's skops file holds beyond skops' defaults (the featurizer's own classes and
+# numpy's dtype); a model folder whose featurizer needs any other is refused before it is loaded.
+FEATURIZER_TRUSTED_TYPES = sorted([*SKOPS_TRUSTED, "numpy.dtype"])
+
+
 def adapter_name(adapter) -> str:
-    return f"{type(adapter).__module__}:{type(adapter).__name__}"
+    """The registry name of `adapter` (its framework), recorded in the metadata."""
+    if adapter.framework not in ADAPTERS:
+        raise ValueError(
+            f"adapter framework '{adapter.framework}' is not in the catalog's ADAPTERS ({', '.join(ADAPTERS)})"
+        )
+    return adapter.framework
 
 
 def resolve_adapter(name: str):
-    """The adapter instance a model's metadata names; only the catalog's own modules are imported."""
-    module_name, _, class_name = name.partition(":")
-    if not module_name.startswith("kfp_ct.") or not class_name:
-        raise ValueError(f"model adapter '{name}' is not a kfp_ct 'module:Class' name")
+    """The adapter instance a model's metadata names: a name in `ADAPTERS` (or exactly its "module:Class" value);
+    anything else is refused, and nothing named by the model folder is imported."""
+    key = name if name in ADAPTERS else {path: key for key, path in ADAPTERS.items()}.get(name)
+    if key is None:
+        raise ValueError(f"model adapter '{name}' is not one of the catalog's adapters ({', '.join(ADAPTERS)})")
+    module_name, _, class_name = ADAPTERS[key].partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -213,33 +246,155 @@ class TabularModel:
         return scores
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The catalog's metadata in a model directory's MLmodel file."""
+def _mlmodel(path: str):
     from mlflow.models import Model
 
     mlmodel = Path(path) / "MLmodel"
     if not mlmodel.is_file():
         raise FileNotFoundError(f"not a model directory: {mlmodel} is missing")
-    meta = (Model.load(str(mlmodel)).metadata or {}).get(METADATA_KEY)
+    return Model.load(str(mlmodel))  # YAML, read with yaml.safe_load
+
+
+def _metadata(mlflow_model, path: str) -> dict:
+    meta = (mlflow_model.metadata or {}).get(METADATA_KEY)
     if not meta:
-        raise ValueError(f"{mlmodel} has no '{METADATA_KEY}' metadata: it was not written by kfp-ct's save_model")
+        raise ValueError(
+            f"{Path(path) / 'MLmodel'} has no '{METADATA_KEY}' metadata: it was not written by kfp-ct's save_model"
+        )
     return meta
 
 
-def load_model(path: str | os.PathLike) -> TabularModel:
-    """Loads a model directory written by `save_model`."""
-    from mlflow.models import Model
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The catalog's metadata in a model directory's MLmodel file (plain YAML: nothing is loaded or imported)."""
+    return _metadata(_mlmodel(str(path)), str(path))
 
+
+def refuse_pickles(path: str | os.PathLike, mlflow_model=None) -> None:
+    """Raises ValueError naming the file when the model folder `path` holds a pickle: a file named as one (.pkl,
+    .pickle, .cloudpickle, .joblib), or the file of a flavor whose MLmodel entry says pickle or cloudpickle."""
     path = str(path)
-    meta = read_metadata(path)
+    for root, _, files in os.walk(path):
+        for name in sorted(files):
+            if name.lower().endswith(PICKLE_SUFFIXES):
+                raise ValueError(
+                    f"{os.path.join(root, name)}: pickle files in a model folder are refused (loading one runs "
+                    "code); kfp-ct models hold skops, torch weights or .keras files only"
+                )
+    mlflow_model = mlflow_model if mlflow_model is not None else _mlmodel(path)
+    for flavor, conf in mlflow_model.flavors.items():
+        serialization = str(conf.get("serialization_format", "")).lower()
+        if serialization in PICKLE_FORMATS:
+            file = os.path.join(path, str(conf.get("pickled_model") or conf.get("model_data") or flavor))
+            raise ValueError(
+                f"{file}: the MLmodel's {flavor} flavor says serialization_format {serialization}; pickle and "
+                "cloudpickle models are refused (loading one runs code)"
+            )
+
+
+def _required(file: str | os.PathLike) -> str:
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"{file} is missing: the model folder was not written by this version of kfp-ct")
+    return str(file)
+
+
+def check_skops(file: str | os.PathLike, trusted: list[str]) -> str:
+    """`file` when it is a skops file that needs no types beyond skops' defaults and exactly those in `trusted`;
+    otherwise ValueError naming the file (and the types)."""
+    from kfp_ct.components.featurize.core import skops_io
+
+    file = _required(file)
+    try:
+        needed = skops_io().get_untrusted_types(file=file)
+    except Exception as err:  # noqa: BLE001 - not a skops archive (a pickle renamed, a broken zip)
+        raise ValueError(f"{file} is not a readable skops file: {type(err).__name__}: {err}") from None
+    refused = sorted(set(needed) - set(trusted))
+    if refused:
+        raise ValueError(f"{file} holds types the catalog does not trust: {', '.join(refused)}")
+    return file
+
+
+def load_skops(file: str | os.PathLike, trusted: list[str]):
+    """The object in the skops file `file`, trusting exactly the type names in `trusted` beyond skops' own
+    defaults (see `check_skops`)."""
+    from kfp_ct.components.featurize.core import skops_io
+
+    return skops_io().load(check_skops(file, trusted), trusted=list(trusted))
+
+
+def load_torch_weights(file: str | os.PathLike) -> dict:
+    """The state dict (names -> tensors) in the torch file `file`, read with `torch.load(weights_only=True)` (which
+    unpickles tensors and plain containers only) onto the CPU."""
+    import torch
+
+    file = _required(file)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - weights_only refuses any global it does not know
+        lines = str(err).splitlines() or [""]
+        reason = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0])
+        reason = reason.split(". Please")[0]
+        raise ValueError(f"{file} does not load as torch weights (weights_only=True): {reason}") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in state.items()
+    ):
+        raise ValueError(f"{file} does not hold a state dict (parameter names -> tensors)")
+    return state
+
+
+def load_keras(file: str | os.PathLike):
+    """The Keras model in the `.keras` file `file`, loaded with `safe_mode=True` (no Lambda layers or other code
+    from the file) and uncompiled."""
+    import keras
+
+    file = _required(file)
+    if not file.endswith(".keras"):
+        raise ValueError(f"{file}: only the .keras format is loaded")
+    try:
+        return keras.saving.load_model(file, compile=False, safe_mode=True)
+    except Exception as err:  # noqa: BLE001 - an unsafe or broken file
+        raise ValueError(
+            f"{file} does not load as a Keras model (safe_mode=True): {type(err).__name__}: {err}"
+        ) from None
+
+
+def load_model(path: str | os.PathLike) -> TabularModel:
+    """Loads a model directory written by `save_model`: the adapter comes from `ADAPTERS`, its files are read in
+    their safe formats, and pickles are refused (see `refuse_pickles`)."""
+    path = str(path)
+    mlflow_model = _mlmodel(path)
+    meta = _metadata(mlflow_model, path)
+    adapter = resolve_adapter(str(meta.get("adapter", "")))
+    refuse_pickles(path, mlflow_model)
+    check_skops(os.path.join(path, FEATURIZER_DIR, TRANSFORMER_FILE), FEATURIZER_TRUSTED_TYPES)
     featurizer = load_featurizer(os.path.join(path, FEATURIZER_DIR))
-    adapter = resolve_adapter(meta["adapter"])
-    signature = Model.load(os.path.join(path, "MLmodel")).signature
+    signature = mlflow_model.signature
     specs = signature.inputs.inputs if signature else []
     inputs = [(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in specs]
     return TabularModel(
         path=path, featurizer=featurizer, metadata=meta, input_columns=inputs, scorer=adapter.load(path, featurizer)
     )
+
+
+def load_champion(
+    model_name: str, tracking_uri: str | None, dst: str | os.PathLike, alias: str | None = None
+) -> tuple[str, TabularModel] | None:
+    """(version, loaded model) of the `alias` (champion) of `model_name`, downloaded under `dst`; None only when
+    there is no such alias at all (tracking.resolve_alias). An alias that cannot be resolved, downloaded or loaded
+    raises tracking.AliasError naming the alias, the version and why."""
+    from kfp_ct.components._common import tracking
+
+    alias = alias or tracking.CHAMPION
+    found = tracking.champion(model_name, tracking_uri, dst=dst, alias=alias)
+    if found is None:
+        return None
+    version, path = found
+    try:
+        return version, load_model(path)
+    except Exception as err:
+        raise tracking.AliasError(
+            f"the '{alias}' alias of '{model_name}' points at version {version}, which cannot be loaded: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 class _PyfuncModel:

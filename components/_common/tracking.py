@@ -9,7 +9,9 @@ find what this one registered. There a local URI is refused before anything is w
 `tracking_uri` parameter or the key MLFLOW_TRACKING_URI of the Secret `kfp-ct-credentials` names the shared server.
 
 Aliases name the roles of a registered model's versions: `challenger` (blessed by evaluate), `champion` (serving,
-set by `promote`).
+set by `promote`). `set_alias` also records the version in the registered model's tag `kfp_ct.alias.<alias>`:
+MLflow drops an alias with the version it points at, and the tag tells "the champion was deleted" (an error, see
+`resolve_alias`) apart from "there never was a champion" (a first model).
 """
 
 from __future__ import annotations
@@ -225,22 +227,87 @@ def version_for_run(model_name: str, run_id: str, tracking_uri: str | None = Non
     return str(numbers[0]) if numbers else None
 
 
-def get_alias(model_name: str, alias: str, tracking_uri: str | None = None) -> str | None:
-    """The version that `alias` points at, or None (no such alias, or no such model)."""
+class AliasError(LookupError):
+    """An alias that cannot be resolved to a version, or whose version cannot be downloaded or loaded."""
+
+
+def alias_tag(alias: str) -> str:
+    """The registered model's tag that records the version the catalog last pointed `alias` at."""
+    return f"kfp_ct.alias.{alias}"
+
+
+def _registered_model(mlflow_client, model_name: str):
+    """The registered model, or None when `model_name` is not registered."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(client(tracking_uri).get_model_version_by_alias(model_name, alias).version)
+        return mlflow_client.get_registered_model(model_name)
     except MlflowException as err:
-        if _not_found(err) or "alias" in str(err).lower():
+        if _not_found(err):
             return None
         raise
 
 
+def get_alias(model_name: str, alias: str, tracking_uri: str | None = None) -> str | None:
+    """The version that `alias` points at now, or None (no such alias, or no such model)."""
+    registered = _registered_model(client(tracking_uri), model_name)
+    version = (registered.aliases or {}).get(alias) if registered is not None else None
+    return None if version is None else str(version)
+
+
+def resolve_alias(model_name: str, alias: str, tracking_uri: str | None = None) -> str | None:
+    """The version `alias` points at, failing closed: None only when there is no such alias at all (the model is not
+    registered, or it never had the alias); an alias whose version does not exist, or an alias the catalog set
+    (see `set_alias`) that is gone, raises AliasError naming the alias and the version. MLflow drops an alias with
+    the version it points at, so a deleted champion is told apart from no champion by the registered model's tag."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(tracking_uri)
+    registered = _registered_model(mlflow_client, model_name)
+    if registered is None:
+        return None
+    version = (registered.aliases or {}).get(alias)
+    if version is None:
+        recorded = (registered.tags or {}).get(alias_tag(alias))
+        if recorded is None:
+            return None
+        fate = "and was removed" if _version_exists(mlflow_client, model_name, recorded) else "which no longer exists"
+        raise AliasError(
+            f"the '{alias}' alias of '{model_name}' is gone: it pointed at version {recorded}, {fate}"
+            f"; refusing to act as if there never was one (a first model). Point '{alias}' at the version that serves "
+            f"(kfp_ct.components._common.tracking.promote), or delete the registered model's tag '{alias_tag(alias)}' "
+            "to start over"
+        )
+    version = str(version)
+    try:
+        mlflow_client.get_model_version(model_name, version)
+    except MlflowException as err:
+        raise AliasError(
+            f"the '{alias}' alias of '{model_name}' points at version {version}, which cannot be read: {err}"
+        ) from err
+    return version
+
+
+def _version_exists(mlflow_client, model_name: str, version: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_model_version(model_name, str(version))
+    except MlflowException as err:
+        if _not_found(err):
+            return False
+        raise
+    return True
+
+
 def set_alias(model_name: str, alias: str, version: str | int, tracking_uri: str | None = None) -> str | None:
-    """Points `alias` at `version` (moving it from wherever it was); returns the version it pointed at before."""
+    """Points `alias` at `version` (moving it from wherever it was) and records it in the registered model's tag
+    `alias_tag(alias)`, so that an alias lost with a deleted version is noticed (see `resolve_alias`); returns the
+    version it pointed at before."""
     previous = get_alias(model_name, alias, tracking_uri)
-    client(tracking_uri).set_registered_model_alias(model_name, alias, str(version))
+    mlflow_client = client(tracking_uri)
+    mlflow_client.set_registered_model_alias(model_name, alias, str(version))
+    mlflow_client.set_registered_model_tag(model_name, alias_tag(alias), str(version))
     return previous
 
 
@@ -270,11 +337,19 @@ def champion(
     model_name: str, tracking_uri: str | None = None, dst: str | os.PathLike | None = None, alias: str = CHAMPION
 ) -> tuple[str, str] | None:
     """(version, local model directory) of the champion of `model_name`, downloaded under `dst` (a new temporary
-    directory when None, which the caller removes); None when there is none."""
-    version = get_alias(model_name, alias, tracking_uri)
+    directory when None, which the caller removes); None only when there is no champion at all (see
+    `resolve_alias`). A champion that cannot be resolved or downloaded raises AliasError naming the alias and the
+    version."""
+    version = resolve_alias(model_name, alias, tracking_uri)
     if version is None:
         return None
-    return version, download_version(model_name, version, dst, tracking_uri)
+    try:
+        return version, download_version(model_name, version, dst, tracking_uri)
+    except Exception as err:
+        raise AliasError(
+            f"the '{alias}' alias of '{model_name}' points at version {version}, which cannot be downloaded: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def _quote(value: str) -> str:

@@ -12,6 +12,10 @@ Thresholds map a metric to its checks:
 The candidate is blessed when every check passes. Without a champion only the absolute checks apply. Without any
 thresholds the candidate is blessed when it is no worse than the champion on the primary metric (roc_auc for
 classification, rmse for regression), and always when there is no champion.
+
+"No champion" means the registry has no `champion` alias at all (the model is not registered, or never had one); a
+champion alias that cannot be resolved (its version was deleted), downloaded or loaded is an error naming the alias
+and the version, and nothing is blessed (tracking.resolve_alias, model.load_champion).
 """
 
 from __future__ import annotations
@@ -231,7 +235,7 @@ def evaluate(
     """Scores the candidate and the champion of `model_name` on the test split, decides, and when blessed points
     the `challenger` alias at the candidate's registered version."""
     from kfp_ct.components._common import datasets, tracking
-    from kfp_ct.components._common.model import load_model, read_metadata
+    from kfp_ct.components._common.model import load_champion, load_model, read_metadata
 
     candidate_model = load_model(model_path)
     check_thresholds(thresholds, candidate_model.task)  # fail on bad thresholds before any scoring
@@ -242,10 +246,9 @@ def evaluate(
 
     champion_eval, champion_version, champion_meta = None, None, {}
     with tempfile.TemporaryDirectory(prefix="kfp-ct-champion-") as tmp:
-        found = tracking.champion(model_name, tracking_uri, dst=tmp)
+        found = load_champion(model_name, tracking_uri, dst=tmp)  # fails closed: see tracking.resolve_alias
         if found is not None:
-            champion_version, champion_path = found
-            champion_model = load_model(champion_path)
+            champion_version, champion_model = found
             if champion_model.task != candidate_model.task:
                 raise ValueError(
                     f"the champion (version {champion_version} of '{model_name}') is a "

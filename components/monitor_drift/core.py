@@ -579,8 +579,7 @@ def performance_decay(
     ones. Returns (fired, details); fired is None when it cannot be checked."""
     import tempfile
 
-    from kfp_ct.components._common import tracking
-    from kfp_ct.components._common.model import load_model
+    from kfp_ct.components._common.model import load_champion
     from kfp_ct.components.evaluate.core import FALLBACK_PRIMARY, LOWER_IS_BETTER, PRIMARY, score
 
     schema = datasets.open_dataset(current_path).schema_arrow
@@ -591,11 +590,10 @@ def performance_decay(
     if frame.empty:
         return None, {"reason": f"every value of the label column '{target_column}' is missing in the current data"}
     with tempfile.TemporaryDirectory(prefix="kfp-ct-monitor-") as tmp:
-        found = tracking.champion(model_name, tracking_uri, dst=tmp)
+        found = load_champion(model_name, tracking_uri, dst=tmp)  # fails closed: see tracking.resolve_alias
         if found is None:
             return None, {"reason": f"'{model_name}' has no champion in the registry"}
-        version, path = found
-        model = load_model(path)
+        version, model = found
         current = score(model, frame, target_column)
     metric = PRIMARY[model.task] if current.get(PRIMARY[model.task]) is not None else FALLBACK_PRIMARY[model.task]
     recorded, source = _recorded_metric(model, metric, model_name, version, tracking_uri)

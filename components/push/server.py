@@ -326,7 +326,8 @@ class _Predictor:
 class _CompiledSklearn:
     """A numpy-only scorer for the catalog's scikit-learn models whose featurizer holds only the numeric (median
     impute, standard scale) and one-hot parts: the same float32 features and the same estimator calls, without the
-    per-request cost of pandas and of ColumnTransformer (milliseconds for one row).
+    per-request cost of pandas and of ColumnTransformer (milliseconds for one row). It reuses the estimator that
+    `load_model` read (skops, exact trusted types); nothing is loaded a second time.
 
     `build` returns None for any other structure, and the result is checked against the model's own predictions at
     load time (input example, all-missing rows, unseen categories); on any difference the server keeps the generic
@@ -348,7 +349,8 @@ class _CompiledSklearn:
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-        if model.metadata.get("adapter") != "kfp_ct.components.train_sklearn.core:SklearnAdapter":
+        pipeline = getattr(model.scorer, "pipeline", None)  # the sklearn adapter's scorer, loaded by load_model
+        if model.framework != "sklearn" or pipeline is None:
             return None
         transformer = model.featurizer.transformer
         if (
@@ -403,9 +405,6 @@ class _CompiledSklearn:
                     offset += len(categories)
             else:
                 return None
-        import mlflow.sklearn
-
-        pipeline = mlflow.sklearn.load_model(model.path)
         return cls(pipeline.steps[-1][1], model.featurizer.n_classes, list(position), numeric, one_hot, offset)
 
     def features(self, columns: list[np.ndarray]) -> np.ndarray:

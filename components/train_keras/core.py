@@ -69,9 +69,12 @@ def model_outputs(model, matrix: np.ndarray) -> np.ndarray:
     )
 
 
+MODEL_FILE = "data/model.keras"  # where mlflow.keras.save_model writes the `.keras` file
+
+
 class KerasAdapter:
-    """Saves the model with mlflow.keras (the `.keras` file), and scores raw rows: featurizer, model, softmax for
-    classification."""
+    """Saves the model with mlflow.keras (the `.keras` file), loads that file with Keras' safe mode, and scores raw
+    rows: featurizer, model, softmax for classification."""
 
     framework = "keras"
     libraries = ("tensorflow", "tensorflow-cpu", "keras")
@@ -97,9 +100,11 @@ class KerasAdapter:
         )
 
     def load(self, path: str, featurizer):
-        import mlflow.keras
+        import os
 
-        model = mlflow.keras.load_model(path)
+        from kfp_ct.components._common.model import load_keras
+
+        model = load_keras(os.path.join(path, MODEL_FILE))  # the file itself, whatever the MLmodel says
         task = featurizer.task
 
         def score(frame):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kfp_ct.components._common.model import FEATURIZER_TRUSTED_TYPES
 from kfp_ct.components._common.training import MAX_CLASSES, FitResult, validation_metrics
 from kfp_ct.components.featurize.core import CLASSIFICATION
 
@@ -112,8 +113,47 @@ def scores_of(model, x: np.ndarray, task: str, n_classes: int | None) -> np.ndar
     return out
 
 
+# Exactly the types a saved Pipeline(featurizer, estimator) holds beyond skops' defaults: the featurizer's, and the
+# fitted trees of the random forests and histogram gradient boosting. Saving a pipeline that needs anything else
+# fails, so every model the trainer writes loads with this list.
+TRUSTED_TYPES = sorted(
+    [
+        *FEATURIZER_TRUSTED_TYPES,
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    ]
+)
+MODEL_FILE = "model.skops"  # where mlflow.sklearn.save_model writes a skops model
+
+
+class SklearnScorer:
+    """Raw rows -> probabilities (n, n_classes) or values (n,), with the loaded Pipeline(featurizer, estimator)."""
+
+    def __init__(self, pipeline, featurizer):
+        from threadpoolctl import threadpool_limits
+
+        from kfp_ct.components._common.training import cpu_threads
+
+        self._threadpool_limits = threadpool_limits
+        self.pipeline = pipeline
+        self.feature_names = featurizer.feature_names
+        self.n_classes = featurizer.n_classes if featurizer.task == CLASSIFICATION else None
+        self.threads = cpu_threads()
+
+    def __call__(self, frame):
+        x = frame[self.feature_names]
+        with self._threadpool_limits(limits=self.threads):
+            if self.n_classes is not None:
+                proba = self.pipeline.predict_proba(x)
+                out = np.zeros((len(x), self.n_classes), dtype=np.float64)
+                out[:, np.asarray(self.pipeline.classes_, dtype=np.int64)] = proba
+                return out
+            return np.asarray(self.pipeline.predict(x), dtype=np.float64)
+
+
 class SklearnAdapter:
-    """Saves Pipeline(featurizer, estimator) with mlflow.sklearn (skops) and scores raw rows with it."""
+    """Saves Pipeline(featurizer, estimator) with mlflow.sklearn in the skops format, and loads it with skops
+    trusting exactly `TRUSTED_TYPES` (never MLflow's loader, which would follow the folder's MLmodel)."""
 
     framework = "sklearn"
     libraries = ("scikit-learn", "skops")
@@ -124,51 +164,41 @@ class SklearnAdapter:
         return Pipeline([("featurizer", featurizer.transformer), ("estimator", estimator)])
 
     def save(self, estimator, featurizer, path: str, mlflow_model) -> None:
+        import os
+
         import mlflow.sklearn
 
         from kfp_ct.components._common.model import pip_requirements
-        from kfp_ct.components.featurize.core import skops_io, trusted_types
+        from kfp_ct.components.featurize.core import skops_io
 
         pipeline = self.pipeline(estimator, featurizer)
-        probe = path + ".types.skops"  # the exact types this pipeline holds, checked against what the catalog allows
+        probe = path + ".types.skops"  # the types this pipeline holds, checked against TRUSTED_TYPES
         try:
             skops_io().dump(pipeline, probe)
-            trusted = trusted_types(probe)
+            refused = sorted(set(skops_io().get_untrusted_types(file=probe)) - set(TRUSTED_TYPES))
         finally:
-            import os
-
             if os.path.exists(probe):
                 os.remove(probe)
+        if refused:
+            raise ValueError(
+                f"the fitted pipeline holds types the catalog does not trust, so it could not be loaded: "
+                f"{', '.join(refused)}"
+            )
         mlflow.sklearn.save_model(
             pipeline,
             path,
             mlflow_model=mlflow_model,
             serialization_format="skops",
-            skops_trusted_types=trusted,
+            skops_trusted_types=TRUSTED_TYPES,
             pip_requirements=pip_requirements(self.libraries),
         )
 
-    def load(self, path: str, featurizer):
-        import mlflow.sklearn
-        from threadpoolctl import threadpool_limits
+    def load(self, path: str, featurizer) -> SklearnScorer:
+        import os
 
-        from kfp_ct.components._common.training import cpu_threads
+        from kfp_ct.components._common.model import load_skops
 
-        pipeline = mlflow.sklearn.load_model(path)
-        classify = featurizer.task == CLASSIFICATION
-        threads = cpu_threads()
-
-        def score(frame):
-            x = frame[featurizer.feature_names]
-            with threadpool_limits(limits=threads):
-                if classify:
-                    proba = pipeline.predict_proba(x)
-                    out = np.zeros((len(x), featurizer.n_classes), dtype=np.float64)
-                    out[:, np.asarray(pipeline.classes_, dtype=np.int64)] = proba
-                    return out
-                return np.asarray(pipeline.predict(x), dtype=np.float64)
-
-        return score
+        return SklearnScorer(load_skops(os.path.join(path, MODEL_FILE), TRUSTED_TYPES), featurizer)
 
 
 def train_sklearn(

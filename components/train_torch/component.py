@@ -47,8 +47,9 @@ def train_torch(
             target column and its class count (fitting and saving that many classes takes minutes to hours).
 
     Returns:
-        model: An MLflow model directory at {uri} (flavors pytorch, a torch.export program in {uri}/data/model.pt2,
-            and python_function; signature over the raw feature columns, input example, the featurizer in
+        model: An MLflow model directory at {uri} (flavor python_function; the network's state dict in
+            {uri}/data/weights.pt, read with torch.load(weights_only=True), and its architecture in
+            {uri}/data/network.json; signature over the raw feature columns, input example, the featurizer in
             {uri}/featurizer); metadata: model_name, version, run_id, model_uri, framework, estimator, and the
             validation metrics.
         metrics: The validation metrics (classification: accuracy, f1, log_loss, roc_auc; regression: rmse, mae, r2).

@@ -11,7 +11,8 @@ Each epoch prints one `name=value` line per metric, read by Katib's default StdO
 `([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)`): `epoch`, `loss` (training, weighted), `validation-loss`
 (unweighted), then `validation-accuracy` and `validation-roc_auc`, or `validation-rmse`, `validation-mae` and
 `validation-r2` (in the target's units). The metrics are computed on the device and read in one transfer per epoch.
-The fitted network is saved through `TorchAdapter` as a pickle-free torch.export program (MLflow's pytorch flavor).
+The fitted network is saved through `TorchAdapter` as data: its state dict, read back with
+`torch.load(weights_only=True)`, and its architecture in JSON.
 """
 
 from __future__ import annotations
@@ -274,36 +275,93 @@ def outputs_to_scores(outputs: np.ndarray, task: str) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+WEIGHTS_FILE = "data/weights.pt"  # the network's state dict, torch.save'd: tensors only
+NETWORK_FILE = "data/network.json"  # its architecture: build_network's arguments
+
+
+def network_spec(network) -> dict:
+    """build_network's arguments for a network it built (what NETWORK_FILE holds)."""
+    import torch.nn as nn
+
+    linears = [layer for layer in network if isinstance(layer, nn.Linear)]
+    dropouts = [layer.p for layer in network if isinstance(layer, nn.Dropout)]
+    return {
+        "n_features": linears[0].in_features,
+        "n_outputs": linears[-1].out_features,
+        "hidden_sizes": [layer.out_features for layer in linears[:-1]],
+        "dropout": float(dropouts[0]) if dropouts else 0.0,
+    }
+
+
+def network_from(spec: dict, state: dict, what: str):
+    """The eval-mode network of `spec` (build_network's arguments) with the weights `state`; built on the meta
+    device first, so a spec that does not match the weights fails before anything is allocated."""
+    import torch
+
+    try:
+        sizes = [_as_number("hidden_sizes", size, int, 1) for size in spec["hidden_sizes"]]
+        args = (
+            _as_number("n_features", spec["n_features"], int, 1),
+            _as_number("n_outputs", spec["n_outputs"], int, 1),
+            sizes,
+            _as_number("dropout", spec["dropout"], float, 0.0, 0.95),
+        )
+        with torch.device("meta"):
+            network = build_network(*args)
+        network.load_state_dict(state, strict=True, assign=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{what}: the architecture does not match the weights: {type(err).__name__}: {err}") from None
+    return network.float().eval()
+
+
 class TorchAdapter:
-    """Saves the network with mlflow.pytorch in the pickle-free `pt2` format (torch.export), and scores raw rows:
-    featurizer, network, softmax for classification."""
+    """Saves the network as data: its state dict (`WEIGHTS_FILE`, loaded with torch.load(weights_only=True)) and its
+    architecture (`NETWORK_FILE`, build_network's arguments in JSON); scores raw rows: featurizer, network, softmax
+    for classification."""
 
     framework = "torch"
     libraries = ("torch",)
 
     def save(self, estimator: TorchTabularModel, featurizer, path: str, mlflow_model) -> None:
-        import mlflow.pytorch
-        from mlflow.models import infer_signature
+        import json
+        import os
+
+        import torch
 
         from kfp_ct.components._common.model import pip_requirements
 
-        example = np.zeros((2, estimator.n_features_in_), dtype=np.float32)
         network = estimator.network.float().cpu().eval()
-        signature = infer_signature(example, network_outputs(network, example))
-        mlflow.pytorch.save_model(
-            network,
-            path,
-            mlflow_model=mlflow_model,
-            serialization_format="pt2",
-            input_example=example,
-            signature=signature,
-            pip_requirements=pip_requirements(self.libraries),
-        )
+        spec = network_spec(network)
+        state = {name: tensor.detach().clone() for name, tensor in network.state_dict().items()}
+        network_from(spec, state, "the fitted network")  # what load will rebuild: the same architecture
+        os.makedirs(os.path.join(path, "data"), exist_ok=True)
+        torch.save(state, os.path.join(path, WEIGHTS_FILE))
+        with open(os.path.join(path, NETWORK_FILE), "w") as f:
+            json.dump(spec, f)
+        with open(os.path.join(path, "requirements.txt"), "w") as f:
+            f.write("\n".join(pip_requirements(self.libraries)) + "\n")
 
     def load(self, path: str, featurizer):
-        import mlflow.pytorch
+        import json
+        import os
 
-        network = mlflow.pytorch.load_model(path)  # a torch.export'ed module: eval mode is part of the graph
+        from kfp_ct.components._common.model import load_torch_weights
+
+        spec_file = os.path.join(path, NETWORK_FILE)
+        if not os.path.isfile(spec_file) and os.path.isfile(os.path.join(path, "data", "model.pt2")):
+            raise ValueError(
+                f"{os.path.join(path, 'data', 'model.pt2')}: a torch.export program (written by an earlier kfp-ct) "
+                "is not loaded; retrain the model to save its weights and architecture as data"
+            )
+        state = load_torch_weights(os.path.join(path, WEIGHTS_FILE))
+        try:
+            with open(spec_file) as f:
+                spec = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{spec_file} is not readable JSON: {err}") from None
+        if not isinstance(spec, dict):
+            raise ValueError(f"{spec_file} must hold a JSON object, got {type(spec).__name__}")
+        network = network_from(spec, state, spec_file)
         task = featurizer.task
 
         def score(frame):

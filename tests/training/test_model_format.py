@@ -56,7 +56,7 @@ def test_round_trip_classification(elec2_model, elec2_split):
     assert model.task == "classification" and model.classes == ["DOWN", "UP"]
     assert model.input_columns[:3] == [("date", "double"), ("day", "long"), ("period", "double")]
     assert model.metadata["framework"] == "sklearn"
-    assert model.metadata["adapter"] == "kfp_ct.components.train_sklearn.core:SklearnAdapter"
+    assert model.metadata["adapter"] == "sklearn"  # a name in the catalog's registry, not an import path
     assert model.metadata["hyperparameters"] == {"max_iter": 30}
     assert {"scikit-learn", "mlflow", "numpy", "skops"} <= set(model.metadata["libraries"])
     labels = model.predict(test)
@@ -79,8 +79,11 @@ def test_pyfunc_and_sklearn_flavors_load(elec2_model, elec2_split):
     pyfunc = mlflow.pyfunc.load_model(path)
     features = test.drop(columns=["class"])
     assert list(pyfunc.predict(features)) == list(model_format.load_model(path).predict(test))
-    pipeline = mlflow.sklearn.load_model(path)  # the sklearn flavor: Pipeline(featurizer, estimator), class indices
+    pipeline = model_format.load_model(path).scorer.pipeline  # the sklearn flavor's file: Pipeline(featurizer, est.)
     assert pipeline.predict_proba(features).shape == (20, 2)
+    assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"  # set by importing kfp_ct's _common
+    with pytest.raises(Exception, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
+        mlflow.sklearn.load_model(path)  # MLflow's own loader, which follows the MLmodel, is switched off
     mlmodel = open(os.path.join(path, "MLmodel")).read()
     assert "loader_module: kfp_ct.components._common.model" in mlmodel
     assert "skops_trusted_types" in mlmodel and "TreePredictor" in mlmodel
@@ -134,7 +137,12 @@ def test_failed_save_leaves_nothing(elec2_split, tmp_path):
 
 
 def test_only_catalog_adapters_are_imported():
-    with pytest.raises(ValueError, match="not a kfp_ct"):
-        model_format.resolve_adapter("os:system")
+    for name in ("os:system", "kfp_ct.components._common.storage:main", "kfp_ct.pipelines.cli:main", "torch "):
+        with pytest.raises(ValueError, match="not one of the catalog's adapters"):
+            model_format.resolve_adapter(name)
+    # the names of models saved before the registry: accepted when exactly a registered adapter's path
+    legacy = "kfp_ct.components.train_sklearn.core:SklearnAdapter"
+    assert type(model_format.resolve_adapter(legacy)) is sk.SklearnAdapter
+    assert type(model_format.resolve_adapter("sklearn")) is sk.SklearnAdapter
     with pytest.raises(FileNotFoundError, match="MLmodel"):
         model_format.load_model("/nonexistent/model")

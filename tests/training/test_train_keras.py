@@ -182,6 +182,27 @@ def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_sp
     assert os.path.isfile(os.path.join(path, "data", "model.keras"))
 
 
+def test_a_keras_file_with_code_is_refused(elec2_fit, elec2, tmp_path):
+    """A .keras file holding a Lambda layer (Python bytecode) does not load: Keras' safe mode, whatever the
+    MLmodel says; the code never runs."""
+    import keras
+
+    result, _ = elec2_fit
+    path = tmp_path / "model"
+    model_format.save_model(
+        path, result.estimator, elec2.featurizer, tk.KerasAdapter(), input_example=elec2.x_raw, metadata={}
+    )
+    marker = tmp_path / "marker"
+    target = str(marker)
+    payload = keras.layers.Lambda(lambda x: (open(target, "w").write("pwned"), x)[1])
+    evil = keras.Sequential([keras.Input((result.estimator.n_features_in_,)), payload, keras.layers.Dense(2)])
+    evil.save(path / "data" / "model.keras")
+    marker.unlink(missing_ok=True)  # building the model ran the lambda once; loading must not
+    with pytest.raises(ValueError, match="model.keras does not load as a Keras model \\(safe_mode=True\\)"):
+        model_format.load_model(path)
+    assert not marker.exists()
+
+
 @pytest.mark.integration
 def test_component_python_func_with_mlflow_server(bike_split, mlflow_server, model_name, tmp_path):
     import mlflow.pyfunc

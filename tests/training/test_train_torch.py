@@ -4,6 +4,7 @@ rows, tracked and registered."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -254,7 +255,6 @@ def _save(data, result, path):
 
 def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_split, tmp_path):
     import mlflow.pyfunc
-    import mlflow.pytorch
 
     result, _ = elec2_fit
     path = _save(elec2, result, tmp_path / "model")
@@ -262,7 +262,7 @@ def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_sp
     expected = result.estimator.scores(elec2.featurizer.transform(test))
 
     model = model_format.load_model(path)
-    assert model.framework == "torch" and model.metadata["adapter"] == "kfp_ct.components.train_torch.core:TorchAdapter"
+    assert model.framework == "torch" and model.metadata["adapter"] == "torch"
     assert "torch" in model.metadata["libraries"]
     np.testing.assert_allclose(model.predict_proba(test), expected, rtol=1e-5, atol=1e-6)
     labels = model.predict(test)
@@ -271,18 +271,22 @@ def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_sp
     pyfunc = mlflow.pyfunc.load_model(path)  # raw rows in, labels out
     assert (np.asarray(pyfunc.predict(test.drop(columns=["class"]))) == labels).all()
 
-    network = mlflow.pytorch.load_model(path)  # the pytorch flavor: the network, featurized input, logits out
+    # the network as data: a state dict that loads with weights_only=True, and build_network's arguments in JSON
     import torch
 
+    state = torch.load(os.path.join(path, tt.WEIGHTS_FILE), weights_only=True)
+    with open(os.path.join(path, tt.NETWORK_FILE)) as f:
+        spec = json.load(f)
+    network = tt.network_from(spec, state, "test")
     with torch.no_grad():
         logits = network(torch.from_numpy(elec2.featurizer.transform(test))).numpy()
     np.testing.assert_allclose(tt.outputs_to_scores(logits, "classification"), expected, rtol=1e-5, atol=1e-6)
 
     with open(os.path.join(path, "MLmodel")) as f:
         flavors = yaml.safe_load(f)["flavors"]
-    assert set(flavors) == {"pytorch", "python_function"}
+    assert set(flavors) == {"python_function"}
     assert flavors["python_function"]["loader_module"] == "kfp_ct.components._common.model"
-    assert os.path.isfile(os.path.join(path, "data", "model.pt2"))  # torch.export: no pickle to trust
+    assert sorted(os.listdir(os.path.join(path, "data"))) == ["network.json", "weights.pt"]
 
 
 def test_saved_regression_model_predicts_counts(bike, bike_split, tmp_path):
