@@ -50,10 +50,12 @@ import pandas as pd
 from kfp_ct.components._common.datasets import atomic_dir
 from kfp_ct.components.featurize.core import (
     CLASSIFICATION,
-    SKOPS_TRUSTED,
     TRANSFORMER_FILE,
     Featurizer,
     load_featurizer,
+)
+from kfp_ct.components.featurize.core import (
+    TRUSTED_TYPES as FEATURIZER_TRUSTED_TYPES,
 )
 
 FEATURIZER_DIR = "featurizer"
@@ -72,11 +74,10 @@ ADAPTERS = {
 # Files that hold pickles (pickle, cloudpickle, joblib): never read, wherever they are in a model folder.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib")
 PICKLE_FORMATS = ("pickle", "cloudpickle")
+
+
 # Exactly the types a fitted featurizer's skops file holds beyond skops' defaults (the featurizer's own classes and
 # numpy's dtype); a model folder whose featurizer needs any other is refused before it is loaded.
-FEATURIZER_TRUSTED_TYPES = sorted([*SKOPS_TRUSTED, "numpy.dtype"])
-
-
 def adapter_name(adapter) -> str:
     """The registry name of `adapter` (its framework), recorded in the metadata."""
     if adapter.framework not in ADAPTERS:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,13 +123,14 @@ class Float32(TransformerMixin, BaseEstimator):
         )
 
 
-# Exactly the types a fitted featurizer holds, beyond what skops trusts by default.
+# Exactly the types a fitted featurizer holds, beyond what skops trusts by default: its own classes and numpy dtypes.
 SKOPS_TRUSTED = [
     f"{__name__}.DatetimeParts",
     f"{__name__}.CategoryStrings",
     f"{__name__}.NonFiniteAsMissing",
     f"{__name__}.Float32",
 ]
+TRUSTED_TYPES = sorted([*SKOPS_TRUSTED, "numpy.dtype"])
 
 
 @dataclass
@@ -328,21 +328,13 @@ def load_featurizer(path: str | os.PathLike) -> Featurizer:
 
 
 def trusted_types(skops_file: str | os.PathLike) -> list[str]:
-    """The types a skops file needs beyond skops' defaults, checked against what the catalog allows: the classes in
-    `SKOPS_TRUSTED`, scikit-learn's own (e.g. HistGradientBoosting's TreePredictor) and numpy dtypes. Anything else
-    (a function, a type from another package) is refused by name."""
+    """The types a skops file needs beyond skops' defaults, when each is one of `TRUSTED_TYPES`; anything else (a
+    function, another class, even scikit-learn's) is refused by name."""
     needed = skops_io().get_untrusted_types(file=skops_file)
-    refused = [name for name in needed if not _allowed_type(name)]
+    refused = sorted(set(needed) - set(TRUSTED_TYPES))
     if refused:
         raise ValueError(f"{skops_file} holds types the catalog does not trust: {', '.join(refused)}")
     return needed
-
-
-_NUMPY_TYPES = re.compile(r"^numpy\.(dtype|dtypes\.\w+DType|(float|int|uint)(8|16|32|64)|bool_?|str_|object_)$")
-
-
-def _allowed_type(name: str) -> bool:
-    return name in SKOPS_TRUSTED or name.startswith("sklearn.") or bool(_NUMPY_TYPES.match(name))
 
 
 # ----------------------------------------------------------------------------------------------- fitting
