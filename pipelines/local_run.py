@@ -310,14 +310,17 @@ def _output_to(log_path: Path, verbose: bool):
     else:
         target = log.fileno()
     console_stream = open(os.dup(real_stdout), "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+    saved = sys.stdout, sys.stderr  # which may write elsewhere than fds 1 and 2 (pytest's capture does)
     try:
         os.dup2(target, 1)
         os.dup2(target, 2)
+        sys.stdout, sys.stderr = (open(fd, "w", buffering=1, errors="replace", closefd=False) for fd in (1, 2))  # noqa: SIM115
         with Console(console_stream) as console:
             yield console
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
         os.dup2(real_stdout, 1)
         os.dup2(real_stderr, 2)
         os.close(real_stdout)
@@ -366,27 +369,31 @@ def run_local(pipeline, arguments: dict, pipeline_root: str | Path, *, verbose: 
             error = exc
         finally:
             logging.getLogger().removeFilter(follower)
-    finished = datetime.datetime.now(datetime.UTC)
-    new = sorted((p for p in set(root.iterdir()) - before if p.is_dir()), key=_mtime)
-    if not new:
-        raise RuntimeError(f"{pipeline.name} wrote no run folder under {root}: {error} (log: {log_path})") from error
-    run_dir = new[-1]
-    (run_dir / "pipeline_spec.json").write_text(json.dumps(json_format.MessageToDict(pipeline.pipeline_spec)))
-    summary = summarize(pipeline, run_dir, run.status, run.seconds)
-    failed = [name for name, status in run.status.items() if status == "failed"]
-    log_text = log_path.read_text(encoding="utf-8", errors="replace")
-    message = failure_message(log_text, failed[0]) if failed else (str(error) if error else None)
-    status = "failed" if failed or error else "succeeded"
-    record = run_record(summary, arguments, started, finished, status, message, log_path)
-    (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
-    report.write_index(run_dir)
-    history = report.write_history(root)
-    console.line(f"{pipeline.name} {status} in {record['seconds']:.0f} s: {verdict_text(record['verdicts'], status)}")
-    if failed or error:
+        finished = datetime.datetime.now(datetime.UTC)
+        new = sorted((p for p in set(root.iterdir()) - before if p.is_dir()), key=_mtime)
+        if not new:
+            console.line(f"  {pipeline.name} wrote no run folder: {error}")
+            raise RuntimeError(f"{pipeline.name} wrote no run folder under {root}: {error} (log: {log_path})")
+        run_dir = new[-1]
+        (run_dir / "pipeline_spec.json").write_text(json.dumps(json_format.MessageToDict(pipeline.pipeline_spec)))
+        summary = summarize(pipeline, run_dir, run.status, run.seconds)
+        failed = [name for name, status in run.status.items() if status == "failed"]
+        sys.stdout.flush()
+        log_text = log_path.read_text(encoding="utf-8", errors="replace")
+        message = failure_message(log_text, failed[0]) if failed else (str(error) if error else None)
+        status = "failed" if failed or error else "succeeded"
+        record = run_record(summary, arguments, started, finished, status, message, log_path)
+        (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
+        report.write_index(run_dir)
+        history = report.write_history(root)
+        verdict = verdict_text(record["verdicts"], status)
+        console.line(f"{pipeline.name} {status} in {record['seconds']:.0f} s: {verdict}")
         where = f"task {failed[0]} failed: " if failed else ""
-        console.line(f"  {where}{message}")
-    console.line(f"  report {_shown_path(summary.index)}  history {_shown_path(history)}  log {_shown_path(log_path)}")
-    if failed or error:
+        if status == "failed":
+            console.line(f"  {where}{message}")
+        console.line(f"  report {_shown_path(summary.index)}")
+        console.line(f"  history {_shown_path(history)}, log {_shown_path(log_path)}")
+    if status == "failed":
         raise RuntimeError(f"{pipeline.name}: {where}{message} (log: {log_path})") from error
     return summary
 
@@ -416,7 +423,7 @@ def run_record(summary: RunSummary, arguments, started, finished, status, error,
                 "name": task.name,
                 "status": task.status,
                 "seconds": None if task.seconds is None else round(task.seconds, 1),
-                "figures": key_figures(task),
+                "figures": key_figures(task) if task.status == "succeeded" else {},
             }
             for task in summary.tasks
         ],
