@@ -170,6 +170,7 @@ def draw_dag(nodes: dict[str, Node], edges: list[tuple[str, str]], status: dict[
                 linewidth=1,
                 shrinkA=0,
                 shrinkB=1,
+                connectionstyle=f"arc3,rad={0.3 if y[source] - y[target] > dy * 1.5 else 0}",  # past layers between
             )
         )
     gates = 0
@@ -179,7 +180,7 @@ def draw_dag(nodes: dict[str, Node], edges: list[tuple[str, str]], status: dict[
             (x[node_id] - width / 2, y[node_id] - height / 2),
             width,
             height,
-            boxstyle="round,pad=0,rounding_size=0.08" if node.kind == "task" else "round4,pad=0,rounding_size=0.2",
+            boxstyle=f"round,pad=0,rounding_size={0.08 if node.kind == 'task' else 0.25}",
             facecolor=face,
             edgecolor=edge,
             linestyle=style,
@@ -272,7 +273,11 @@ def _scalar_table(values: dict, css_class: str) -> str:
         for k, v in values.items()
         if isinstance(v, (int, float, str, bool)) or v is None
     )
-    return f'<table class="{css_class}">{rows}</table>' if rows else ""
+    if not rows:
+        return ""
+    table = f'<table class="{css_class}">{rows}</table>'
+    count = rows.count("<tr>")
+    return table if count <= 15 else f"<details><summary>{count} values</summary>{table}</details>"
 
 
 def _shown(value) -> str:
@@ -352,7 +357,8 @@ STYLE = (
     ".plots{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.status{font-size:.7em;padding:1px 6px;"
     "border-radius:4px;background:#eee}.succeeded{background:#c8e6c9}.failed{background:#ffcdd2}"
     ".error{background:#ffebee;border:1px solid #c62828;padding:.5em}.verdict{font-size:1.1em}"
-    ".markdown{border-left:3px solid #ddd;padding-left:1em}.charts{display:flex;flex-wrap:wrap;gap:1em}"
+    ".markdown{border-left:3px solid #ddd;padding-left:1em}.markdown h1{font-size:1.3em}.markdown h2{font-size:1.1em}"
+    ".charts{display:flex;flex-wrap:wrap;gap:1em}"
 )
 
 
@@ -414,7 +420,7 @@ def history_series(records: list[dict]) -> dict:
         **{f"trigger_{name}": [m.get(f"trigger_{name}") for m in monitors] for name in TRIGGERS},
         "promoted": [r["verdicts"].get("pushed_version") if r["status"] == "succeeded" else None for r in records],
     }
-    metric = next((k.split("_", 1)[1] for r in records for k in r["verdicts"] if k in ("roc_auc", "rmse")), None)
+    metric = next((k for r in records for k in r["verdicts"] if k in ("roc_auc", "rmse")), None)
     if metric is None:
         keys = [k for m in monitors for k in m if k.startswith("champion_") and k.endswith("_recorded")]
         metric = keys[0].removeprefix("champion_").removesuffix("_recorded") if keys else None
@@ -458,7 +464,8 @@ def history_svg(labels: list[str], series: dict) -> str:
         points.set_gid(f"history-trigger-{name}")
     triggers.set(yticks=range(len(TRIGGERS)), ylim=(-0.6, len(TRIGGERS) - 0.4))
     triggers.set_yticklabels([t.replace("_", " ") for t in TRIGGERS], fontsize=8)
-    triggers.set_ylabel("trigger\n(red: fired)")
+    triggers.set_ylabel("trigger", fontsize=9)
+    triggers.set_title("red: fired, green: checked and not fired, white: not checked", fontsize=8)
     name = series["metric"] or "metric"
     for key, label, style in (
         ("champion_recorded", f"champion's recorded {name}", dict(marker="o", color="#1565c0")),

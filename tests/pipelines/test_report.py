@@ -134,3 +134,25 @@ def test_a_failed_tasks_error_is_its_last_exception_line_in_the_log():
         "kfp_ct.components.validate.core.ValidationError: 2 blocking anomalies: missing column 'class'"
     )
     assert failure_message(log, "featurize") == "no exception in its log"
+
+
+def test_a_terminal_sees_the_running_task_refreshed_in_place_and_a_pipe_sees_only_lines(tmp_path):
+    import os
+    import time
+
+    from kfp_ct.pipelines.local_run import Console
+
+    master, slave = os.openpty()
+    with open(slave, "w", buffering=1) as terminal, Console(terminal) as console:
+        console.running["train-sklearn"] = time.monotonic() - 3
+        time.sleep(1.2)
+        console.line("  ingest                 ok        4.6 s  20000 rows")
+    shown = os.read(master, 4096).decode()
+    assert "... running train-sklearn 4 s" in shown or "... running train-sklearn 3 s" in shown
+    assert "\r\x1b[2K  ingest" in shown  # the progress line is cleared before a task's line
+
+    with open(tmp_path / "piped.txt", "w") as piped, Console(piped) as console:
+        console.running["train-sklearn"] = time.monotonic()
+        time.sleep(1.2)
+        console.line("done")
+    assert (tmp_path / "piped.txt").read_text() == "done\n"
