@@ -76,6 +76,7 @@ def run_demo(root: str | Path = "runs/demo", verbose: bool = False) -> dict:
 
     root = Path(root).resolve()
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a page of progress bars otherwise
     data = sample_data.write_sample_data(root / "data")
     common = {
         "target_column": sample_data.TARGET,
@@ -98,7 +99,8 @@ def run_demo(root: str | Path = "runs/demo", verbose: bool = False) -> dict:
     rows = sample_data.generate("2025H2", rows=3).drop(columns=[sample_data.TARGET]).to_dict(orient="records")
     scored = serve_and_score(model_dir, rows)
     for row, prediction in zip(rows, scored["predictions"]):
-        print(f"  income {row['income']:>9.0f}, loan {row['loan_amount']:>8.0f} -> {json.dumps(prediction)}")
+        application = f"income {row['annual_income']:>9.0f}, loan {row['loan_amount']:>8.0f}"
+        print(f"  {application} -> {sample_data.TARGET}: {json.dumps(prediction)}")
 
     for label, period in (
         ("3/4  Continuous training on 2025H2 (the population drifted)", "2025H2"),
