@@ -34,6 +34,7 @@ def demo(tmp_path_factory):
         text=True,
         timeout=1800,
     )
+    (root / "console.txt").write_text(result.stdout)  # to read beside the screenshots the tests take
     assert result.returncode == 0, f"kfp-ct demo failed; its output:\n{result.stdout[-5000:]}"
     record = json.loads((root / "demo.json").read_text())
     return {
@@ -103,7 +104,7 @@ def _render(url: str, screenshot, selectors: list[str], texts: list[str], profil
             page.goto(url, wait_until="load")
             page.screenshot(path=str(screenshot), full_page=True)
             boxes = {selector: page.locator(selector).first.bounding_box() for selector in selectors}
-            shown = {selector: page.locator(selector).first.text_content() for selector in texts}
+            shown = {selector: (page.locator(selector).first.text_content() or "").strip() for selector in texts}
         finally:
             context.close()
     return {"boxes": boxes, "texts": shown, "errors": errors}
@@ -120,7 +121,13 @@ def test_the_run_report_draws_the_dag_and_the_roc_curve(demo, tmp_path):
     page = _render(
         run.index.as_uri(),
         demo["root"] / "run-report.png",
-        [*(f"#dag-{t}" for t in tasks), "#dag-train-keras", "#dag-gate-1", "[id^=roc-evaluate]", "[id^=confusion-]"],
+        [
+            *(f"#dag-{t}" for t in tasks),
+            "#dag-train-keras",
+            "#dag-gate-1",
+            '[id^="roc-evaluate"]',
+            '[id^="confusion-"]',
+        ],
         ["#dag-status-push", "#dag-status-train-keras", "#dag-status-push-2", "#dag-status-evaluate-3"],
         tmp_path / "profile",
     )
