@@ -127,7 +127,8 @@ def describe_figures(task_name: str, figures: dict) -> str:
     if kind in ("ingest", "reference-data") and figures.get("rows") is not None:
         return f"{_number(figures['rows'])} rows"
     if kind == "validate" and figures.get("anomalies") is not None:
-        return f"{_number(figures['anomalies'])} anomalies, {_number(figures['blocking'])} blocking"
+        found = "1 anomaly" if figures["anomalies"] == 1 else f"{_number(figures['anomalies'])} anomalies"
+        return f"{found}, {_number(figures['blocking'])} blocking"
     if kind == "featurize":
         return f"train {_number(figures['train_rows'])} rows, test {_number(figures['test_rows'])} rows"
     if kind == "monitor-drift":

@@ -159,7 +159,7 @@ def draw_dag(nodes: dict[str, Node], edges: list[tuple[str, str]], status: dict[
     axes.set_xlim(-span / 2, span / 2)
     axes.set_ylim(-(len(layers) - 1) * dy - 0.4, 0.3 + 0.4)
     axes.axis("off")
-    for source, target in graph.edges:
+    for source, target in sorted(graph.edges):  # a set inside: its order changes from process to process
         axes.add_patch(
             FancyArrowPatch(
                 (x[source], y[source] - height / 2),
@@ -455,6 +455,8 @@ def history_svg(labels: list[str], series: dict) -> str:
     for i, (s, v) in enumerate(zip(series["share_of_drifted_columns"], series["promoted"])):
         if s is None:
             drift.text(i, 0.02, "no check", ha="center", fontsize=7, color="#757575")
+        else:
+            drift.text(i, s + 0.02, f"{s:.0%}", ha="center", fontsize=8)
         if v:
             drift.text(i, 0.92, f"v{v}", ha="center", fontsize=8, color="#2e7d32", fontweight="bold")
     for row, name in enumerate(TRIGGERS):
