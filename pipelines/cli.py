@@ -74,22 +74,27 @@ def cmd_components(args) -> None:
 
 
 def cmd_compile(args) -> None:
-    from kfp_ct.pipelines.compile import compile_all, write_readme_table
+    from kfp_ct.pipelines.compile import compile_all, write_component_readmes, write_readme_table
 
     for path in compile_all(args.out):
         print(path)
     if args.readme:
         write_readme_table(args.readme)
         print(f"{args.readme}: components table")
+        for path in write_component_readmes():
+            print(path)
 
 
 def cmd_run(args) -> None:
-    from kfp_ct.pipelines.local_run import print_summary, run_local
+    from kfp_ct.pipelines.local_run import run_local
 
     pipeline = _pipeline(args.pipeline)
     arguments = parse_params(args.param, pipeline)
     preflight(pipeline, arguments, reach_registry=True)
-    print_summary(run_local(pipeline, arguments, args.root))
+    try:
+        run_local(pipeline, arguments, args.root, verbose=args.verbose)
+    except RuntimeError:
+        raise SystemExit(1) from None  # the console already said which task failed, why, and where the log is
 
 
 def _on_cluster(args, start) -> str:
@@ -110,6 +115,12 @@ def _on_cluster(args, start) -> str:
         except (TypeError, ValueError):
             message = err.body or err.reason
         raise SystemExit(f"{where} refused the request ({err.status} {err.reason}): {message}") from None
+
+
+def cmd_report(args) -> None:
+    from kfp_ct.pipelines.report import rebuild
+
+    print(rebuild(args.root))
 
 
 def cmd_submit(args) -> None:
@@ -162,7 +173,10 @@ def cmd_serve(args) -> None:
 def cmd_demo(args) -> None:
     from kfp_ct.pipelines.demo import run_demo
 
-    run_demo(args.root)
+    try:
+        run_demo(args.root, verbose=args.verbose)
+    except RuntimeError:
+        raise SystemExit(1) from None  # the console already said which task failed, why, and where the log is
 
 
 def cmd_manifests(args) -> None:
@@ -191,14 +205,21 @@ def main(argv: list[str] | None = None) -> None:
 
     compile_parser = commands.add_parser("compile", help="compile every component and pipeline into YAML")
     compile_parser.add_argument("--out", default="compiled")
-    compile_parser.add_argument("--readme", help="also refresh the components table in this README")
+    compile_parser.add_argument(
+        "--readme", help="also refresh the components table in this README, and each components/<name>/README.md"
+    )
     compile_parser.set_defaults(func=cmd_compile)
 
     run_parser = commands.add_parser("run", help="run a pipeline locally under kfp.local")
     run_parser.add_argument("pipeline")
     run_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     run_parser.add_argument("--root", default="runs", help="pipeline root: where runs write their outputs")
+    run_parser.add_argument("--verbose", action="store_true", help="show kfp.local's and the tasks' output live")
     run_parser.set_defaults(func=cmd_run)
+
+    report_parser = commands.add_parser("report", help="rebuild every run's index.html and the history under --root")
+    report_parser.add_argument("--root", default="runs", help="the pipeline root the runs wrote under")
+    report_parser.set_defaults(func=cmd_report)
 
     serve_parser = commands.add_parser("serve", help="serve a kfp-ct model with the catalog's KServe model server")
     serve_parser.add_argument("model_uri", help="the model directory: a path, file:// or gs://")
@@ -209,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
 
     demo_parser = commands.add_parser("demo", help="the continuous-training loop, locally, on the embedded data")
     demo_parser.add_argument("--root", default="runs/demo")
+    demo_parser.add_argument("--verbose", action="store_true", help="show kfp.local's and the tasks' output live")
     demo_parser.set_defaults(func=cmd_demo)
 
     manifests_parser = commands.add_parser("manifests", help="generate the KServe, Katib and cluster manifests")

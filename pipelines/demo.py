@@ -5,7 +5,10 @@
 3. the continuous-training pipeline on 2025H2 (drift): drift found, retrained, blessed, pushed as v2 with a canary
    and promoted;
 4. the continuous-training pipeline on 2026H1 (the same population as 2025H2): nothing retrained;
-5. a summary, with where the drift reports, model cards and metrics are.
+5. a summary: each period's verdict, the champion, and where the run reports and the history over runs are.
+
+Each pipeline run prints one line per task; kfp.local's own output goes to a log file per run (`--verbose` shows it).
+`<root>/demo.json` records which run folder is which period.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ MODEL_NAME = "loan-default"
 
 
 def _banner(text: str) -> None:
-    print(f"\n{'=' * 100}\n{text}\n{'=' * 100}", flush=True)
+    print(f"\n== {text}", flush=True)
 
 
 def _free_port() -> int:
@@ -66,13 +69,14 @@ def serve_and_score(model_uri: str, rows: list[dict]) -> dict:
         server.wait(timeout=30)
 
 
-def run_demo(root: str | Path = "runs/demo") -> dict:
+def run_demo(root: str | Path = "runs/demo", verbose: bool = False) -> dict:
     from kfp_ct.components._common import tracking
     from kfp_ct.pipelines import PIPELINES
-    from kfp_ct.pipelines.local_run import print_summary, run_local
+    from kfp_ct.pipelines.local_run import run_local, verdict_text
 
     root = Path(root).resolve()
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a page of progress bars otherwise
     data = sample_data.write_sample_data(root / "data")
     common = {
         "target_column": sample_data.TARGET,
@@ -84,15 +88,19 @@ def run_demo(root: str | Path = "runs/demo") -> dict:
 
     _banner("1/4  Train on 2025H1 and push the first model (champion v1)")
     runs["train 2025H1"] = run_local(
-        PIPELINES["training_pipeline"], {"source_uri": data["2025H1"], **common}, root / "pipeline_root"
+        PIPELINES["training_pipeline"],
+        {"source_uri": data["2025H1"], **common},
+        root / "pipeline_root",
+        verbose=verbose,
     )
-    print_summary(runs["train 2025H1"])
     first, model_dir = tracking.champion(MODEL_NAME, dst=root / "serving")
 
     _banner(f"2/4  Serve champion v{first} with `kfp-ct serve` and score three 2025H2 applications")
     rows = sample_data.generate("2025H2", rows=3).drop(columns=[sample_data.TARGET]).to_dict(orient="records")
     scored = serve_and_score(model_dir, rows)
-    print(json.dumps(scored, indent=2))
+    for row, prediction in zip(rows, scored["predictions"]):
+        application = f"income {row['annual_income']:>9.0f}, loan {row['loan_amount']:>8.0f}"
+        print(f"  {application} -> {sample_data.TARGET}: {json.dumps(prediction)}")
 
     for label, period in (
         ("3/4  Continuous training on 2025H2 (the population drifted)", "2025H2"),
@@ -100,13 +108,23 @@ def run_demo(root: str | Path = "runs/demo") -> dict:
     ):
         _banner(label)
         runs[f"continuous {period}"] = run_local(
-            PIPELINES["continuous_training_pipeline"], {"current_uri": data[period], **common}, root / "pipeline_root"
+            PIPELINES["continuous_training_pipeline"],
+            {"current_uri": data[period], **common},
+            root / "pipeline_root",
+            verbose=verbose,
         )
-        print_summary(runs[f"continuous {period}"])
 
     _banner("Summary")
     for name, summary in runs.items():
-        print(f"{name:<20} {summary.index}")
+        record = summary.record
+        print(f"  {name:<18} {verdict_text(record['verdicts'], record['status'])}")
+        print(f"  {'':<18} {summary.index}")
     champion = tracking.get_alias(MODEL_NAME, tracking.CHAMPION)
-    print(f"champion of '{MODEL_NAME}': v{champion} (was v{first}); registry: {os.environ['MLFLOW_TRACKING_URI']}")
+    print(f"  champion of '{MODEL_NAME}': v{champion} (was v{first}); registry: {os.environ['MLFLOW_TRACKING_URI']}")
+    print(f"  history over runs: {root / 'pipeline_root' / 'index.html'}")
+    (root / "demo.json").write_text(
+        json.dumps(
+            {"runs": {name: str(s.run_dir) for name, s in runs.items()}, "first_champion": first, "champion": champion}
+        )
+    )
     return {"runs": runs, "first_champion": first, "champion": champion}
