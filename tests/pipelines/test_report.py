@@ -10,7 +10,7 @@ from kfp_ct.pipelines import PIPELINES
 from kfp_ct.pipelines.local_run import describe_figures, failure_message, task_line, verdict_text
 from kfp_ct.pipelines.report import draw_dag, node_statuses, pipeline_graph
 
-UPSTREAM = ("reference-data", "validate", "ingest", "validate-2", "monitor-drift")
+UPSTREAM = ("preflight", "reference-data", "validate", "ingest", "validate-2", "monitor-drift")
 
 
 @pytest.fixture(scope="module")
