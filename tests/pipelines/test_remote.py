@@ -76,7 +76,7 @@ def test_schedule_creates_a_recurring_run_one_at_a_time_without_catchup(kfp_api,
     spec = recurring.pipeline_spec["pipeline_spec"]
     assert spec["pipelineInfo"]["name"] == "continuous-training-pipeline"
     executors = recurring.pipeline_spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert executors and all("secretAsEnv" in executor for executor in executors.values()), executors
+    assert executors and all("secretAsVolume" in executor for executor in executors.values()), executors
     assert recurring.runtime_config.parameters["current_uri"] == "gs://b/new.csv"
     # the credential travels in the Authorization header only, never in the pipeline or its parameters
     auth = [authorization for _, _, _, authorization in requests]
@@ -125,7 +125,7 @@ def test_unknown_parameter_is_named(kfp_api):
 
 
 def test_compiled_pipelines_take_credentials_from_a_secret_only():
-    from kfp_ct.pipelines.credentials import SECRET_KEYS, SECRET_NAME
+    from kfp_ct.components._common.credentials import MOUNT_PATH, SECRET_NAME
 
     compiled = Path(__file__).resolve().parents[2] / "compiled"
     for path in compiled.glob("*.yaml"):
@@ -133,10 +133,12 @@ def test_compiled_pipelines_take_credentials_from_a_secret_only():
         parameters = documents[0]["root"]["inputDefinitions"].get("parameters", {})
         assert not [p for p in parameters if any(w in p.lower() for w in ("token", "password", "secret", "key"))]
         executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(documents) > 1 else {}
+        assert executors, f"{path.name}: no step gets the credentials"
         for executor in executors.values():
-            for secret in executor.get("secretAsEnv", []):
-                assert secret["secretNameParameter"]["runtimeValue"]["constant"] == SECRET_NAME
-                assert {k["secretKey"] for k in secret["keyToEnv"]} <= set(SECRET_KEYS)
+            assert "secretAsEnv" not in executor  # optional keys there need KFP 2.15
+            [secret] = executor["secretAsVolume"]
+            assert secret["secretNameParameter"]["runtimeValue"]["constant"] == SECRET_NAME
+            assert secret["mountPath"] == MOUNT_PATH and secret["optional"] is True
 
 
 @pytest.mark.parametrize("pipeline", ["training_pipeline", "continuous_training_pipeline"])
