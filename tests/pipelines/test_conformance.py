@@ -159,3 +159,72 @@ def test_the_null_check_finds_a_parameter_with_no_default_in_a_branch(tmp_path):
     compiler.Compiler().compile(pipeline, str(tmp_path / "pipeline.yaml"))
     errors = null_parameter_errors(_documents(tmp_path / "pipeline.yaml")[0])
     assert len(errors) == 1 and "'text'" in errors[0] and "sub-DAG" in errors[0]
+
+
+def _gpu_steps(spec: dict) -> dict[str, dict]:
+    """executor label -> its container, for every step of a torch or Keras trainer, and every step in the GPU image
+    (evaluate, push and tune of those frameworks), whichever registry it comes from."""
+    executors = spec["deploymentSpec"]["executors"]
+    labels = {
+        component["executorLabel"]
+        for name, component in spec["components"].items()
+        if name.startswith(("comp-train-torch", "comp-train-keras"))
+    }
+    labels |= {label for label, executor in executors.items() if "/kfp-ct-gpu:" in executor["container"]["image"]}
+    return {label: executors[label]["container"] for label in labels}
+
+
+@pytest.mark.parametrize("pipeline", ["training_pipeline", "continuous_training_pipeline"])
+def test_gpu_trainers_and_tune_keep_their_accelerator(pipeline):
+    spec, _ = _documents(REPO / "compiled" / f"{pipeline}.yaml")
+    steps = _gpu_steps(spec)
+    trainers = [label for label in steps if label.startswith(("exec-train-torch", "exec-train-keras"))]
+    assert trainers, f"{pipeline} has no torch or Keras trainer"
+    tuners = [label for label in steps if label.startswith("exec-tune")]
+    assert len(tuners) == (pipeline == "training_pipeline"), f"{pipeline}: tune in the GPU image: {tuners}"
+    for label in trainers + tuners:
+        accelerator = steps[label].get("resources", {}).get("accelerator", {})
+        assert (accelerator.get("resourceType"), accelerator.get("resourceCount")) == ("nvidia.com/gpu", "1"), (
+            f"{pipeline}: {label} lost its GPU request: {steps[label].get('resources')}"
+        )
+
+
+def test_compile_places_gpu_steps_and_names_an_own_registry(tmp_path, executor_config):
+    """`kfp-ct compile` with a registry, a node selector and two tolerations: every image moves to the registry, the
+    GPU steps (only those) get the placement, and KFP 2.5's proto accepts it."""
+    command = [sys.executable, "-m", "kfp_ct.pipelines.cli", "compile", "--out", str(tmp_path)]
+    options = ["--image-registry", "registry.example.org/ml/", "--gpu-node-selector", "accelerator=nvidia-h100"]
+    options += ["--gpu-toleration", "nvidia.com/gpu=present:NoSchedule", "--gpu-toleration", "dedicated:NoExecute"]
+    subprocess.run([*command, *options], check=True, capture_output=True, text=True, cwd=tmp_path)
+    for path in [*tmp_path.glob("*.yaml"), *tmp_path.glob("components/*.yaml")]:
+        spec, platform = _documents(path)
+        images = {executor["container"]["image"] for executor in spec["deploymentSpec"]["executors"].values()}
+        assert images and all(image.startswith("registry.example.org/ml/kfp-ct") for image in images), images
+        assert not platform_errors(platform, executor_config)
+    spec, platform = _documents(tmp_path / "training_pipeline.yaml")
+    gpu = set(_gpu_steps(spec))
+    placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    expected_tolerations = [
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"},
+    ]
+    assert {label for label, config in placed.items() if "nodeSelector" in config} == gpu - {
+        label for label in gpu if label.startswith(("exec-evaluate", "exec-push"))
+    }
+    for label, config in placed.items():
+        if "nodeSelector" in config:
+            assert config["nodeSelector"]["labels"] == {"accelerator": "nvidia-h100"}
+            assert config["tolerations"] == expected_tolerations
+        else:
+            assert "tolerations" not in config, label
+
+
+@pytest.mark.parametrize(
+    "option,value", [("--gpu-node-selector", "accelerator"), ("--gpu-toleration", "key=value:NoScheduling")]
+)
+def test_compile_refuses_a_malformed_placement(option, value, tmp_path):
+    from kfp_ct.pipelines import cli
+
+    with pytest.raises(SystemExit, match="KEY"):
+        cli.main(["compile", "--out", str(tmp_path), option, value])
+    assert not list(tmp_path.iterdir())
