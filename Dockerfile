@@ -40,9 +40,13 @@ LABEL org.opencontainers.image.title="kfp-ct" \
 COPY --from=builder /opt/kfp-ct /opt/kfp-ct
 # A fixed numeric non-root user, so Kubernetes' runAsNonRoot can check it; HOME is writable for caches (matplotlib).
 RUN useradd --uid 1000 --user-group --create-home --home-dir /home/kfp-ct --shell /usr/sbin/nologin kfp-ct
+# the registry that hosts the images (`make image push REGISTRY=...`): what a step names at run time (Katib trials,
+# a torch or Keras predictor) comes from there; empty: the default of components/_image.py
+ARG KFP_CT_IMAGE_REGISTRY=
 # Models are data: MLflow never unpickles a model in these containers (the catalog loads skops, torch weights
 # and .keras files itself, in their safe modes).
-ENV PATH=/opt/kfp-ct/bin:$PATH PYTHONUNBUFFERED=1 HOME=/home/kfp-ct MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
+ENV PATH=/opt/kfp-ct/bin:$PATH PYTHONUNBUFFERED=1 HOME=/home/kfp-ct KFP_CT_IMAGE_REGISTRY=${KFP_CT_IMAGE_REGISTRY} \
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
 USER 1000:1000
 WORKDIR /home/kfp-ct
 CMD ["python3", "-c", "import kfp_ct; print('kfp-ct', kfp_ct.__version__)"]

@@ -2,6 +2,10 @@
 #
 #   make image             the component image (CPU), the GPU training image and the serving image
 #   make image-cpu / image-gpu / image-serving
+#   make push              push the three images to the registry their names give
+#   make image push REGISTRY=registry.example.org/ml
+#                          the images of an organisation that hosts them: named there, the name baked into them
+#                          (KFP_CT_IMAGE_REGISTRY), pushed; then `kfp-ct compile --image-registry registry.example.org/ml`
 #   make base-image        a Python 3.11 base built from Debian packages (debootstrap), for machines without a registry
 #   make wheelhouse        the images' dependencies as wheels, built on the host (the builds then need no network)
 #   make wheelhouse-gpu    the same plus the CUDA builds of torch and TensorFlow, for the GPU image (several GB)
@@ -28,13 +32,17 @@ ENGINE ?= $(shell if command -v podman >/dev/null 2>&1; then echo podman; \
 ENGINE_CMD = $(if $(filter podman,$(ENGINE)),. $(CT_ENV) && podman,$(ENGINE))
 WHEELHOUSE_STAMP := $(CT_DIR)/wheelhouse/.stamp
 WHEELHOUSE_GPU_STAMP := $(CT_DIR)/wheelhouse-gpu/.stamp
-image_name = $$($(BIN)/python -c 'from kfp_ct.components._image import $(1); print($(1))')
+# REGISTRY (default: the one components/_image.py names) reaches the image names and, as a build argument, the images
+REGISTRY ?=
+REGISTRY_ENV = $(if $(REGISTRY),KFP_CT_IMAGE_REGISTRY=$(REGISTRY))
+image_name = $$($(REGISTRY_ENV) $(BIN)/python -c 'from kfp_ct.components._image import $(1); print($(1))')
 # superseded final images (untagged, with the title label) go; untagged builder stages stay: they are the layer cache
 PRUNE = $(ENGINE_CMD) image prune -f --filter label=org.opencontainers.image.title >/dev/null
 # each image carries the hash of the source it was built from; tests/containers check it against the tree
-BUILD = $(ENGINE_CMD) build --network host --label org.kfp-ct.source-sha256=$$($(BIN)/python $(CT_DIR)/source_hash.py)
+BUILD = $(ENGINE_CMD) build --network host --label org.kfp-ct.source-sha256=$$($(BIN)/python $(CT_DIR)/source_hash.py) \
+	$(if $(REGISTRY),--build-arg KFP_CT_IMAGE_REGISTRY=$(REGISTRY))
 
-.PHONY: image image-cpu image-gpu image-serving base-image wheelhouse wheelhouse-gpu containers-setup containers-stop \
+.PHONY: image image-cpu image-gpu image-serving push base-image wheelhouse wheelhouse-gpu containers-setup containers-stop \
         test-containers containers-ready image-sizes
 
 containers-setup:
@@ -83,9 +91,15 @@ image-gpu: install base-image wheelhouse-gpu
 
 image: image-cpu image-gpu image-serving image-sizes
 
+push:
+	for name in IMAGE GPU_IMAGE SERVING_IMAGE; do \
+		$(ENGINE_CMD) push $$($(REGISTRY_ENV) $(BIN)/python -c "from kfp_ct.components._image import $$name; print($$name)") \
+			|| exit 1; \
+	done
+
 image-sizes:
 	@for name in IMAGE GPU_IMAGE SERVING_IMAGE; do \
-		tag=$$($(BIN)/python -c "from kfp_ct.components._image import $$name; print($$name)"); \
+		tag=$$($(REGISTRY_ENV) $(BIN)/python -c "from kfp_ct.components._image import $$name; print($$name)"); \
 		size=$$($(ENGINE_CMD) image inspect --format '{{.Size}}' $$tag 2>/dev/null); \
 		if [ -n "$$size" ]; then echo "$$tag $$size" | awk '{printf "%-45s %6.2f GB\n", $$1, $$2/1e9}'; \
 		else echo "$$tag: not built"; fi; \

@@ -1,14 +1,18 @@
 """The one place that names the catalog's container images and the decorator every component uses.
 
 The image tag is the package version, so one version bump moves the pip package, the images and the compiled YAML
-together.
+together. An organisation that hosts the images names its registry in `KFP_CT_IMAGE_REGISTRY` (`make image push
+REGISTRY=...` builds and pushes them there and bakes the name into them, for what a step starts at run time: Katib
+trials, the predictor of a torch or Keras model; `kfp-ct compile --image-registry ...` compiles the YAML against it).
 """
+
+import os
 
 from kfp.dsl.component_decorator import component as kfp_component
 
 from kfp_ct import __version__
 
-REGISTRY = "ghcr.io/kfp-ct"
+REGISTRY = os.environ.get("KFP_CT_IMAGE_REGISTRY", "").rstrip("/") or "ghcr.io/kfp-ct"
 IMAGE = f"{REGISTRY}/kfp-ct:{__version__}"
 GPU_IMAGE = f"{REGISTRY}/kfp-ct-gpu:{__version__}"
 SERVING_IMAGE = f"{REGISTRY}/kfp-ct-serving:{__version__}"

@@ -1,13 +1,20 @@
-"""Pipelines composed from the kfp-ct catalog."""
+"""Pipelines composed from the kfp-ct catalog, built on first access (`from kfp_ct.pipelines import PIPELINES`), so
+that the CLI can set what compilation takes from the environment (image registry, GPU placement) before they are."""
 
-from kfp_ct.pipelines.continuous_training import continuous_training_pipeline
-from kfp_ct.pipelines.data import data_pipeline
-from kfp_ct.pipelines.training import training_pipeline
+import importlib
 
-PIPELINES = {
-    "data_pipeline": data_pipeline,
-    "training_pipeline": training_pipeline,
-    "continuous_training_pipeline": continuous_training_pipeline,
+MODULES = {
+    "data_pipeline": "kfp_ct.pipelines.data",
+    "training_pipeline": "kfp_ct.pipelines.training",
+    "continuous_training_pipeline": "kfp_ct.pipelines.continuous_training",
 }
 
-__all__ = ["PIPELINES", "continuous_training_pipeline", "data_pipeline", "training_pipeline"]
+__all__ = ["PIPELINES", *MODULES]
+
+
+def __getattr__(name: str):
+    if name == "PIPELINES":
+        return {pipeline: __getattr__(pipeline) for pipeline in MODULES}
+    if name in MODULES:
+        return getattr(importlib.import_module(MODULES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -73,7 +73,33 @@ def cmd_components(args) -> None:
         print(f"{name:<16} {description}")
 
 
+def compile_environment(args) -> dict[str, str]:
+    """The environment variables that carry `compile`'s image registry and GPU placement to the modules that build
+    the components and pipelines (checked here, so that a typo fails before anything is written)."""
+    from kfp_ct.pipelines.steps import parse_node_selector, parse_toleration
+
+    try:
+        for text in args.gpu_node_selector:
+            parse_node_selector(text)
+        for text in args.gpu_toleration:
+            parse_toleration(text)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    settings = {
+        "KFP_CT_IMAGE_REGISTRY": args.image_registry,
+        "KFP_CT_GPU_NODE_SELECTOR": ",".join(args.gpu_node_selector),
+        "KFP_CT_GPU_TOLERATIONS": ",".join(args.gpu_toleration),
+    }
+    return {name: value for name, value in settings.items() if value}
+
+
 def cmd_compile(args) -> None:
+    from kfp_ct.pipelines import MODULES
+
+    settings = compile_environment(args)
+    if settings and {"kfp_ct.components._image", *MODULES.values()} & set(sys.modules):
+        raise SystemExit(f"{', '.join(settings)}: read when the catalog is built, which this process has done already")
+    os.environ.update(settings)
     from kfp_ct.pipelines.compile import compile_all, write_component_readmes, write_readme_table
 
     for path in compile_all(args.out):
@@ -207,6 +233,19 @@ def main(argv: list[str] | None = None) -> None:
     compile_parser.add_argument("--out", default="compiled")
     compile_parser.add_argument(
         "--readme", help="also refresh the components table in this README, and each components/<name>/README.md"
+    )
+    compile_parser.add_argument(
+        "--image-registry", help="the registry that hosts the catalog's images (`make image push REGISTRY=...`)"
+    )
+    compile_parser.add_argument(
+        "--gpu-node-selector", action="append", default=[], metavar="KEY=VALUE", help="a node label for the GPU steps"
+    )
+    compile_parser.add_argument(
+        "--gpu-toleration",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE][:EFFECT]",
+        help="a taint the GPU steps tolerate, e.g. nvidia.com/gpu=present:NoSchedule",
     )
     compile_parser.set_defaults(func=cmd_compile)
 

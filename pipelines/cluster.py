@@ -31,9 +31,9 @@ VERBS = {"get": "get", "list": "list", "create": "create", "replace": "update", 
 
 def secret() -> tuple[str, tuple[str, ...]]:
     """(name, keys) of the Secret the steps read their credentials from (kfp_ct.pipelines.credentials)."""
-    from kfp_ct.pipelines.credentials import SECRET_KEYS, SECRET_NAME
+    from kfp_ct.components._common.credentials import KEYS, SECRET_NAME
 
-    return SECRET_NAME, tuple(SECRET_KEYS)
+    return SECRET_NAME, KEYS
 
 
 def secret_manifest(namespace: str, environ: Mapping[str, str]) -> str:

@@ -26,27 +26,32 @@ def continuous_training_pipeline(
     model_name: str = "kfp-ct-model",
     reference_uri: Optional[str] = None,
     file_format: str = "auto",
-    time_column: Optional[str] = None,
+    time_column: str = "",
     start: Optional[str] = None,
     end: Optional[str] = None,
     drift_share: float = 0.5,
-    max_metric_drop: Optional[float] = 0.05,
-    min_new_rows: Optional[int] = None,
+    performance_trigger: bool = True,
+    max_metric_drop: float = 0.05,
+    min_new_rows: int = 0,
     task: str = "classification",
     framework: str = "sklearn",
     estimator: str = "hist_gradient_boosting",
     hyperparameters: dict = {},
     thresholds: dict = {},
-    exclude_columns: Optional[list] = None,
+    exclude_columns: list = [],
     test_fraction: float = 0.2,
     seed: int = 0,
-    tracking_uri: Optional[str] = None,
+    tracking_uri: str = "",
     push_target: str = "local",
     storage_uri: str = "file://models",
     namespace: str = "kubeflow-user-example-com",
     canary_traffic_percent: int = 10,
 ):
-    """Checks the window at `current_uri` against the reference and retrains when a trigger fires."""
+    """Checks the window at `current_uri` against the reference and retrains when a trigger fires.
+
+    A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
+    `time_column` means no time column, an empty `tracking_uri` MLFLOW_TRACKING_URI (else a sqlite file).
+    `performance_trigger=False` turns the performance-decay trigger off, `min_new_rows=0` the new-data one."""
     checked_parameters = step(
         preflight(
             data_uri=current_uri,
@@ -93,6 +98,7 @@ def continuous_training_pipeline(
             drift_share=drift_share,
             target_column=target_column,
             model_name=model_name,
+            performance_trigger=performance_trigger,
             max_metric_drop=max_metric_drop,
             min_new_rows=min_new_rows,
             tracking_uri=tracking_uri,

@@ -39,7 +39,7 @@ def train_evaluate_push(
     hyperparameters: dict,
     model_name: str,
     thresholds: dict,
-    tracking_uri: Optional[str],
+    tracking_uri: str,
     push_target: str,
     storage_uri: str,
     namespace: str,
@@ -116,19 +116,22 @@ def training_pipeline(
     test_fraction: float = 0.2,
     seed: int = 0,
     tune_hyperparameters: bool = False,
-    search_space: Optional[dict] = None,
+    search_space: dict = {},
     tuning_algorithm: str = "tpe",
     tuning_objective: str = "validation-roc_auc",
     tuning_objective_type: str = "maximize",
     max_trial_count: int = 12,
     parallel_trial_count: int = 2,
-    tracking_uri: Optional[str] = None,
+    tracking_uri: str = "",
     push_target: str = "local",
     storage_uri: str = "file://models",
     namespace: str = "kubeflow-user-example-com",
     canary_traffic_percent: int = 10,
 ):
-    """Trains a model on `source_uri` and pushes it when evaluate blesses it against the champion."""
+    """Trains a model on `source_uri` and pushes it when evaluate blesses it against the champion.
+
+    A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
+    `tracking_uri` means MLFLOW_TRACKING_URI (else a sqlite file), an empty `search_space` the trainer's default."""
     checked_parameters = step(
         preflight(
             data_uri=source_uri,
@@ -180,26 +183,28 @@ def training_pipeline(
         canary_traffic_percent=canary_traffic_percent,
         seed=seed,
     )
+    tuning = dict(
+        train=features.outputs["train"],
+        featurizer=features.outputs["featurizer"],
+        target_column=target_column,
+        task=task,
+        trainer=framework,
+        estimator=estimator,
+        hyperparameters=hyperparameters,
+        search_space=search_space,
+        algorithm=tuning_algorithm,
+        objective_metric_name=tuning_objective,
+        objective_type=tuning_objective_type,
+        max_trial_count=max_trial_count,
+        parallel_trial_count=parallel_trial_count,
+        seed=seed,
+    )
     with dsl.If(tune_hyperparameters == True, name="tuned"):  # noqa: E712 (a KFP condition)
-        tuned = step(
-            tune(
-                train=features.outputs["train"],
-                featurizer=features.outputs["featurizer"],
-                target_column=target_column,
-                task=task,
-                trainer=framework,
-                estimator=estimator,
-                hyperparameters=hyperparameters,
-                search_space=search_space,
-                algorithm=tuning_algorithm,
-                objective_metric_name=tuning_objective,
-                objective_type=tuning_objective_type,
-                max_trial_count=max_trial_count,
-                parallel_trial_count=parallel_trial_count,
-                seed=seed,
-            ),
-            memory="8G",
-        )
-        train_evaluate_push(hyperparameters=tuned.outputs["Output"], **shared)
+        with dsl.If(framework == "sklearn", name="tuned-on-cpu"):
+            tuned = step(tune(**tuning), memory="8G")
+            train_evaluate_push(hyperparameters=tuned.outputs["Output"], **shared)
+        with dsl.Else(name="tuned-on-gpu"):  # torch and Keras trials need the GPU image's libraries (and a GPU)
+            tuned = step(tune(**tuning), gpu=True, image=GPU_IMAGE, memory="16G")
+            train_evaluate_push(hyperparameters=tuned.outputs["Output"], **shared)
     with dsl.Else(name="given-hyperparameters"):
         train_evaluate_push(hyperparameters=hyperparameters, **shared)

@@ -24,9 +24,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from kfp_ct.components._common.credentials import SECRET_NAME
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 DEFAULT_DB = "mlflow.db"
-SECRET = "kfp-ct-credentials"  # kfp_ct.pipelines.credentials.SECRET_NAME (components never import pipelines/)
 
 
 def resolve_uri(tracking_uri: str | None = None) -> str:
@@ -41,7 +42,7 @@ def resolve_uri(tracking_uri: str | None = None) -> str:
             f"{given}, inside a Kubernetes pod: each pipeline step runs in a pod of its own, so a local MLflow "
             f"registry would not outlive this step and the next one could not find the versions registered here. "
             f"Point the pipeline parameter `tracking_uri` at a shared MLflow tracking server, or set the key "
-            f"MLFLOW_TRACKING_URI of the Secret `{SECRET}` in the run's namespace (see cluster/ in kfp-ct)"
+            f"MLFLOW_TRACKING_URI of the Secret `{SECRET_NAME}` in the run's namespace (see cluster/ in kfp-ct)"
         )
     return uri or f"sqlite:///{os.path.abspath(DEFAULT_DB)}"
 

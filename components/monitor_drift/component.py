@@ -17,8 +17,9 @@ def monitor_drift(
     column_tests: Optional[dict] = None,
     target_column: Optional[str] = None,
     model_name: Optional[str] = None,
-    max_metric_drop: Optional[float] = None,
-    min_new_rows: Optional[int] = None,
+    performance_trigger: bool = False,
+    max_metric_drop: float = 0.05,
+    min_new_rows: int = 0,
     tracking_uri: Optional[str] = None,
     report_sample_rows: int = 5000,
 ) -> bool:
@@ -40,10 +41,11 @@ def monitor_drift(
             jensenshannon, wasserstein, psi, kl_div): {"col": {"test": "psi", "threshold": 0.2}}.
         target_column: The label column: left out of the drift tests, and used for the performance-decay trigger.
         model_name: Registered model whose `champion` alias is scored on the current rows (performance decay).
-        max_metric_drop: Turns on the performance-decay trigger (with target_column and model_name): it fires when
-            the champion's primary metric (roc_auc, else accuracy; rmse for regression) on the labelled current rows
-            is worse than the value recorded for it by more than this, in the metric's own units.
-        min_new_rows: New-data trigger: fires when the current window has at least this many rows.
+        performance_trigger: Turns on the performance-decay trigger (needs target_column and model_name): it fires
+            when the champion's primary metric (roc_auc, else accuracy; rmse for regression) on the labelled current
+            rows is worse than the value recorded for it by more than max_metric_drop.
+        max_metric_drop: The performance-decay trigger's tolerance, in the metric's own units.
+        min_new_rows: New-data trigger: fires when the current window has at least this many rows; 0 turns it off.
         tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the
             working folder.
         report_sample_rows: Rows of each window sampled at random to render the Evidently dashboard.
@@ -72,8 +74,8 @@ def monitor_drift(
         column_tests,
         target_column,
         model_name,
-        max_metric_drop,
-        min_new_rows,
+        max_metric_drop if performance_trigger else None,
+        min_new_rows or None,
         tracking_uri,
         report_sample_rows,
     )

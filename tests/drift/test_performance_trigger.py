@@ -110,6 +110,7 @@ def test_component_reports_the_performance_trigger(champion, mlflow_server, tmp_
         columns=["temp", "hum", "windspeed", "hr"],
         target_column="cnt",
         model_name=champion["name"],
+        performance_trigger=True,
         max_metric_drop=20.0,
         tracking_uri=mlflow_server,
         report_sample_rows=300,

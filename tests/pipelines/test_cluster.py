@@ -16,8 +16,9 @@ import pytest
 import yaml
 from loopback import free_port, start_server, stop_server
 
+from kfp_ct.components._common.credentials import KEYS as SECRET_KEYS
+from kfp_ct.components._common.credentials import SECRET_NAME
 from kfp_ct.pipelines import cli, cluster
-from kfp_ct.pipelines.credentials import SECRET_KEYS, SECRET_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER = REPO / "cluster"

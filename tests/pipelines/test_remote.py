@@ -50,7 +50,7 @@ def test_schedule_creates_a_recurring_run_one_at_a_time_without_catchup(kfp_api,
     spec = recurring.pipeline_spec["pipeline_spec"]
     assert spec["pipelineInfo"]["name"] == "continuous-training-pipeline"
     executors = recurring.pipeline_spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert executors and all("secretAsEnv" in executor for executor in executors.values()), executors
+    assert executors and all("secretAsVolume" in executor for executor in executors.values()), executors
     assert recurring.runtime_config.parameters["current_uri"] == "gs://b/new.csv"
     # the credential travels in the Authorization header only, never in the pipeline or its parameters
     auth = [r.authorization for r in requests]
@@ -218,7 +218,8 @@ def test_unknown_parameter_is_named(kfp_api):
 
 
 def test_compiled_pipelines_take_credentials_from_a_secret_only():
-    from kfp_ct.pipelines.credentials import SECRET_KEYS, SECRET_NAME
+    from kfp_ct.components._common.credentials import MOUNT_PATH, SECRET_NAME
+    from kfp_ct.components._common.storage import MINIO_SECRET, MINIO_SECRET_DIR
 
     compiled = Path(__file__).resolve().parents[2] / "compiled"
     for path in compiled.glob("*.yaml"):
@@ -226,10 +227,14 @@ def test_compiled_pipelines_take_credentials_from_a_secret_only():
         parameters = documents[0]["root"]["inputDefinitions"].get("parameters", {})
         assert not [p for p in parameters if any(w in p.lower() for w in ("token", "password", "secret", "key"))]
         executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(documents) > 1 else {}
+        assert executors, f"{path.name}: no step gets the credentials"
         for executor in executors.values():
-            for secret in executor.get("secretAsEnv", []):
-                assert secret["secretNameParameter"]["runtimeValue"]["constant"] == SECRET_NAME
-                assert {k["secretKey"] for k in secret["keyToEnv"]} <= set(SECRET_KEYS)
+            assert "secretAsEnv" not in executor  # optional keys there need KFP 2.15
+            mounted = {s["secretNameParameter"]["runtimeValue"]["constant"]: s for s in executor["secretAsVolume"]}
+            assert set(mounted) == {SECRET_NAME, MINIO_SECRET}  # ours, and KFP's MinIO keys for minio:// artifacts
+            assert mounted[SECRET_NAME]["mountPath"] == MOUNT_PATH
+            assert mounted[MINIO_SECRET]["mountPath"] == MINIO_SECRET_DIR
+            assert all(secret["optional"] is True for secret in mounted.values())
 
 
 @pytest.mark.parametrize("pipeline", ["training_pipeline", "continuous_training_pipeline"])

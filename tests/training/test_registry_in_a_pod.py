@@ -9,9 +9,9 @@ import re
 import pytest
 
 from kfp_ct.components._common import tracking
+from kfp_ct.components._common.credentials import SECRET_NAME
 from kfp_ct.components.evaluate import core as ev
 from kfp_ct.components.train_sklearn import core as sk
-from kfp_ct.pipelines.credentials import SECRET_NAME
 
 
 @pytest.fixture
