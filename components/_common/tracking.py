@@ -7,6 +7,8 @@ Inside a Kubernetes pod (KUBERNETES_SERVICE_HOST is set) each pipeline step is a
 file (the default sqlite, any `sqlite:`, `file:` or plain path) would be that pod's alone, and a later step would not
 find what this one registered. There a local URI is refused before anything is written or fitted; the pipeline's
 `tracking_uri` parameter or the key MLFLOW_TRACKING_URI of the Secret `kfp-ct-credentials` names the shared server.
+A local run (`kfp-ct run` or `demo` under kfp.local, e.g. in a Kubeflow notebook server) runs every step on one
+machine, sharing its files: it sets LOCAL_RUN, and there a local registry is the run's own, as anywhere else.
 
 Aliases name the roles of a registered model's versions: `challenger` (blessed by evaluate), `champion` (serving,
 set by `promote`). `set_alias` also records the version in the registered model's tag `kfp_ct.alias.<alias>`:
@@ -28,6 +30,7 @@ from kfp_ct.components._common.credentials import SECRET_NAME
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 DEFAULT_DB = "mlflow.db"
+LOCAL_RUN = "KFP_CT_LOCAL_RUN"  # set by kfp_ct.pipelines.local_run for the steps it runs
 
 
 def resolve_uri(tracking_uri: str | None = None) -> str:
@@ -36,7 +39,7 @@ def resolve_uri(tracking_uri: str | None = None) -> str:
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     local = not uri or (uri != "databricks" and urlparse(uri).scheme.lower() in ("", "sqlite", "file"))
-    if local and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if local and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(LOCAL_RUN):
         given = f"the tracking URI {uri} is a local file" if uri else "no tracking URI is set"
         raise ValueError(
             f"{given}, inside a Kubernetes pod: each pipeline step runs in a pod of its own, so a local MLflow "

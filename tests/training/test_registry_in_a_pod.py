@@ -20,8 +20,18 @@ def pod(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(tracking.LOCAL_RUN, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def test_a_local_run_in_a_pod_keeps_its_local_registry(pod, monkeypatch):
+    """kfp-ct run or demo in a Kubeflow notebook server: every step on this machine, one sqlite file for all."""
+    monkeypatch.setenv(tracking.LOCAL_RUN, "1")
+    assert tracking.resolve_uri() == f"sqlite:///{pod / tracking.DEFAULT_DB}"
+    monkeypatch.delenv(tracking.LOCAL_RUN)
+    with pytest.raises(ValueError, match=_refused("no tracking URI is set")):
+        tracking.resolve_uri()
 
 
 def _refused(reason: str) -> str:
