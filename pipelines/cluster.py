@@ -194,13 +194,6 @@ def render_manifests() -> dict[str, str]:
 
 def write_manifests(directory: str | os.PathLike) -> list[Path]:
     """Writes the files of render_manifests() into `directory`."""
-    from kfp_ct.components._common.datasets import atomic_path
+    from kfp_ct.components._common.datasets import write_text_files
 
-    written = []
-    for name, text in render_manifests().items():
-        path = Path(directory) / name
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text)
-        os.chmod(path, 0o644)
-        written.append(path)
-    return written
+    return write_text_files(directory, render_manifests())

@@ -295,21 +295,6 @@ def _mtime(path: Path) -> float:
 
 
 @contextlib.contextmanager
-def _environment(variables: dict[str, str]):
-    """Sets `variables` in this process's environment (and so its task subprocesses') while the block runs."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextlib.contextmanager
 def _output_to(log_path: Path, verbose: bool):
     """Sends fds 1 and 2 (this process's and the task subprocesses') to `log_path`, or through `tee` to the log and
     the terminal with `verbose`; yields a Console on a duplicate of the real stdout."""
@@ -365,6 +350,7 @@ def run_local(pipeline, arguments: dict, pipeline_root: str | Path, *, verbose: 
     from kfp import local
 
     from kfp_ct.components._common import tracking
+    from kfp_ct.components._common.credentials import environment
     from kfp_ct.pipelines import report
 
     root = Path(pipeline_root).resolve()
@@ -376,7 +362,7 @@ def run_local(pipeline, arguments: dict, pipeline_root: str | Path, *, verbose: 
     before = set(root.iterdir())
     error = None
     # every step runs on this machine: a local registry is shared by the steps (even in a pod; see tracking)
-    with _output_to(log_path, verbose) as console, _environment({tracking.LOCAL_RUN: "1"}):
+    with _output_to(log_path, verbose) as console, environment({tracking.LOCAL_RUN: "1"}):
         console.line(f"{pipeline.name}: log {_shown_path(log_path)}")
         run = _Run(console, root)
         follower = _Follower(run)

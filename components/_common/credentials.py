@@ -15,6 +15,7 @@ the environment already sets it. Create the Secret once per namespace, with the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,3 +45,19 @@ def load(folder: str | Path = MOUNT_PATH) -> list[str]:
             os.environ[key] = path.read_text().strip()
             loaded.append(key)
     return loaded
+
+
+@contextlib.contextmanager
+def environment(variables: dict[str, str]):
+    """Sets `variables` in this process's environment (and so its subprocesses') while the block runs, then puts
+    back what was there."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

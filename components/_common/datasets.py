@@ -81,6 +81,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+def write_text_files(directory: str | os.PathLike, texts: dict[str, str]) -> list[Path]:
+    """Writes each {name: text} into `directory`, each file atomically and readable by all (generated manifests);
+    returns the paths."""
+    written = []
+    for name, text in texts.items():
+        path = Path(directory) / name
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+        os.chmod(path, 0o644)
+        written.append(path)
+    return written
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary directory beside `path`; renames it to `path` only if the block succeeds (as atomic_path,

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from kfp_ct.components._common.credentials import SECRET_NAME
+from kfp_ct.components._common.credentials import SECRET_NAME, environment
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 DEFAULT_DB = "mlflow.db"
@@ -96,18 +96,11 @@ def check_registry(tracking_uri: str | None = None, *, create: bool = False) -> 
             raise FileNotFoundError(f"cannot create the MLflow registry {shown}: the folder {parent} does not exist")
         return uri
     overrides = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REACH_TIMEOUT_S)}
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
     try:
-        client(uri).search_registered_models(max_results=1)
+        with environment(overrides):
+            client(uri).search_registered_models(max_results=1)
     except Exception as err:
         raise ConnectionError(f"the MLflow registry at {shown} does not answer: {type(err).__name__}: {err}") from None
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     return uri
 
 

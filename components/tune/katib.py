@@ -561,18 +561,10 @@ def render_manifest(trainer: str) -> str:
 
 def write_manifests(directory: str | os.PathLike) -> list[Path]:
     """Writes katib/<trainer>-experiment.yaml for every trainer (validated), atomically; returns the paths."""
-    from kfp_ct.components._common.datasets import atomic_path
+    from kfp_ct.components._common.datasets import write_text_files
     from kfp_ct.components.tune.trial import TRAINERS
 
-    written = []
-    for trainer in TRAINERS:
-        path = Path(directory) / f"{trainer}-experiment.yaml"
-        text = render_manifest(trainer)
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text)
-        os.chmod(path, 0o644)
-        written.append(path)
-    return written
+    return write_text_files(directory, {f"{trainer}-experiment.yaml": render_manifest(trainer) for trainer in TRAINERS})
 
 
 if __name__ == "__main__":  # python -m kfp_ct.components.tune.katib [directory]: what `make manifests` runs
