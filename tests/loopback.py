@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -48,3 +49,45 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+class SlowServer:
+    """A loopback HTTP server that answers each connection with `head` and then drips `body` a byte at a time,
+    `interval` seconds apart (`head=None`: it never answers)."""
+
+    def __init__(self, head: bytes | None, body: bytes = b"", interval: float = 0.2):
+        self.head, self.body, self.interval = head, body, interval
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/data.csv"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            if self.head is None:
+                self.stop.wait()
+                return
+            for i in range(len(self.head + self.body)):
+                if self.stop.wait(self.interval if i >= len(self.head) else 0):
+                    return
+                try:
+                    conn.sendall((self.head + self.body)[i : i + 1])
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()

@@ -35,6 +35,8 @@ MINIO_SECRET_DIR = "/etc/kfp-ct/mlpipeline-minio-artifact"
 S3_CONNECT_TIMEOUT_S = 5
 S3_READ_TIMEOUT_S = 60
 S3_MAX_ATTEMPTS = 3
+DOWNLOAD_TIMEOUT_S = 600.0
+DOWNLOAD_TIMEOUT_ENV = "KFP_CT_DOWNLOAD_TIMEOUT_S"
 
 
 def split_uri(uri: str) -> tuple[str, str, str]:
@@ -254,13 +256,75 @@ def _bucket(uri: str):
     return store, key
 
 
-def download_file(uri: str, dest: str) -> None:
-    """Downloads one object (gs://, s3:// or minio://) to the local file `dest`, naming what is missing when it
-    fails; on failure nothing is left at `dest`."""
-    store, key = _bucket(uri)
+def download_timeout(timeout_s: float | None = None) -> float:
+    """The total deadline of a download (http(s):// or an object store): `timeout_s`, else $KFP_CT_DOWNLOAD_TIMEOUT_S,
+    else 600 s."""
+    if timeout_s is None:
+        text = os.environ.get(DOWNLOAD_TIMEOUT_ENV, "")
+        try:
+            timeout_s = float(text) if text else DOWNLOAD_TIMEOUT_S
+        except ValueError:
+            raise ValueError(f"{DOWNLOAD_TIMEOUT_ENV} must be a number of seconds, found {text!r}") from None
+    if not timeout_s > 0:
+        raise ValueError(f"the download timeout must be a positive number of seconds, found {timeout_s}")
+    return float(timeout_s)
+
+
+def _child(send, work) -> None:
     try:
+        result = ("ok", work())
+    except BaseException as err:  # noqa: BLE001 - handed to the parent, which raises it
+        result = ("error", err)
+    try:
+        send.send(result)
+    except Exception:  # an exception that does not pickle: its type and message
+        send.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]}")))
+
+
+def _within_deadline(work, uri: str, timeout_s: float | None):
+    """`work()` within the total download deadline. The object-store clients bound each request (connect and read
+    timeouts), not a whole download: a server that drips its answer would hold them for ever. So the download runs in
+    a forked child, killed at the deadline (TimeoutError naming the URI); where there is no fork, it runs here."""
+    import multiprocessing
+
+    seconds = download_timeout(timeout_s)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return work()
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(send, work), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(seconds):
+            raise TimeoutError(
+                f"no complete download of {uri} within the {seconds:g} s deadline ($KFP_CT_DOWNLOAD_TIMEOUT_S or "
+                "the step's timeout_s)"
+            )
+        try:
+            kind, value = receive.recv()
+        except EOFError:
+            raise ConnectionError(f"the download of {uri} stopped: its process exited with {child.exitcode}") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+    if kind == "error":
+        raise value
+    return value
+
+
+def download_file(uri: str, dest: str, timeout_s: float | None = None) -> None:
+    """Downloads one object (gs://, s3:// or minio://) to the local file `dest` within the total deadline `timeout_s`
+    (see `download_timeout`), naming what is missing when it fails; on failure nothing is left at `dest`."""
+
+    def work() -> None:
+        store, key = _bucket(uri)
         with store.errors(uri):
             store.get(key, dest)
+
+    try:
+        _within_deadline(work, uri, timeout_s)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(dest)
@@ -282,9 +346,14 @@ def _safe_join(dest: str, rel: str, uri: str) -> str:
     return path
 
 
-def download_prefix(uri: str, dest: str) -> list[str]:
-    """Downloads every object under the prefix `uri` into the folder `dest` (keeping their relative names) and
-    returns those names. Every name is checked before anything is written: none may leave `dest`."""
+def download_prefix(uri: str, dest: str, timeout_s: float | None = None) -> list[str]:
+    """Downloads every object under the prefix `uri` into the folder `dest` (keeping their relative names) within the
+    total deadline `timeout_s` (see `download_timeout`) and returns those names. Every name is checked before anything
+    is written: none may leave `dest`."""
+    return _within_deadline(lambda: _download_prefix(uri, dest), uri, timeout_s)
+
+
+def _download_prefix(uri: str, dest: str) -> list[str]:
     store, prefix = _bucket(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
     with store.errors(uri):

@@ -38,8 +38,8 @@ def ingest(
             several fit.
         keep_index: Keep the index that pandas stored in a Parquet source (the __index_level_0__ column of a
             filtered frame, or a named index) as columns named after it; by default it is dropped.
-        timeout_s: Total seconds allowed to download an http(s):// source (connecting, headers and body); a server
-            that is silent or too slow fails, naming the URI.
+        timeout_s: Total seconds allowed to download a remote source (http(s)://, gs://, s3://, minio://: connecting,
+            headers and body); a server that is silent or too slow fails, naming the URI.
 
     Returns:
         dataset: One Parquet file at {uri}; metadata: rows, columns, sha256 of the file (the data version) and

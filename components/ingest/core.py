@@ -38,7 +38,6 @@ FORMATS = {
     ".json": "jsonl",
 }
 BLOCK_BYTES = 16 << 20
-HTTP_TIMEOUT_S = 600.0  # the default total deadline of an http(s):// download
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 64 << 10  # the sample the CSV delimiter is told from
 _CSV_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
@@ -62,8 +61,8 @@ def detect_format(uri: str, file_format: str = "auto") -> tuple[str, bool]:
 
 @contextlib.contextmanager
 def local_file(uri: str, timeout_s: float | None = None) -> Iterator[str]:
-    """A local path holding the bytes of `uri`; remote sources are downloaded to a temporary file first (an
-    http(s):// one within the total deadline `timeout_s`, see `download_http`)."""
+    """A local path holding the bytes of `uri`; remote sources are downloaded to a temporary file first, within
+    the total deadline `timeout_s` (see `storage.download_timeout`)."""
     scheme, host, path = storage.split_uri(uri)
     if scheme == "":
         if not os.path.isfile(path):
@@ -78,7 +77,7 @@ def local_file(uri: str, timeout_s: float | None = None) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="kfp-ct-ingest-") as tmp:
         dest = os.path.join(tmp, os.path.basename(path) or "source")
         if scheme in storage.OBJECT_STORES:
-            storage.download_file(uri, dest)
+            storage.download_file(uri, dest, timeout_s)
         else:
             download_http(uri, dest, timeout_s)
         yield dest
@@ -147,24 +146,11 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(_watched(http.client.HTTPSConnection, self.deadline), req, context=self._context)
 
 
-def http_timeout(timeout_s: float | None) -> float:
-    """The total deadline of an http(s):// download: `timeout_s`, else $KFP_CT_HTTP_TIMEOUT_S, else 600 s."""
-    if timeout_s is None:
-        text = os.environ.get("KFP_CT_HTTP_TIMEOUT_S", "")
-        try:
-            timeout_s = float(text) if text else HTTP_TIMEOUT_S
-        except ValueError:
-            raise ValueError(f"KFP_CT_HTTP_TIMEOUT_S must be a number of seconds, found {text!r}") from None
-    if not timeout_s > 0:
-        raise ValueError(f"the http timeout must be a positive number of seconds, found {timeout_s}")
-    return float(timeout_s)
-
-
 def download_http(uri: str, dest: str, timeout_s: float | None = None) -> None:
     """Downloads `uri` to `dest` within a total deadline (connecting, the headers and the whole body): a server that
     is silent, or drips its answer, fails with TimeoutError; a body cut short fails with ConnectionError."""
-    seconds = http_timeout(timeout_s)
-    hint = f"within the {seconds:g} s deadline (the timeout_s parameter or $KFP_CT_HTTP_TIMEOUT_S)"
+    seconds = storage.download_timeout(timeout_s)
+    hint = f"within the {seconds:g} s deadline (the timeout_s parameter or ${storage.DOWNLOAD_TIMEOUT_ENV})"
     with _Deadline(seconds) as deadline:
         opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
         try:
@@ -416,16 +402,16 @@ def ingest(
     """Reads `source_uri` into the Parquet dataset `output_path`, keeping rows with start <= time_column < end.
 
     `delimiter` is a CSV source's field delimiter ("auto": detected), `keep_index` keeps the pandas index stored in a
-    Parquet source as columns, `timeout_s` is an http(s):// download's total deadline (default $KFP_CT_HTTP_TIMEOUT_S,
-    else 600 s). Returns the dataset's metadata (rows, columns, sha256, source_uri). On any error nothing is left at
-    `output_path`, and the message names the source and the problem.
+    Parquet source as columns, `timeout_s` is a download's total deadline (http(s)://, gs://, s3://, minio://; default
+    $KFP_CT_DOWNLOAD_TIMEOUT_S, else 600 s). Returns the dataset's metadata (rows, columns, sha256, source_uri). On
+    any error nothing is left at `output_path`, and the message names the source and the problem.
     """
     file_format, gzipped = detect_format(source_uri, file_format)
     if (start is not None or end is not None) and not time_column:
         raise ValueError("start/end need time_column: the column that holds each row's time")
     if delimiter != "auto" and len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character or 'auto', found {delimiter!r}")
-    http_timeout(timeout_s)
+    storage.download_timeout(timeout_s)
     try:
         with local_file(source_uri, timeout_s) as path, datasets.atomic_path(output_path) as tmp:
             column_types: dict[str, pa.DataType] = {}

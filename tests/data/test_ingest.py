@@ -6,7 +6,6 @@ import functools
 import gzip
 import http.server
 import shutil
-import socket
 import threading
 import time
 
@@ -14,7 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from loopback import SlowServer
 
+from kfp_ct.components._common import storage
 from kfp_ct.components.ingest import core
 
 ROWS = pd.DataFrame(
@@ -180,48 +181,6 @@ def test_missing_files_and_unknown_schemes(tmp_path, uri, error, message):
 # ---- bounded HTTP reads ------------------------------------------------------------------------------------------
 
 
-class SlowServer:
-    """A loopback HTTP server that answers each connection with `head` and then drips `body` a byte at a time,
-    `interval` seconds apart (`head=None`: it never answers)."""
-
-    def __init__(self, head: bytes | None, body: bytes = b"", interval: float = 0.2):
-        self.head, self.body, self.interval = head, body, interval
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/data.csv"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            if self.head is None:
-                self.stop.wait()
-                return
-            for i in range(len(self.head + self.body)):
-                if self.stop.wait(self.interval if i >= len(self.head) else 0):
-                    return
-                try:
-                    conn.sendall((self.head + self.body)[i : i + 1])
-                except OSError:
-                    return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-
-
 CSV_BODY = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(50))
 
 
@@ -249,18 +208,18 @@ def test_http_reads_have_a_total_deadline_and_name_the_uri(tmp_path, head):
 
 
 def test_http_deadline_from_the_environment_and_a_body_cut_short(tmp_path, monkeypatch):
-    monkeypatch.setenv("KFP_CT_HTTP_TIMEOUT_S", "0.5")
-    assert core.http_timeout(None) == 0.5 and core.http_timeout(3) == 3.0
+    monkeypatch.setenv("KFP_CT_DOWNLOAD_TIMEOUT_S", "0.5")
+    assert storage.download_timeout(None) == 0.5 and storage.download_timeout(3) == 3.0
     server = SlowServer(None)
     try:
         with pytest.raises(TimeoutError, match=r"0.5 s deadline"):
             core.ingest(server.url, str(tmp_path / "out"))
     finally:
         server.close()
-    monkeypatch.setenv("KFP_CT_HTTP_TIMEOUT_S", "soon")
-    with pytest.raises(ValueError, match="KFP_CT_HTTP_TIMEOUT_S must be a number of seconds, found 'soon'"):
+    monkeypatch.setenv("KFP_CT_DOWNLOAD_TIMEOUT_S", "soon")
+    with pytest.raises(ValueError, match="KFP_CT_DOWNLOAD_TIMEOUT_S must be a number of seconds, found 'soon'"):
         core.ingest("http://127.0.0.1:9/x.csv", str(tmp_path / "out"))
-    monkeypatch.delenv("KFP_CT_HTTP_TIMEOUT_S")
+    monkeypatch.delenv("KFP_CT_DOWNLOAD_TIMEOUT_S")
     # the server announces more bytes than it sends, then closes: an error, not a silently shorter dataset
     cut = SlowServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(CSV_BODY) + 100), CSV_BODY, 0)
     try:

@@ -164,3 +164,30 @@ def test_s3_download_refuses_names_that_leave_the_folder(name, s3_bucket, tmp_pa
     with pytest.raises(ValueError, match=f"refusing to download the object '{re.escape(name)}'"):
         storage.download_prefix(f"s3://{s3_bucket}/models/v1", str(dest))
     assert not (tmp_path / "a").exists()  # checked before anything is written
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+@pytest.mark.parametrize("head", [None, b'HTTP/1.1 200 OK\r\nContent-Length: 4000\r\nETag: "x"\r\n\r\n'])
+def test_object_store_downloads_have_a_total_deadline(tmp_path, monkeypatch, scheme, head):
+    """A store that never answers, or drips its answer, holds no download past the deadline: the clients bound each
+    request, not a whole download."""
+    from loopback import SlowServer
+
+    server = SlowServer(head, b"x" * 4000, interval=0.05)
+    endpoint = server.url.rsplit("/", 1)[0]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+    monkeypatch.setenv("KFP_CT_DOWNLOAD_TIMEOUT_S", "1.5")
+    uri = f"{scheme}://slow-bucket/data/train.parquet"
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=re.escape(uri) + r" within the 1.5 s deadline"):
+            storage.download_file(uri, str(tmp_path / "train.parquet"))
+        with pytest.raises(TimeoutError, match=re.escape(f"{uri}/") + r" within the 1.5 s deadline"):
+            storage.download_prefix(f"{uri}/", str(tmp_path / "folder"))
+        assert time.monotonic() - started < 8
+        assert not (tmp_path / "train.parquet").exists()
+    finally:
+        server.close()
