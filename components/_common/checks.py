@@ -20,7 +20,7 @@ METRICS = {
     CLASSIFICATION: ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
     REGRESSION: ("rmse", "mae", "r2", "mape"),
 }
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape", "loss"}  # loss: what the neural trainers minimise
 PRIMARY = {CLASSIFICATION: "roc_auc", REGRESSION: "rmse"}
 FALLBACK_PRIMARY = {CLASSIFICATION: "accuracy", REGRESSION: "rmse"}
 CHECKS = ("min", "max", "max_drop", "max_increase")

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
+from kfp_ct.components._common.checks import LOWER_IS_BETTER
 from kfp_ct.components.tune.results import EARLY_STOPPED, FAILED, KILLED, SUCCEEDED, SearchResult, check_result
 from kfp_ct.components.tune.settings import check_settings
 from kfp_ct.components.tune.space import parse_search_space
@@ -147,9 +148,7 @@ def tune(
     objective_type = objective_type or (
         default_type
         if objective_metric_name == default_metric
-        else (
-            "minimize" if objective_metric_name.removeprefix("validation-") in defaults.LOWER_IS_BETTER else "maximize"
-        )
+        else ("minimize" if objective_metric_name.removeprefix("validation-") in LOWER_IS_BETTER else "maximize")
     )
     defaults.check_objective(trainer, task_for_metrics, objective_metric_name, objective_type)
     settings = check_settings(

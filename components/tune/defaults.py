@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from kfp_ct.components._common.checks import LOWER_IS_BETTER
+
 
 def _double(name: str, low: str, high: str, distribution: str = "uniform") -> dict:
     space = {"min": low, "max": high}
@@ -46,7 +48,6 @@ NEURAL = [
 ]
 
 VALIDATION_METRICS = {"classification": ("roc_auc", "accuracy", "f1", "log_loss"), "regression": ("rmse", "mae", "r2")}
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "loss"}
 
 
 def default_options(trainer: str) -> dict:
