@@ -451,6 +451,7 @@ def test_component_runs_in_the_gpu_image_and_documents_every_input_and_output(tm
         "hyperparameters",
         "model_name",
         "tracking_uri",
+        "max_classes",
         "seed",
     }
     assert set(inputs["artifacts"]) == {"train", "featurizer"} and set(outputs["artifacts"]) == {"model", "metrics"}
