@@ -150,7 +150,8 @@ class _GcsBucket:
             raise PermissionError(f"access denied to {uri}: {err.message}") from None
 
     def get(self, key: str, dest: str) -> None:
-        self.bucket.blob(key).download_to_filename(dest)
+        with open(dest, "wb") as out:  # in place, in order: a reader of `dest` may follow the download
+            self.bucket.blob(key).download_to_file(out)
 
     def put_file(self, key: str, path: str) -> None:
         self.bucket.blob(key).upload_from_filename(path)
@@ -224,7 +225,10 @@ class _S3Bucket:
         return True
 
     def get(self, key: str, dest: str) -> None:
-        self.client.download_file(self.name, key, dest)
+        from boto3.s3.transfer import TransferConfig
+
+        with open(dest, "wb") as out:  # in place, in order (no parallel ranges): a reader of `dest` may follow it
+            self.client.download_fileobj(self.name, key, out, Config=TransferConfig(use_threads=False))
 
     def put_file(self, key: str, path: str) -> None:
         self.client.upload_file(path, self.name, key)
@@ -281,50 +285,84 @@ def _child(send, work) -> None:
         send.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]}")))
 
 
-def _within_deadline(work, uri: str, timeout_s: float | None):
-    """`work()` within the total download deadline. The object-store clients bound each request (connect and read
-    timeouts), not a whole download: a server that drips its answer would hold them for ever. So the download runs in
-    a forked child, killed at the deadline (TimeoutError naming the URI); where there is no fork, it runs here."""
-    import multiprocessing
+class Download:
+    """`work()` (a download) running within the total download deadline. The object-store clients bound each request
+    (connect and read timeouts), not a whole download: a server that drips its answer would hold them for ever. So
+    the work runs in a forked child, killed at the deadline (TimeoutError naming the URI); where there is no fork, it
+    runs at once, here. `poll()` says whether it has ended (raising its error), `wait()` waits for its result."""
 
-    seconds = download_timeout(timeout_s)
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return work()
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(send, work), daemon=True)
-    child.start()
-    send.close()
-    try:
-        if not receive.poll(seconds):
-            raise TimeoutError(
-                f"no complete download of {uri} within the {seconds:g} s deadline ($KFP_CT_DOWNLOAD_TIMEOUT_S or "
-                "the step's timeout_s)"
-            )
-        try:
-            kind, value = receive.recv()
-        except EOFError:
-            raise ConnectionError(f"the download of {uri} stopped: its process exited with {child.exitcode}") from None
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-    if kind == "error":
-        raise value
-    return value
+    def __init__(self, work, uri: str, timeout_s: float | None = None):
+        import multiprocessing
+        import time
+
+        self.uri, self.seconds = uri, download_timeout(timeout_s)
+        self._deadline = time.monotonic() + self.seconds
+        self._child = self._outcome = None
+        if "fork" not in multiprocessing.get_all_start_methods():
+            self._outcome = ("ok", work())
+            return
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        self._child = context.Process(target=_child, args=(send, work), daemon=True)
+        self._child.start()
+        send.close()
+
+    def poll(self, wait: float = 0) -> bool:
+        """True once the download has ended well; raises its error, or TimeoutError past the deadline."""
+        import time
+
+        if self._outcome is None:
+            if not self._receive.poll(max(0.0, min(wait, self._deadline - time.monotonic()))):
+                if time.monotonic() < self._deadline:
+                    return False
+                self.close()
+                raise TimeoutError(
+                    f"no complete download of {self.uri} within the {self.seconds:g} s deadline "
+                    f"(${DOWNLOAD_TIMEOUT_ENV} or the step's timeout_s)"
+                )
+            try:
+                self._outcome = self._receive.recv()
+            except EOFError:
+                self._outcome = ("error", ConnectionError(f"the download of {self.uri} stopped: its process exited"))
+            self.close()
+        kind, value = self._outcome
+        if kind == "error":
+            raise value
+        return True
+
+    def wait(self):
+        """The download's result, once it has ended (its error raised)."""
+        while not self.poll(wait=0.5):
+            pass
+        return self._outcome[1]
+
+    def close(self) -> None:
+        """Stops the download if it still runs."""
+        if self._child is not None:
+            if self._child.is_alive():
+                self._child.kill()
+            self._child.join()
+            self._child = None
 
 
-def download_file(uri: str, dest: str, timeout_s: float | None = None) -> None:
-    """Downloads one object (gs://, s3:// or minio://) to the local file `dest` within the total deadline `timeout_s`
-    (see `download_timeout`), naming what is missing when it fails; on failure nothing is left at `dest`."""
+def start_download(uri: str, dest: str, timeout_s: float | None = None) -> Download:
+    """Starts downloading one object (gs://, s3:// or minio://) to the local file `dest` (created at once, growing
+    as the bytes arrive) within the total deadline; see `Download`."""
 
     def work() -> None:
         store, key = _bucket(uri)
         with store.errors(uri):
             store.get(key, dest)
 
+    open(dest, "wb").close()
+    return Download(work, uri, timeout_s)
+
+
+def download_file(uri: str, dest: str, timeout_s: float | None = None) -> None:
+    """Downloads one object (gs://, s3:// or minio://) to the local file `dest` within the total deadline `timeout_s`
+    (see `download_timeout`), naming what is missing when it fails; on failure nothing is left at `dest`."""
     try:
-        _within_deadline(work, uri, timeout_s)
+        start_download(uri, dest, timeout_s).wait()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(dest)
@@ -350,7 +388,7 @@ def download_prefix(uri: str, dest: str, timeout_s: float | None = None) -> list
     """Downloads every object under the prefix `uri` into the folder `dest` (keeping their relative names) within the
     total deadline `timeout_s` (see `download_timeout`) and returns those names. Every name is checked before anything
     is written: none may leave `dest`."""
-    return _within_deadline(lambda: _download_prefix(uri, dest), uri, timeout_s)
+    return Download(lambda: _download_prefix(uri, dest), uri, timeout_s).wait()
 
 
 def _download_prefix(uri: str, dest: str) -> list[str]:

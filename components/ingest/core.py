@@ -59,10 +59,51 @@ def detect_format(uri: str, file_format: str = "auto") -> tuple[str, bool]:
     return FORMATS[ext], gzipped
 
 
+class GrowingFile:
+    """A local file that a download is still writing: its readers wait for the bytes (or the download's end, raising
+    its error), so that parsing overlaps the download."""
+
+    def __init__(self, path: str, download):
+        self.path, self.download = path, download
+
+    def complete(self) -> str:
+        """The path, once the whole file is there (for readers that need random access: Parquet)."""
+        self.download.wait()
+        return self.path
+
+    def open(self):
+        return io.BufferedReader(_GrowingReader(self.path, self.download), BLOCK_BYTES)
+
+
+class _GrowingReader(io.RawIOBase):
+    def __init__(self, path: str, download):
+        self._file, self._download = open(path, "rb"), download
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while True:
+            n = self._file.readinto(buffer)
+            if n or self._download.poll(wait=0.002):  # the end of the file is the end only once the download ended
+                return n or self._file.readinto(buffer)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _open(source, gzipped: bool = False):
+    """A binary file object over a source: a local path, or a GrowingFile."""
+    raw = source.open() if isinstance(source, GrowingFile) else open(source, "rb")
+    return gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+
+
 @contextlib.contextmanager
-def local_file(uri: str, timeout_s: float | None = None) -> Iterator[str]:
-    """A local path holding the bytes of `uri`; remote sources are downloaded to a temporary file first, within
-    the total deadline `timeout_s` (see `storage.download_timeout`)."""
+def local_file(uri: str, timeout_s: float | None = None) -> Iterator[str | GrowingFile]:
+    """The bytes of `uri`: a local path, or for a remote source a temporary file, downloaded within the total deadline
+    `timeout_s` (see `storage.download_timeout`); an object-store download goes on while the caller reads (a
+    GrowingFile)."""
     scheme, host, path = storage.split_uri(uri)
     if scheme == "":
         if not os.path.isfile(path):
@@ -77,10 +118,14 @@ def local_file(uri: str, timeout_s: float | None = None) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="kfp-ct-ingest-") as tmp:
         dest = os.path.join(tmp, os.path.basename(path) or "source")
         if scheme in storage.OBJECT_STORES:
-            storage.download_file(uri, dest, timeout_s)
+            download = storage.start_download(uri, dest, timeout_s)
+            try:
+                yield GrowingFile(dest, download)
+            finally:
+                download.close()
         else:
             download_http(uri, dest, timeout_s)
-        yield dest
+            yield dest
 
 
 class _Deadline:
@@ -196,8 +241,7 @@ def detect_delimiter(path: str, gzipped: bool, encoding: str) -> str:
     """The delimiter (`DELIMITERS`) of a CSV file, told from its first `SNIFF_BYTES`: the one that splits every row
     of the sample into the same number (> 1) of fields. A file none of them splits is one column. Raises ValueError
     when several fit (or none fits, and several occur in the header): the caller passes `delimiter`."""
-    opener = gzip.open if gzipped else open
-    with opener(path, "rb") as f:
+    with _open(path, gzipped) as f:
         raw = f.read(SNIFF_BYTES + 1)
     sample = raw[:SNIFF_BYTES].decode(encoding, errors="replace")
     if len(raw) > SNIFF_BYTES and "\n" in sample:  # a row cut by the sample's end is not counted
@@ -227,7 +271,8 @@ def _csv_batches(
 ) -> Iterator[pa.RecordBatch]:
     if delimiter == "auto":
         delimiter = detect_delimiter(path, gzipped, encoding)
-    stream = pa.input_stream(path, compression="gzip" if gzipped else None)
+    stream = _open(path)
+    stream = pa.input_stream(stream, compression="gzip") if gzipped else stream
     with contextlib.closing(stream):
         reader = pacsv.open_csv(
             stream,
@@ -260,7 +305,9 @@ def _check_names(schema: pa.Schema, batches) -> Iterator[pa.RecordBatch]:
     yield from batches
 
 
-def _parquet_batches(path: str, gzipped: bool, keep_index: bool) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path, gzipped: bool, keep_index: bool) -> Iterator[pa.RecordBatch]:
+    if isinstance(path, GrowingFile):
+        path = path.complete()
     with contextlib.ExitStack() as stack:
         if gzipped:  # Parquet needs random access: inflate to a temporary file first
             tmp = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".parquet"))
@@ -295,14 +342,15 @@ def pandas_index_columns(schema: pa.Schema) -> dict[str, str]:
 
 
 def _jsonl_batches(path: str, gzipped: bool) -> Iterator[pa.RecordBatch]:
-    stream = pa.input_stream(path, compression="gzip" if gzipped else None)
+    stream = _open(path)
+    stream = pa.input_stream(stream, compression="gzip") if gzipped else stream
     with contextlib.closing(stream):
         reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
         yield from _check_names(reader.schema, reader)
 
 
 def read_batches(
-    path: str,
+    path: str | GrowingFile,
     file_format: str,
     gzipped: bool,
     encoding: str = "utf8",
@@ -311,15 +359,17 @@ def read_batches(
     delimiter: str = "auto",
     keep_index: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """Streams the record batches of a local file, with errors that say what is wrong with it.
+    """Streams the record batches of a local file (or one still being downloaded), with errors that say what is wrong
+    with it.
 
     A CSV file's delimiter is `delimiter`, or detected (`detect_delimiter`) when it is "auto". A Parquet file's
     pandas index columns are dropped unless `keep_index`. A CSV column whose later rows do not fit the type inferred
     from the first block raises TypeFoundLate; the caller reads again with that column's wider type in
     `column_types`.
     """
-    if os.path.getsize(path) == 0:
-        raise ValueError("the source file is empty (0 bytes)")
+    with _open(path) as f:
+        if not f.read(1):
+            raise ValueError("the source file is empty (0 bytes)")
     try:
         if file_format == "csv":
             yield from _csv_batches(path, gzipped, encoding, column_types or {}, delimiter)
