@@ -1,6 +1,6 @@
 """The serving image serves a model trained by the scikit-learn trainer's core: the container (host network) binds
 a free loopback port; V1 and V2 answers equal the model's own predictions, as outside the container
-(tests/serving/test_model_server.py)."""
+(tests/push/test_model_server.py)."""
 
 import json
 import shutil
