@@ -87,7 +87,7 @@ def run_child(source: str, reference: str, workdir: str) -> dict:
 
     parquet = os.path.join(workdir, "dataset.parquet")
     start, start_cpu = time.perf_counter(), time.process_time()
-    meta = ingest(source, parquet)
+    meta = ingest(source_uri=source, output_path=parquet)
     ingested, ingested_cpu = time.perf_counter(), time.process_time()
     result = check(parquet, TARGET, reference)
     validated, validated_cpu = time.perf_counter(), time.process_time()
@@ -218,7 +218,7 @@ def make_reference(workdir: str) -> str:
 
     csv_path, parquet, schema = (os.path.join(workdir, name) for name in ("ref.csv", "ref.parquet", "ref.json"))
     generate_csv(csv_path, 20_000, seed=1)
-    ingest(csv_path, parquet)
+    ingest(source_uri=csv_path, output_path=parquet)
     write_schema(infer_schema(parquet, TARGET), schema)
     return schema
 

@@ -49,13 +49,13 @@ def ingest(
 
     dataset.metadata.update(
         ingest_core(
-            source_uri,
-            dataset.path,
-            file_format,
-            time_column,
-            start,
-            end,
-            encoding,
+            source_uri=source_uri,
+            output_path=dataset.path,
+            file_format=file_format,
+            time_column=time_column,
+            start=start,
+            end=end,
+            encoding=encoding,
             delimiter=delimiter,
             keep_index=keep_index,
             timeout_s=timeout_s,

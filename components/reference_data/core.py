@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
-from kfp_ct.components.ingest.core import ingest
+from kfp_ct.components._common.sources import read_dataset
 
 
 def champion_training_data(model_name: str, tracking_uri: str | None = None) -> tuple[str, str]:
@@ -35,6 +35,6 @@ def fetch_reference(
     """Writes the reference dataset at `output_path`; returns its metadata (with the champion version it came
     from, when it came from one)."""
     if reference_uri:
-        return ingest(reference_uri, output_path)
+        return read_dataset(reference_uri, output_path)
     version, uri = champion_training_data(model_name, tracking_uri)
-    return {**ingest(uri, output_path, file_format="parquet"), "champion_version": version}
+    return {**read_dataset(uri, output_path, file_format="parquet"), "champion_version": version}

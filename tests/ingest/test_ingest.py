@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from loopback import SlowServer
 
-from kfp_ct.components._common import storage
+from kfp_ct.components._common import sources, storage
 from kfp_ct.components.ingest import core
 
 ROWS = pd.DataFrame(
@@ -46,7 +46,7 @@ def write_source(directory, name: str, frame: pd.DataFrame = ROWS):
 @pytest.mark.parametrize("name", ["d.csv", "d.csv.gz", "d.parquet", "d.parquet.gz", "d.jsonl", "d.jsonl.gz"])
 def test_every_format_gives_the_same_rows(tmp_path, name):
     source = write_source(tmp_path, name)
-    meta = core.ingest(str(source), str(tmp_path / "out"))
+    meta = core.ingest(source_uri=str(source), output_path=str(tmp_path / "out"))
     assert (meta["rows"], meta["columns"], meta["source_uri"]) == (4, 3, str(source))
     frame = pd.read_parquet(tmp_path / "out")
     assert frame["a"].tolist() == [1, 2, 3, 4]
@@ -56,40 +56,44 @@ def test_every_format_gives_the_same_rows(tmp_path, name):
 def test_file_uri_and_explicit_format(tmp_path):
     source = write_source(tmp_path, "data.txt.gz", ROWS)
     shutil.copy(write_source(tmp_path, "d.csv.gz"), source)
-    meta = core.ingest(f"file://{source}", str(tmp_path / "out"), file_format="csv")
+    meta = core.ingest(source_uri=f"file://{source}", output_path=str(tmp_path / "out"), file_format="csv")
     assert meta["rows"] == 4 and meta["format"] == "csv"
 
 
 def test_sha256_versions_the_data(tmp_path, elec2):
-    first = core.ingest(str(elec2), str(tmp_path / "one"))
-    again = core.ingest(str(elec2), str(tmp_path / "two"))
-    other = core.ingest(str(elec2), str(tmp_path / "three"), time_column="date", end="0.5")
+    first = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "one"))
+    again = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "two"))
+    other = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "three"), time_column="date", end="0.5")
     assert first["sha256"] == again["sha256"] != other["sha256"]
     assert (first["rows"], first["columns"]) == (45312, 9)
 
 
 def test_time_window_on_dates_and_numbers(tmp_path, shared_data):
     hours = shared_data / "bike_sharing" / "hour.csv"
-    meta = core.ingest(str(hours), str(tmp_path / "y2012"), time_column="dteday", start="2012-01-01")
+    meta = core.ingest(
+        source_uri=str(hours), output_path=str(tmp_path / "y2012"), time_column="dteday", start="2012-01-01"
+    )
     frame = pd.read_parquet(tmp_path / "y2012")
     assert meta["rows"] == len(frame) == (pd.read_csv(hours)["yr"] == 1).sum()
     enriched = shared_data / "elec2" / "elec2_enriched.csv.gz"
-    core.ingest(str(enriched), str(tmp_path / "first"), time_column="day_index", start="0", end="365")
+    core.ingest(
+        source_uri=str(enriched), output_path=str(tmp_path / "first"), time_column="day_index", start="0", end="365"
+    )
     days = pd.read_parquet(tmp_path / "first")["day_index"]
     assert days.min() >= 0 and days.max() < 365
 
 
 def test_streams_in_blocks_and_widens_a_type_found_late(tmp_path, monkeypatch):
-    monkeypatch.setattr(core, "BLOCK_BYTES", 1 << 10)
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 1 << 10)
     frame = pd.DataFrame({"n": [str(i) for i in range(5000)], "s": ["k"] * 5000})
     frame.loc[4000, "n"] = "4000.5"
     source = tmp_path / "late.csv"
     frame.to_csv(source, index=False)
-    with pytest.raises(core.TypeFoundLate, match="column .n. needs double"):
-        list(core.read_batches(str(source), "csv", False))
-    batches = list(core.read_batches(str(source), "csv", False, column_types={"n": pa.float64()}))
+    with pytest.raises(sources.TypeFoundLate, match="column .n. needs double"):
+        list(sources.read_batches(str(source), "csv", False))
+    batches = list(sources.read_batches(str(source), "csv", False, column_types={"n": pa.float64()}))
     assert len(batches) > 10
-    core.ingest(str(source), str(tmp_path / "out"))
+    core.ingest(source_uri=str(source), output_path=str(tmp_path / "out"))
     out = pd.read_parquet(tmp_path / "out")
     assert out["n"].dtype == "float64" and out["n"][4000] == 4000.5 and len(out) == 5000
 
@@ -101,9 +105,9 @@ def test_http_source(tmp_path, elec2):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
-        assert core.ingest(f"{base}/elec2.csv", str(tmp_path / "out"))["rows"] == 45312
+        assert core.ingest(source_uri=f"{base}/elec2.csv", output_path=str(tmp_path / "out"))["rows"] == 45312
         with pytest.raises(FileNotFoundError, match="HTTP 404"):
-            core.ingest(f"{base}/missing.csv", str(tmp_path / "missing"))
+            core.ingest(source_uri=f"{base}/missing.csv", output_path=str(tmp_path / "missing"))
         assert not (tmp_path / "missing").exists()
     finally:
         server.shutdown()
@@ -112,12 +116,12 @@ def test_http_source(tmp_path, elec2):
 @pytest.mark.integration
 def test_gcs_source_and_missing_bucket_or_object(tmp_path, gcs_bucket, elec2):
     gcs_bucket.blob("raw/elec2.csv").upload_from_filename(str(elec2))
-    meta = core.ingest(f"gs://{gcs_bucket.name}/raw/elec2.csv", str(tmp_path / "out"))
+    meta = core.ingest(source_uri=f"gs://{gcs_bucket.name}/raw/elec2.csv", output_path=str(tmp_path / "out"))
     assert meta["rows"] == 45312 and meta["source_uri"].startswith("gs://")
     with pytest.raises(FileNotFoundError, match="object not found"):
-        core.ingest(f"gs://{gcs_bucket.name}/raw/nope.csv", str(tmp_path / "nope"))
+        core.ingest(source_uri=f"gs://{gcs_bucket.name}/raw/nope.csv", output_path=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="bucket not found: gs://no-such-bucket-kfp-ct"):
-        core.ingest("gs://no-such-bucket-kfp-ct/x.csv", str(tmp_path / "nope"))
+        core.ingest(source_uri="gs://no-such-bucket-kfp-ct/x.csv", output_path=str(tmp_path / "nope"))
     assert not (tmp_path / "nope").exists()
 
 
@@ -158,7 +162,7 @@ def test_bad_sources_fail_clearly_and_leave_nothing(tmp_path, name, content, kwa
         source.write_bytes(content)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=message) as error:
-        core.ingest(str(source), str(out / "dataset"), **kwargs)
+        core.ingest(source_uri=str(source), output_path=str(out / "dataset"), **kwargs)
     # a problem of the data names the file; a problem of the arguments names the argument
     assert str(source) in str(error.value) or any(argument in str(error.value) for argument in kwargs)
     assert not out.exists() or not any(out.iterdir())
@@ -174,7 +178,7 @@ def test_bad_sources_fail_clearly_and_leave_nothing(tmp_path, name, content, kwa
 )
 def test_missing_files_and_unknown_schemes(tmp_path, uri, error, message):
     with pytest.raises(error, match=message):
-        core.ingest(uri, str(tmp_path / "out"))
+        core.ingest(source_uri=uri, output_path=str(tmp_path / "out"))
     assert not any(tmp_path.iterdir())
 
 
@@ -199,7 +203,7 @@ def test_http_reads_have_a_total_deadline_and_name_the_uri(tmp_path, head):
     try:
         started = time.monotonic()
         with pytest.raises(TimeoutError, match=r"no complete answer .*within the 1 s deadline") as error:
-            core.ingest(server.url, str(tmp_path / "out"), timeout_s=1.0)
+            core.ingest(source_uri=server.url, output_path=str(tmp_path / "out"), timeout_s=1.0)
         assert time.monotonic() - started < 4
         assert server.url in str(error.value)
         assert not (tmp_path / "out").exists()
@@ -213,18 +217,18 @@ def test_http_deadline_from_the_environment_and_a_body_cut_short(tmp_path, monke
     server = SlowServer(None)
     try:
         with pytest.raises(TimeoutError, match=r"0.5 s deadline"):
-            core.ingest(server.url, str(tmp_path / "out"))
+            core.ingest(source_uri=server.url, output_path=str(tmp_path / "out"))
     finally:
         server.close()
     monkeypatch.setenv("KFP_CT_DOWNLOAD_TIMEOUT_S", "soon")
     with pytest.raises(ValueError, match="KFP_CT_DOWNLOAD_TIMEOUT_S must be a number of seconds, found 'soon'"):
-        core.ingest("http://127.0.0.1:9/x.csv", str(tmp_path / "out"))
+        core.ingest(source_uri="http://127.0.0.1:9/x.csv", output_path=str(tmp_path / "out"))
     monkeypatch.delenv("KFP_CT_DOWNLOAD_TIMEOUT_S")
     # the server announces more bytes than it sends, then closes: an error, not a silently shorter dataset
     cut = SlowServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(CSV_BODY) + 100), CSV_BODY, 0)
     try:
         with pytest.raises(ConnectionError, match=r"closed 100 bytes before the end") as error:
-            core.ingest(cut.url, str(tmp_path / "out"), timeout_s=10)
+            core.ingest(source_uri=cut.url, output_path=str(tmp_path / "out"), timeout_s=10)
         assert cut.url in str(error.value)
     finally:
         cut.close()
@@ -241,18 +245,18 @@ def test_the_csv_delimiter_is_detected(tmp_path, delimiter, name):
     data = DELIMITED.to_csv(index=False, sep=delimiter).encode()
     source = tmp_path / name
     source.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    core.ingest(str(source), str(tmp_path / "out"))
+    core.ingest(source_uri=str(source), output_path=str(tmp_path / "out"))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out"), DELIMITED)
 
 
 def test_quoted_delimiters_and_a_single_column_are_not_mistaken(tmp_path):
     quoted = tmp_path / "quoted.csv"
     quoted.write_text('name;note\n"a;b";"x, y, z"\nc;"1|2"\n')
-    core.ingest(str(quoted), str(tmp_path / "out"))
+    core.ingest(source_uri=str(quoted), output_path=str(tmp_path / "out"))
     assert pd.read_parquet(tmp_path / "out").to_dict("list") == {"name": ["a;b", "c"], "note": ["x, y, z", "1|2"]}
     single = tmp_path / "single.csv"
     single.write_text("value\n1\n2\n")
-    core.ingest(str(single), str(tmp_path / "single"))
+    core.ingest(source_uri=str(single), output_path=str(tmp_path / "single"))
     assert pd.read_parquet(tmp_path / "single").columns.tolist() == ["value"]
 
 
@@ -260,12 +264,12 @@ def test_an_ambiguous_delimiter_fails_naming_the_file_or_takes_the_explicit_one(
     source = tmp_path / "ambiguous.csv"
     source.write_text("a,b;c\n1,2;3\n4,5;6\n")  # two columns on ';', two columns on ','
     with pytest.raises(ValueError, match=r"cannot tell the CSV delimiter.*',' gives 2 fields.*';' gives 2 fields"):
-        core.ingest(str(source), str(tmp_path / "out"))
+        core.ingest(source_uri=str(source), output_path=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
-    core.ingest(str(source), str(tmp_path / "out"), delimiter=";")
+    core.ingest(source_uri=str(source), output_path=str(tmp_path / "out"), delimiter=";")
     assert pd.read_parquet(tmp_path / "out").to_dict("list") == {"a,b": ["1,2", "4,5"], "c": [3, 6]}
     with pytest.raises(ValueError, match="delimiter must be one character or 'auto', found ';;'"):
-        core.ingest(str(source), str(tmp_path / "other"), delimiter=";;")
+        core.ingest(source_uri=str(source), output_path=str(tmp_path / "other"), delimiter=";;")
 
 
 # ---- the pandas index in Parquet ---------------------------------------------------------------------------------
@@ -276,13 +280,13 @@ def test_a_pandas_index_in_parquet_is_not_a_column_unless_asked(tmp_path):
     frame[frame["a"] > 1].to_parquet(tmp_path / "filtered.parquet")  # stores __index_level_0__
     frame.set_index("b").to_parquet(tmp_path / "named.parquet")  # stores the index 'b'
     assert "__index_level_0__" in pq.ParquetFile(tmp_path / "filtered.parquet").schema_arrow.names
-    core.ingest(str(tmp_path / "filtered.parquet"), str(tmp_path / "out"))
+    core.ingest(source_uri=str(tmp_path / "filtered.parquet"), output_path=str(tmp_path / "out"))
     out = pd.read_parquet(tmp_path / "out")
     assert out.columns.tolist() == ["a", "b"] and out["a"].tolist() == [2, 3, 4]
     assert pq.ParquetFile(tmp_path / "out").schema_arrow.names == ["a", "b"]
-    core.ingest(str(tmp_path / "named.parquet"), str(tmp_path / "named"))
+    core.ingest(source_uri=str(tmp_path / "named.parquet"), output_path=str(tmp_path / "named"))
     assert pd.read_parquet(tmp_path / "named").columns.tolist() == ["a"]
-    core.ingest(str(tmp_path / "filtered.parquet"), str(tmp_path / "kept"), keep_index=True)
+    core.ingest(source_uri=str(tmp_path / "filtered.parquet"), output_path=str(tmp_path / "kept"), keep_index=True)
     assert pd.read_parquet(tmp_path / "kept").to_dict("list") == {"a": [2, 3, 4], "b": list("xyz"), "index": [1, 2, 3]}
-    core.ingest(str(tmp_path / "named.parquet"), str(tmp_path / "named_kept"), keep_index=True)
+    core.ingest(source_uri=str(tmp_path / "named.parquet"), output_path=str(tmp_path / "named_kept"), keep_index=True)
     assert pd.read_parquet(tmp_path / "named_kept").to_dict("list") == {"a": [1, 2, 3, 4], "b": list("wxyz")}

@@ -26,9 +26,9 @@ def test_ingest_from_s3_csv_and_gzip(elec2, s3_bucket, tmp_path):
         shutil.copyfileobj(src, out)
     client.upload_file(str(tmp_path / "elec2.csv.gz"), s3_bucket, "raw/elec2.csv.gz")
 
-    local = ingest(str(elec2), str(tmp_path / "local.parquet"))
-    remote = ingest(f"s3://{s3_bucket}/raw/elec2.csv", str(tmp_path / "s3.parquet"))
-    gzipped = ingest(f"s3://{s3_bucket}/raw/elec2.csv.gz", str(tmp_path / "s3gz.parquet"))
+    local = ingest(source_uri=str(elec2), output_path=str(tmp_path / "local.parquet"))
+    remote = ingest(source_uri=f"s3://{s3_bucket}/raw/elec2.csv", output_path=str(tmp_path / "s3.parquet"))
+    gzipped = ingest(source_uri=f"s3://{s3_bucket}/raw/elec2.csv.gz", output_path=str(tmp_path / "s3gz.parquet"))
     assert remote["rows"] == local["rows"] == gzipped["rows"] == 45312
     assert remote["sha256"] == local["sha256"] == gzipped["sha256"]
     assert remote["source_uri"] == f"s3://{s3_bucket}/raw/elec2.csv"
@@ -36,13 +36,15 @@ def test_ingest_from_s3_csv_and_gzip(elec2, s3_bucket, tmp_path):
 
 
 def test_ingest_from_a_kfp_artifact_in_minio(elec2, s3_server, s3_bucket, tmp_path, monkeypatch):
-    local = ingest(str(elec2), str(tmp_path / "local.parquet"))
+    local = ingest(source_uri=str(elec2), output_path=str(tmp_path / "local.parquet"))
     key = "v2/artifacts/training/run-1/ingest/dataset"
     storage.s3_client(f"s3://{s3_bucket}").upload_file(str(tmp_path / "local.parquet"), s3_bucket, key)
     monkeypatch.setenv("KFP_CT_MINIO_ENDPOINT", s3_server)
     monkeypatch.setenv("MINIO_ACCESS_KEY", "minio")
     monkeypatch.setenv("MINIO_SECRET_KEY", "minio123")
-    meta = ingest(f"minio://{s3_bucket}/{key}", str(tmp_path / "out.parquet"), file_format="parquet")
+    meta = ingest(
+        source_uri=f"minio://{s3_bucket}/{key}", output_path=str(tmp_path / "out.parquet"), file_format="parquet"
+    )
     assert meta["sha256"] == local["sha256"] and meta["rows"] == 45312
 
 
@@ -59,6 +61,6 @@ def test_ingest_bad_s3_sources_leave_nothing(uri, error, message, s3_bucket, tmp
     monkeypatch.setenv("KFP_CT_MINIO_SECRET_DIR", str(tmp_path / "no-secret"))
     uri = uri.format(bucket=s3_bucket)
     with pytest.raises(error, match=message.format(bucket=s3_bucket)) as raised:
-        ingest(uri, str(tmp_path / "out.parquet"))
+        ingest(source_uri=uri, output_path=str(tmp_path / "out.parquet"))
     assert uri in str(raised.value)
     assert list(tmp_path.iterdir()) == []

@@ -124,7 +124,9 @@ def test_ingest_killed_leaves_a_complete_dataset_or_none(elec2_csv, tmp_path):
         if output.exists():
             assert len(datasets.read_frame(output)) == ROWS
 
-    killed = kill_repeatedly(preload, lambda: f"ingest({str(elec2_csv)!r}, {str(output)!r})", check, seed=1)
+    killed = kill_repeatedly(
+        preload, lambda: f"ingest(source_uri={str(elec2_csv)!r}, output_path={str(output)!r})", check, seed=1
+    )
     assert killed >= 1
     assert output.exists() and partials(tmp_path) == []
 

@@ -18,8 +18,8 @@ def elec2_slices(shared_data, tmp_path_factory):
     """Two real slices of elec2: its first 20 days and the next 20 (Parquet dataset files)."""
     root = tmp_path_factory.mktemp("elec2")
     source = str(shared_data / "elec2" / "elec2_enriched.csv.gz")
-    ingest(source, str(root / "first.parquet"), time_column="day_index", start="0", end="20")
-    ingest(source, str(root / "next.parquet"), time_column="day_index", start="20", end="40")
+    ingest(source_uri=source, output_path=str(root / "first.parquet"), time_column="day_index", start="0", end="20")
+    ingest(source_uri=source, output_path=str(root / "next.parquet"), time_column="day_index", start="20", end="40")
     return root / "first.parquet", root / "next.parquet"
 
 

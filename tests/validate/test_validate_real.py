@@ -40,7 +40,7 @@ def elec2(shared_data, tmp_path_factory):
     paths = {}
     for name, window in windows.items():
         paths[name] = str(root / f"{name}.parquet")
-        ingest(source, paths[name], time_column="approx_date", **window)
+        ingest(source_uri=source, output_path=paths[name], time_column="approx_date", **window)
         core.write_schema(core.infer_schema(paths[name], "class"), str(root / f"{name}.json"))
     return {name: (path, path.replace(".parquet", ".json")) for name, path in paths.items()}
 
@@ -109,8 +109,8 @@ def bike(shared_data, tmp_path_factory):
     """bike_sharing hour.csv split by year (yr 0 = 2011, yr 1 = 2012), on dteday."""
     root = tmp_path_factory.mktemp("bike")
     source = str(shared_data / "bike_sharing" / "hour.csv")
-    ingest(source, str(root / "2011.parquet"), time_column="dteday", end="2012-01-01")
-    ingest(source, str(root / "2012.parquet"), time_column="dteday", start="2012-01-01")
+    ingest(source_uri=source, output_path=str(root / "2011.parquet"), time_column="dteday", end="2012-01-01")
+    ingest(source_uri=source, output_path=str(root / "2012.parquet"), time_column="dteday", start="2012-01-01")
     core.write_schema(core.infer_schema(str(root / "2011.parquet"), "cnt"), str(root / "2011.json"))
     return str(root / "2011.parquet"), str(root / "2011.json"), str(root / "2012.parquet")
 
