@@ -1,8 +1,8 @@
 # The catalog's component image (CPU): kfp, kfp-ct and what its components need (the serving, tuning and monitoring
 # extras), without torch and TensorFlow (those are in Dockerfile.gpu). Every component of the catalog names this
-# image (kfp_ct.components._image.IMAGE), so tag it with that name:
+# image (kfp_ct.components._common.images.IMAGE), so tag it with that name:
 #
-#   docker build -t "$(python -c 'from kfp_ct.components._image import IMAGE; print(IMAGE)')" .
+#   docker build -t "$(python -c 'from kfp_ct.components._common.images import IMAGE; print(IMAGE)')" .
 #
 # Base: any Debian-like image with Python 3.11 and its venv module: python:3.11-slim by default, or the registry-free
 # Debian bookworm base that `make base-image` builds (`--build-arg BASE_IMAGE=localhost/kfp-ct-base:bookworm`).
@@ -41,7 +41,7 @@ COPY --from=builder /opt/kfp-ct /opt/kfp-ct
 # A fixed numeric non-root user, so Kubernetes' runAsNonRoot can check it; HOME is writable for caches (matplotlib).
 RUN useradd --uid 1000 --user-group --create-home --home-dir /home/kfp-ct --shell /usr/sbin/nologin kfp-ct
 # the registry that hosts the images (`make image push REGISTRY=...`): what a step names at run time (Katib trials,
-# a torch or Keras predictor) comes from there; empty: the default of components/_image.py
+# a torch or Keras predictor) comes from there; empty: the default of components/_common/images.py
 ARG KFP_CT_IMAGE_REGISTRY=
 # Models are data: MLflow never unpickles a model in these containers (the catalog loads skops, torch weights
 # and .keras files itself, in their safe modes).

@@ -32,10 +32,10 @@ ENGINE ?= $(shell if command -v podman >/dev/null 2>&1; then echo podman; \
 ENGINE_CMD = $(if $(filter podman,$(ENGINE)),. $(CT_ENV) && podman,$(ENGINE))
 WHEELHOUSE_STAMP := $(CT_DIR)/wheelhouse/.stamp
 WHEELHOUSE_GPU_STAMP := $(CT_DIR)/wheelhouse-gpu/.stamp
-# REGISTRY (default: the one components/_image.py names) reaches the image names and, as a build argument, the images
+# REGISTRY (default: the one components/_common/images.py names) reaches the image names and, as a build argument, the images
 REGISTRY ?=
 REGISTRY_ENV = $(if $(REGISTRY),KFP_CT_IMAGE_REGISTRY=$(REGISTRY))
-image_name = $$($(REGISTRY_ENV) $(BIN)/python -c 'from kfp_ct.components._image import $(1); print($(1))')
+image_name = $$($(REGISTRY_ENV) $(BIN)/python -c 'from kfp_ct.components._common.images import $(1); print($(1))')
 # superseded final images (untagged, with the title label) go; untagged builder stages stay: they are the layer cache
 PRUNE = $(ENGINE_CMD) image prune -f --filter label=org.opencontainers.image.title >/dev/null
 # each image carries the hash of the source it was built from; tests/containers check it against the tree
@@ -93,13 +93,13 @@ image: image-cpu image-gpu image-serving image-sizes
 
 push:
 	for name in IMAGE GPU_IMAGE SERVING_IMAGE; do \
-		$(ENGINE_CMD) push $$($(REGISTRY_ENV) $(BIN)/python -c "from kfp_ct.components._image import $$name; print($$name)") \
+		$(ENGINE_CMD) push $$($(REGISTRY_ENV) $(BIN)/python -c "from kfp_ct.components._common.images import $$name; print($$name)") \
 			|| exit 1; \
 	done
 
 image-sizes:
 	@for name in IMAGE GPU_IMAGE SERVING_IMAGE; do \
-		tag=$$($(REGISTRY_ENV) $(BIN)/python -c "from kfp_ct.components._image import $$name; print($$name)"); \
+		tag=$$($(REGISTRY_ENV) $(BIN)/python -c "from kfp_ct.components._common.images import $$name; print($$name)"); \
 		size=$$($(ENGINE_CMD) image inspect --format '{{.Size}}' $$tag 2>/dev/null); \
 		if [ -n "$$size" ]; then echo "$$tag $$size" | awk '{printf "%-45s %6.2f GB\n", $$1, $$2/1e9}'; \
 		else echo "$$tag: not built"; fi; \

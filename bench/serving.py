@@ -74,10 +74,10 @@ def train(workdir: Path, rows: int | None, max_iter: int) -> dict:
         str(workdir / "featurizer"),
     )
     train_sklearn(
-        str(workdir / "train.parquet"),
-        str(workdir / "featurizer"),
-        str(workdir / "model"),
-        NAME,
+        train_path=str(workdir / "train.parquet"),
+        featurizer_path=str(workdir / "featurizer"),
+        model_path=str(workdir / "model"),
+        model_name=NAME,
         hyperparameters={"max_iter": max_iter},
         tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
     )

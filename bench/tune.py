@@ -88,7 +88,7 @@ def measure_tune(data: dict, trials: int, parallel: int, fixed: dict) -> dict:
         options={"estimator": ESTIMATOR},
         hyperparameters=fixed,
         log=lambda line: None,
-    ).result
+    ).search
     seconds = time.perf_counter() - started
     if result.count(SUCCEEDED) != trials:
         raise RuntimeError(

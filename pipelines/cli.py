@@ -44,9 +44,9 @@ def preflight(pipeline, arguments: dict, *, reach_registry: bool) -> None:
         check(
             data_uris={name: given.get(name) for name in ("source_uri", "current_uri", "reference_uri")},
             target_column=given.get("target_column"),
+            model_name=given.get("model_name"),
             task=given.get("task"),
             framework=given.get("framework"),
-            model_name=given.get("model_name"),
             thresholds=given.get("thresholds"),
             push_target=given.get("push_target"),
             storage_uri=given.get("storage_uri"),
@@ -97,7 +97,7 @@ def cmd_compile(args) -> None:
     from kfp_ct.pipelines import MODULES
 
     settings = compile_environment(args)
-    if settings and {"kfp_ct.components._image", *MODULES.values()} & set(sys.modules):
+    if settings and {"kfp_ct.components._common.images", *MODULES.values()} & set(sys.modules):
         raise SystemExit(f"{', '.join(settings)}: read when the catalog is built, which this process has done already")
     os.environ.update(settings)
     from kfp_ct.pipelines.compile import compile_all, write_component_readmes, write_readme_table

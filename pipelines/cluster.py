@@ -58,7 +58,7 @@ def secret_manifest(namespace: str, environ: Mapping[str, str]) -> str:
 def mlflow_image() -> str:
     """The tracking server's image: cluster/mlflow.Dockerfile (MLflow at the catalog's version, boto3, psycopg2)."""
     from kfp_ct import __version__
-    from kfp_ct.components._image import REGISTRY
+    from kfp_ct.components._common.images import REGISTRY
 
     return f"{REGISTRY}/kfp-ct-mlflow:{__version__}"
 

@@ -16,7 +16,7 @@ from kfp_ct.components import (
     tune,
     validate,
 )
-from kfp_ct.components._image import GPU_IMAGE
+from kfp_ct.components._common.images import GPU_IMAGE
 from kfp_ct.pipelines.steps import RETRIES, step
 
 TRAINERS = {"sklearn": train_sklearn, "torch": train_torch, "keras": train_keras}

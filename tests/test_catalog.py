@@ -81,7 +81,7 @@ def test_compiled_yaml_matches_the_code(tmp_path):
 
 
 def test_compiled_components_use_the_catalog_image_and_install_nothing():
-    from kfp_ct.components._image import GPU_IMAGE, IMAGE
+    from kfp_ct.components._common.images import GPU_IMAGE, IMAGE
 
     for path in (REPO / "compiled" / "components").glob("*.yaml"):
         spec = yaml.safe_load(path.read_text())

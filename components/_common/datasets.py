@@ -81,17 +81,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes `text` at `path` atomically (see `atomic_path`), readable by all (a report, a manifest); returns it."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    os.chmod(path, 0o644)
+    return Path(path)
+
+
 def write_text_files(directory: str | os.PathLike, texts: dict[str, str]) -> list[Path]:
-    """Writes each {name: text} into `directory`, each file atomically and readable by all (generated manifests);
-    returns the paths."""
-    written = []
-    for name, text in texts.items():
-        path = Path(directory) / name
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text)
-        os.chmod(path, 0o644)
-        written.append(path)
-    return written
+    """Writes each {name: text} into `directory`, each file with `write_text` (generated manifests); returns the
+    paths."""
+    return [write_text(Path(directory) / name, text) for name, text in texts.items()]
 
 
 @contextlib.contextmanager

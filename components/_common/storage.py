@@ -409,6 +409,38 @@ def download_prefix(uri: str, dest: str, timeout_s: float | None = None) -> list
     return Download(lambda: _download_prefix(uri, dest), uri, timeout_s).wait()
 
 
+@contextlib.contextmanager
+def local_copy(uri: str, *, directory: bool = False, published: bool = False, what: str = "URI") -> Iterator[str]:
+    """A local path holding `uri` while the block runs: a path or file:// as it is; from gs://, s3:// or minio:// the
+    object (with `directory`, every object under the prefix) downloaded into a temporary folder removed after the
+    block. `published`: a model version push wrote, checked against its completion marker (see `verify_directory`).
+    `what` names the URI in the error about an unsupported scheme."""
+    import shutil
+    import tempfile
+
+    path = split_uri(uri)[2]
+    if check_scheme(uri, what) == "":
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{'directory' if directory or published else 'file'} not found: {path}")
+        if published:
+            verify_directory(path)
+        yield path
+        return
+    tmp = tempfile.mkdtemp(prefix="kfp-ct-copy-")
+    try:
+        if published:
+            yield download_directory(uri, tmp)
+        elif directory:
+            download_prefix(uri, tmp)
+            yield tmp
+        else:
+            dest = os.path.join(tmp, os.path.basename(path) or "data")
+            download_file(uri, dest)
+            yield dest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _download_prefix(uri: str, dest: str) -> list[str]:
     store, prefix = _bucket(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""

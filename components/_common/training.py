@@ -27,7 +27,10 @@ URI), logs params, metrics and the model to an MLflow run and registers it as a 
 input fails before anything is logged or registered.
 
 Threads: trainers run their numeric libraries with `cpu_threads()` threads (KFP_CT_THREADS, else the container's
-CPU quota): torch.set_num_threads(cpu_threads()), threadpoolctl.threadpool_limits(cpu_threads()).
+CPU quota): torch.set_num_threads(cpu_threads()), threadpoolctl.threadpool_limits(cpu_threads()); tune's worker
+processes share them.
+
+What only the neural trainers (torch, Keras) share is in `neural.py`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kfp_ct.components._common.results import Result
 from kfp_ct.components._common.tracking import without_credentials
 from kfp_ct.components.featurize.core import CLASSIFICATION, check_split, load_featurizer
 
@@ -61,32 +64,16 @@ class FitResult:
 
 
 @dataclass
-class TrainingOutcome:
-    """What `train` did: the validation metrics, the MLflow run and the registered version."""
+class TrainingResult(Result):
+    """What `train` did, the trainers' shared result: `metrics` are the validation metrics, `metadata` what goes
+    onto the model artifact (model_name, version, run_id, model_uri, framework, estimator, and the validation
+    metrics: what evaluate, push and the UI read); the MLflow run, the registered version and where the model is."""
 
-    metrics: dict[str, float]
     run_id: str
     version: str
     model_path: str
     model_uri: str
     hyperparameters: dict
-
-    def record(self, model, metrics, model_name: str, framework: str, estimator: str) -> None:
-        """Writes this outcome into a trainer component's outputs: the model artifact's metadata (what evaluate,
-        push and the UI read) and the metrics artifact."""
-        model.metadata.update(
-            {
-                "model_name": model_name,
-                "version": self.version,
-                "run_id": self.run_id,
-                "model_uri": self.model_uri,
-                "framework": framework,
-                "estimator": estimator,
-                **self.metrics,
-            }
-        )
-        for name, value in self.metrics.items():
-            metrics.log_metric(name, value)
 
 
 def check_hyperparameters(given: Mapping[str, Any] | None, allowed: Mapping[str, Any], what: str) -> dict:
@@ -187,13 +174,27 @@ def validation_metrics(task: str, y_true: np.ndarray, scores: np.ndarray) -> dic
 
 
 def format_metrics(metrics: Mapping[str, float], prefix: str = "") -> list[str]:
-    """`name=value` lines, the format Katib's StdOut metrics collector reads."""
-    return [f"{prefix}{name}={value:.6g}" for name, value in metrics.items()]
+    """`name=value` lines in the form the default filter of Katib's StdOut metrics collector parses: whole numbers
+    as integers, others with 8 significant digits. A value that is not finite is left out: the filter cannot read
+    it."""
+    lines = []
+    for name, value in metrics.items():
+        value = float(value)
+        if math.isfinite(value):
+            text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(value, ".8g")
+            lines.append(f"{prefix}{name}={text}")
+    return lines
 
 
-def print_metrics(metrics: Mapping[str, float], prefix: str = "", file=None) -> None:
+def print_line(line: str) -> None:
+    """Prints one line at once (Katib and the tune workers read a trial's output as it comes)."""
+    print(line, flush=True)
+
+
+def print_metrics(metrics: Mapping[str, float], prefix: str = "", log: Callable[[str], None] = print_line) -> None:
+    """Passes each of `format_metrics`' lines to `log` (default: printed)."""
     for line in format_metrics(metrics, prefix):
-        print(line, file=file or sys.stdout, flush=True)
+        log(line)
 
 
 def validation_split(
@@ -322,12 +323,14 @@ def train(
     fit_options: dict | None = None,
     validation_fraction: float = VALIDATION_FRACTION,
     max_classes: int = MAX_CLASSES,
-) -> TrainingOutcome:
+    result_type: type[TrainingResult] = TrainingResult,
+) -> TrainingResult:
     """Trains with a framework's `fit`, then saves, logs and registers the model (see the module docstring).
 
     `allowed_hyperparameters` maps each hyperparameter `fit` accepts to its default; `train_metadata` is the train
     dataset artifact's metadata (sha256, source_uri, rows) and its uri. The model is written at `model_path` only if
     it was also logged and registered. A target with more than `max_classes` classes is refused before any fitting.
+    Returns a `result_type` (the trainer's `<Component>Result`).
     """
     from kfp_ct.components._common import datasets, tracking
     from kfp_ct.components._common import model as model_format
@@ -440,6 +443,20 @@ def train(
             status = "FINISHED"
         finally:
             mlflow_client.set_terminated(run_id, status)
-    return TrainingOutcome(
-        metrics=metrics, run_id=run_id, version=version, model_path=model_path, model_uri=model_uri, hyperparameters=hp
+    return result_type(
+        metrics=metrics,
+        metadata={
+            "model_name": model_name,
+            "version": version,
+            "run_id": run_id,
+            "model_uri": model_uri,
+            "framework": adapter.framework,
+            "estimator": estimator_name,
+            **metrics,
+        },
+        run_id=run_id,
+        version=version,
+        model_path=model_path,
+        model_uri=model_uri,
+        hyperparameters=hp,
     )

@@ -44,16 +44,16 @@ def preflight(
     """
     from kfp_ct.components.preflight.core import preflight as preflight_core
 
-    checked = preflight_core(
+    result = preflight_core(
         data_uris={"data_uri": data_uri, "reference_uri": reference_uri},
         target_column=target_column,
+        model_name=model_name,
         task=task,
         framework=framework,
-        model_name=model_name,
         thresholds=thresholds,
         push_target=push_target,
         storage_uri=storage_uri,
         tracking_uri=tracking_uri,
         registry="existing" if registry_must_exist else "create",
     )
-    return ", ".join(checked)
+    return ", ".join(result.checked)

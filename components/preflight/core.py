@@ -14,7 +14,10 @@ Every problem found is reported at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kfp_ct.components._common import checks
+from kfp_ct.components._common.results import Result
 
 FRAMEWORKS = ("sklearn", "torch", "keras")
 PUSH_TARGETS = ("local", "kserve")
@@ -28,23 +31,30 @@ def _collect(problems: list[str], check, *args, **kwargs) -> None:
         problems.append(str(err))
 
 
+@dataclass
+class PreflightResult(Result):
+    """The checks that passed (the parameters checked, in order)."""
+
+    checked: list[str]
+
+
 def preflight(
     *,
     data_uris: dict[str, str | None] | None = None,
     target_column: str | None = None,
+    model_name: str | None = None,
     task: str | None = None,
     framework: str | None = None,
-    model_name: str | None = None,
     thresholds: dict | None = None,
     push_target: str | None = None,
     storage_uri: str | None = None,
     tracking_uri: str | None = None,
     registry: str = "skip",
-) -> list[str]:
+) -> PreflightResult:
     """Checks the parameters given (None: not a parameter of this run) and raises one ValueError naming every
     problem. `data_uris` maps a parameter name to a URI (None when not given). `registry` is "create" (a trainer
     will write to it: it must answer, or be a sqlite file or folder a trainer may create), "existing" (it must exist
-    and answer) or "skip" (not reachable from here, e.g. when submitting to a cluster). Returns what was checked."""
+    and answer) or "skip" (not reachable from here, e.g. when submitting to a cluster)."""
     from kfp_ct.components._common import tracking
 
     if registry not in REGISTRY_CHECKS:
@@ -85,4 +95,4 @@ def preflight(
         checked.append("registry")
     if problems:
         raise ValueError(f"preflight found {len(problems)} problem(s), nothing was run:\n- " + "\n- ".join(problems))
-    return checked
+    return PreflightResult(checked=checked)

@@ -113,7 +113,7 @@ def predictor_image(framework: str) -> str | None:
     for scikit-learn, the GPU image for torch and Keras."""
     if framework not in FRAMEWORKS_ON_GPU_IMAGE:
         return None
-    from kfp_ct.components._image import GPU_IMAGE  # here only: the rest of this module never imports kfp
+    from kfp_ct.components._common.images import GPU_IMAGE
 
     return GPU_IMAGE
 
@@ -121,7 +121,7 @@ def predictor_image(framework: str) -> str | None:
 def serving_runtime(namespace: str | None = None, image: str | None = None) -> dict:
     """The catalog's ServingRuntime: the kfp-ct predictor image (default SERVING_IMAGE) serving V1 and V2 REST."""
     if image is None:
-        from kfp_ct.components._image import SERVING_IMAGE  # here only: the rest of this module never imports kfp
+        from kfp_ct.components._common.images import SERVING_IMAGE
 
         image = SERVING_IMAGE
     from kubernetes.client import V1Container, V1ContainerPort, V1HTTPGetAction, V1ObjectMeta, V1Probe

@@ -29,10 +29,9 @@ Run it: `python -m kfp_ct.components.push.server --model_uri PATH|file://|gs:// 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -46,29 +45,6 @@ _log = logging.getLogger(__name__)
 
 class PayloadError(ValueError):
     """A request that does not fit the model's signature; the message names the field."""
-
-
-def resolve_model_dir(model_uri: str, workdir: str | None = None) -> str:
-    """A local directory holding the model at `model_uri` (a path, file://, or a gs://, s3:// or minio:// version
-    written by push)."""
-    from kfp_ct.components._common import storage
-
-    scheme, _, path = storage.split_uri(model_uri)
-    if scheme in storage.OBJECT_STORES:
-        dest = tempfile.mkdtemp(prefix="kfp-ct-model-", dir=workdir)
-        try:
-            return storage.download_directory(model_uri, dest)
-        except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
-    if scheme:
-        raise ValueError(
-            f"unsupported model URI scheme '{scheme}' in {model_uri}: expected a path, file://, gs://, s3:// or minio://"
-        )
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"model directory not found: {path}")
-    storage.verify_directory(path)
-    return path
 
 
 class Columns:
@@ -486,7 +462,7 @@ def make_model_class():
             super().__init__(name)
             self.model_uri = model_uri
             self.model = None
-            self._tmp = None
+            self._copy = contextlib.ExitStack()
 
         def load(self) -> bool:
             from threadpoolctl import threadpool_limits
@@ -497,11 +473,12 @@ def make_model_class():
             # than they give (one elec2 row: ~0.25 ms with 1 thread, 9-30 ms with spinning threads on a busy host).
             threadpool_limits(limits=int(os.environ.get("KFP_CT_SERVER_THREADS", "1")), user_api="openmp")
 
-            scheme = model_uri_scheme(self.model_uri)
-            if scheme == "gs":
-                self._tmp = tempfile.mkdtemp(prefix="kfp-ct-serve-")
-            path = resolve_model_dir(self.model_uri, self._tmp)
-            self.model = load_model(path)
+            from kfp_ct.components._common.storage import local_copy
+
+            with contextlib.ExitStack() as copy:  # an object-store model's copy: kept while it serves, else removed
+                path = copy.enter_context(local_copy(self.model_uri, published=True, what="model URI"))
+                self.model = load_model(path)
+                self._copy = copy.pop_all()
             self.columns = Columns(self.model.input_columns)
             self.predictor = _Predictor(self.model)
             if os.environ.get("KFP_CT_SERVER_FAST_PATH", "1") != "0":
@@ -517,8 +494,7 @@ def make_model_class():
             return self.ready
 
         def stop(self):
-            if self._tmp:
-                shutil.rmtree(self._tmp, ignore_errors=True)
+            self._copy.close()
             super().stop()
 
         def get_input_types(self) -> list[dict]:
@@ -588,12 +564,6 @@ def _infer_output(name: str, values: np.ndarray):
     if datatype == "BYTES":
         return InferOutput(name, [len(values)], "BYTES", [str(v) for v in values.tolist()])
     return InferOutput(name, [len(values)], datatype, values.astype(np.int64 if datatype == "INT64" else np.float64))
-
-
-def model_uri_scheme(model_uri: str) -> str:
-    from kfp_ct.components._common import storage
-
-    return storage.split_uri(model_uri)[0]
 
 
 def build_model(model_uri: str, model_name: str | None = None):

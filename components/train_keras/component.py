@@ -53,20 +53,20 @@ def train_keras(
             validation metrics.
         metrics: The validation metrics (classification: accuracy, f1, log_loss, roc_auc; regression: rmse, mae, r2).
     """
-    from kfp_ct.components.train_keras.core import ESTIMATOR
     from kfp_ct.components.train_keras.core import train_keras as train_core
 
-    outcome = train_core(
-        train.path,
-        featurizer.path,
-        model.path,
-        model_name,
-        hyperparameters,
-        seed,
-        tracking_uri,
-        target_column,
-        task,
-        dict(train.metadata, uri=train.uri),
+    result = train_core(
+        train_path=train.path,
+        featurizer_path=featurizer.path,
+        target_column=target_column,
+        task=task,
+        model_path=model.path,
+        hyperparameters=hyperparameters,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        seed=seed,
         max_classes=max_classes,
+        train_metadata=dict(train.metadata, uri=train.uri),
     )
-    outcome.record(model, metrics, model_name, "keras", ESTIMATOR)
+    result.log_metrics(metrics)
+    model.metadata.update(result.metadata)

@@ -1,70 +1,49 @@
 """Keras trainer: a tabular network of Dense layers (ReLU, Dropout) on TensorFlow, fitted on featurized rows.
 
-It takes the PyTorch trainer's hyperparameters and prints the same `name=value` lines each epoch (from a Keras
-callback), so Katib tunes either the same way. On a GPU the hidden layers compute in mixed precision (bfloat16 on
-compute capability 8.0 and up, float16 with loss scaling below) and the output layer in float32; on CPU everything
-is float32. Runs are seeded with `keras.utils.set_random_seed`. Early stopping keeps the weights of the epoch with
-the lowest validation loss; class weights go to `Model.fit`. Regression fits a standardised target and folds the
-scaling into the last layer, so the saved model predicts the target in its own units. The saved model is always a
-float32 `keras.Sequential`, in the `.keras` format through MLflow's keras flavor.
+It takes the neural trainers' hyperparameters (`_common/neural.py`; `compile` means XLA here) and prints the same
+`name=value` lines each epoch as the PyTorch trainer (from a Keras callback), so Katib tunes either the same way. On
+a GPU the hidden layers compute in mixed precision (bfloat16 on compute capability 8.0 and up, float16 with loss
+scaling below) and the output layer in float32; on CPU everything is float32. Runs are seeded with
+`keras.utils.set_random_seed`. Early stopping keeps the weights of the epoch with the lowest validation loss; class
+weights go to `Model.fit`. Regression fits a standardised target and folds the scaling into the last layer, so the
+saved model predicts the target in its own units. The saved model is always a float32 `keras.Sequential`, in the
+`.keras` format through MLflow's keras flavor.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from kfp_ct.components._common.training import MAX_CLASSES
-from kfp_ct.components.train_torch.core import (
-    DEFAULTS,
-    ESTIMATOR,
-    EVAL_BATCH,
-    as_matrix,
-    auto_batch_size,
-    check_inputs,
-    class_weights,
-    default_log,
-    outputs_to_scores,
-    print_metrics,
-    resolve_hyperparameters,
-    target_scaling,
-)
-
-# The PyTorch trainer's hyperparameters; `compile` means XLA (jit_compile) here.
-KERAS_DEFAULTS: dict[str, Any] = dict(DEFAULTS)
+from kfp_ct.components._common import neural
+from kfp_ct.components._common.neural import DEFAULTS, ESTIMATOR, outputs_to_scores
+from kfp_ct.components._common.training import MAX_CLASSES, TrainingResult, print_line, print_metrics
 
 
-class KerasTabularModel:
+class KerasTabularModel(neural.FittedNetwork):
     """A fitted network: `model` is a float32 keras.Sequential whose output is the logits (classification) or the
     target in its own units (regression)."""
 
     def __init__(
         self, model, task: str, n_features: int, best_epoch: int = 0, device: str = "cpu", precision: str = "float32"
     ):
+        super().__init__(task, n_features, best_epoch, device)
         self.model = model
-        self.task = task
-        self.n_features_in_ = n_features
-        self.best_epoch = best_epoch  # the epoch whose weights early stopping kept
-        self.device = device  # where it was trained
         self.precision = precision  # the Keras dtype policy of the hidden layers in training
 
-    def scores(self, x) -> np.ndarray:
-        """Class probabilities (n, n_classes) for classification, values (n,) for regression."""
-        matrix = as_matrix(x)
-        if matrix.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got {matrix.shape[1]}")
-        return outputs_to_scores(model_outputs(self.model, matrix), self.task)
+    def network_outputs(self, matrix: np.ndarray) -> np.ndarray:
+        return model_outputs(self.model, matrix)
 
 
 def model_outputs(model, matrix: np.ndarray) -> np.ndarray:
     """The model's outputs over a matrix, in bounded batches, called directly (no tf.function retracing)."""
     return np.concatenate(
         [
-            np.asarray(model(matrix[s : s + EVAL_BATCH], training=False), dtype=np.float32)
-            for s in range(0, len(matrix), EVAL_BATCH)
+            np.asarray(model(matrix[s : s + neural.EVAL_BATCH], training=False), dtype=np.float32)
+            for s in range(0, len(matrix), neural.EVAL_BATCH)
         ]
     )
 
@@ -217,7 +196,7 @@ def epoch_callback(
                 "loss": float((logs or {}).get("loss", math.nan)),
                 **epoch_metrics(outputs, y_val, task, target_std),
             }
-            print_metrics(record, log)
+            print_metrics(record, log=log)
             self.history.append({**record, "seconds": time.perf_counter() - self.started})
             if record["validation-loss"] < self.best_loss:
                 self.best_loss, self.best_epoch, self.waited = record["validation-loss"], epoch + 1, 0
@@ -239,7 +218,7 @@ def fit(
     n_classes: int | None,
     hyperparameters: dict | None = None,
     seed: int = 0,
-    log: Callable[[str], None] = default_log,
+    log: Callable[[str], None] = print_line,
 ):
     """Fits the network (the trainer contract of kfp_ct.components._common.training) and scores the validation
     rows; arguments as the PyTorch trainer's `fit`.
@@ -251,21 +230,21 @@ def fit(
 
     from kfp_ct.components._common.training import FitResult, validation_metrics
 
-    hp = resolve_hyperparameters(hyperparameters, KERAS_DEFAULTS, ESTIMATOR)
-    x_train, y_train, x_val, y_val = check_inputs(x_train, y_train, x_val, y_val, task, n_classes)
+    hp = neural.resolve_hyperparameters(hyperparameters)
+    x_train, y_train, x_val, y_val = neural.check_inputs(x_train, y_train, x_val, y_val, task, n_classes)
     limit_threads()
     device, policy = gpu_precision()
-    batch_size = hp["batch_size"] or auto_batch_size(len(x_train), "cuda" if device == "gpu" else "cpu")
+    batch_size = hp["batch_size"] or neural.auto_batch_size(len(x_train), "cuda" if device == "gpu" else "cpu")
     classify = task == "classification"
     target_mean, target_std, weights = 0.0, 1.0, None
     if classify:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        balanced = class_weights(y_train, n_classes, hp["class_weight"])
+        balanced = neural.class_weights(y_train, n_classes, hp["class_weight"])
         weights = None if balanced is None else {k: float(w) for k, w in enumerate(balanced)}
         fit_target, val_target = y_train, y_val
     else:
         loss = keras.losses.MeanSquaredError()
-        target_mean, target_std = target_scaling(y_train)
+        target_mean, target_std = neural.target_scaling(y_train)
         fit_target = ((y_train - target_mean) / target_std).astype(np.float32)
         val_target = ((y_val - target_mean) / target_std).astype(np.float32)
 
@@ -288,7 +267,7 @@ def fit(
         callbacks=[callback],
     )
     if callback.best_weights is None:
-        raise ValueError(f"training diverged: the validation loss was never finite (lr={hp['lr']}; try a lower one)")
+        raise neural.diverged(hp["lr"])
 
     # The saved model: float32 throughout, the best epoch's weights, the target scaling folded into the output.
     final = build_model(x_train.shape[1], n_outputs, hp["hidden_sizes"], hp["dropout"], seed)
@@ -302,26 +281,34 @@ def fit(
     )
 
 
+@dataclass
+class TrainKerasResult(TrainingResult):
+    """What `train_keras` did (see training.TrainingResult)."""
+
+
 def train_keras(
+    *,
     train_path: str,
     featurizer_path: str,
-    model_path: str,
-    model_name: str,
-    hyperparameters: dict | None = None,
-    seed: int = 0,
-    tracking_uri: str | None = None,
     target_column: str | None = None,
     task: str | None = None,
-    train_metadata: dict | None = None,
+    model_path: str,
+    hyperparameters: dict | None = None,
+    model_name: str,
+    tracking_uri: str | None = None,
+    seed: int = 0,
     max_classes: int = MAX_CLASSES,
-):
+    train_metadata: dict | None = None,
+) -> TrainKerasResult:
     """Trains the network on the train split, then saves, logs and registers the model (training.train).
 
-    Hyperparameters are checked (names and values) before any data is read.
+    `target_column` and `task`, when given, must be the featurizer's; `train_metadata` is the train dataset
+    artifact's metadata and uri (recorded in the model). Hyperparameters are checked (names and values) before any
+    data is read.
     """
     from kfp_ct.components._common import training
 
-    resolve_hyperparameters(hyperparameters, KERAS_DEFAULTS, ESTIMATOR)
+    neural.resolve_hyperparameters(hyperparameters)
     return training.train(
         fit,
         KerasAdapter(),
@@ -330,7 +317,7 @@ def train_keras(
         model_path=model_path,
         model_name=model_name,
         hyperparameters=hyperparameters,
-        allowed_hyperparameters=KERAS_DEFAULTS,
+        allowed_hyperparameters=DEFAULTS,
         estimator_name=ESTIMATOR,
         seed=seed,
         tracking_uri=tracking_uri,
@@ -338,4 +325,5 @@ def train_keras(
         target_column=target_column,
         task=task,
         max_classes=max_classes,
+        result_type=TrainKerasResult,
     )

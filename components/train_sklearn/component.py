@@ -49,18 +49,19 @@ def train_sklearn(
     """
     from kfp_ct.components.train_sklearn.core import train_sklearn as train_core
 
-    outcome = train_core(
-        train.path,
-        featurizer.path,
-        model.path,
-        model_name,
-        estimator,
-        hyperparameters,
-        seed,
-        tracking_uri,
-        target_column,
-        task,
-        dict(train.metadata, uri=train.uri),
+    result = train_core(
+        train_path=train.path,
+        featurizer_path=featurizer.path,
+        target_column=target_column,
+        task=task,
+        model_path=model.path,
+        estimator=estimator,
+        hyperparameters=hyperparameters,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        seed=seed,
         max_classes=max_classes,
+        train_metadata=dict(train.metadata, uri=train.uri),
     )
-    outcome.record(model, metrics, model_name, "sklearn", estimator)
+    result.log_metrics(metrics)
+    model.metadata.update(result.metadata)

@@ -4,10 +4,12 @@ trusting exactly the types it holds."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from kfp_ct.components._common.model import FEATURIZER_TRUSTED_TYPES
-from kfp_ct.components._common.training import MAX_CLASSES, FitResult, validation_metrics
+from kfp_ct.components._common.training import MAX_CLASSES, FitResult, TrainingResult, validation_metrics
 from kfp_ct.components.featurize.core import CLASSIFICATION
 
 # Each estimator's hyperparameters and their defaults; anything else is refused by name.
@@ -201,21 +203,32 @@ class SklearnAdapter:
         return SklearnScorer(load_skops(os.path.join(path, MODEL_FILE), TRUSTED_TYPES), featurizer)
 
 
+@dataclass
+class TrainSklearnResult(TrainingResult):
+    """What `train_sklearn` did (see training.TrainingResult)."""
+
+
 def train_sklearn(
+    *,
     train_path: str,
     featurizer_path: str,
-    model_path: str,
-    model_name: str,
-    estimator: str = "hist_gradient_boosting",
-    hyperparameters: dict | None = None,
-    seed: int = 0,
-    tracking_uri: str | None = None,
     target_column: str | None = None,
     task: str | None = None,
-    train_metadata: dict | None = None,
+    model_path: str,
+    estimator: str = "hist_gradient_boosting",
+    hyperparameters: dict | None = None,
+    model_name: str,
+    tracking_uri: str | None = None,
+    seed: int = 0,
     max_classes: int = MAX_CLASSES,
-):
-    """Trains `estimator` on the train split, then saves, logs and registers the model (training.train)."""
+    train_metadata: dict | None = None,
+) -> TrainSklearnResult:
+    """Trains `estimator` on the train split, then saves, logs and registers the model (training.train).
+
+    `target_column` and `task`, when given, must be the featurizer's; `train_metadata` is the train dataset
+    artifact's metadata and uri (recorded in the model). The estimator and its hyperparameters are checked before
+    any data is read.
+    """
     from kfp_ct.components._common import training
     from kfp_ct.components.featurize.core import load_featurizer
 
@@ -243,4 +256,5 @@ def train_sklearn(
         task=task,
         fit_options={"estimator": estimator},
         max_classes=max_classes,
+        result_type=TrainSklearnResult,
     )

@@ -12,7 +12,8 @@ Each epoch prints one `name=value` line per metric, read by Katib's default StdO
 (unweighted), then `validation-accuracy` and `validation-roc_auc`, or `validation-rmse`, `validation-mae` and
 `validation-r2` (in the target's units). The metrics are computed on the device and read in one transfer per epoch.
 The fitted network is saved through `TorchAdapter` as data: its state dict, read back with
-`torch.load(weights_only=True)`, and its architecture in JSON.
+`torch.load(weights_only=True)`, and its architecture in JSON. The hyperparameters, the input checks and the scoring
+are the Keras trainer's too (`_common/neural.py`).
 """
 
 from __future__ import annotations
@@ -22,235 +23,29 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from kfp_ct.components._common.training import MAX_CLASSES
-
-TASKS = ("classification", "regression")
-ESTIMATOR = "mlp"
-
-DEFAULTS: dict[str, Any] = {
-    "hidden_sizes": (256, 256),
-    "dropout": 0.1,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "batch_size": None,  # None: chosen from the row count and the device (see auto_batch_size)
-    "epochs": 100,
-    "patience": 10,
-    "class_weight": "balanced",
-    "compile": False,
-}
-MAX_BATCH = {"cuda": 8192, "cpu": 1024}
-EVAL_BATCH = 65536
-# Katib's default StdOut filter: ([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)
-METRIC_FORMAT = ".8g"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Hyperparameters
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"hyperparameter '{name}' must be true or false, got {value!r}")
-
-
-def _as_number(name: str, value: Any, kind: type, low: float, high: float = math.inf, low_open: bool = False):
-    try:
-        number = kind(float(value)) if kind is int and not isinstance(value, bool) else kind(value)
-        if kind is int and float(value) != number:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"hyperparameter '{name}' must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-        ) from None
-    if not (low < number if low_open else low <= number) or number > high or not math.isfinite(number):
-        bounds = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ValueError(f"hyperparameter '{name}' must lie in {bounds}, got {value!r}")
-    return number
-
-
-def _as_sizes(name: str, value: Any) -> list[int]:
-    if isinstance(value, str):
-        parts = [p for p in value.replace("[", "").replace("]", "").replace(" ", "").split(",") if p]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        parts = [value]
-    elif isinstance(value, (list, tuple)):
-        parts = list(value)
-    else:
-        parts = None
-    if not parts:
-        raise ValueError(
-            f"hyperparameter '{name}' must be a non-empty list of layer widths such as [256, 256] or "
-            f"'256,256', got {value!r}"
-        )
-    return [_as_number(name, p, int, 1) for p in parts]
-
-
-def resolve_hyperparameters(
-    given: dict | None, defaults: dict[str, Any] = DEFAULTS, what: str = ESTIMATOR
-) -> dict[str, Any]:
-    """The defaults updated with `given`, each value checked and converted (Katib passes numbers as text).
-
-    Raises:
-        ValueError: a name that is not a hyperparameter of this trainer (the message lists the allowed ones), or a
-            value of the wrong type or range.
-    """
-    from kfp_ct.components._common.training import check_hyperparameters
-
-    hp = check_hyperparameters(given, defaults, what)
-    checked = {
-        "hidden_sizes": _as_sizes("hidden_sizes", hp["hidden_sizes"]),
-        "dropout": _as_number("dropout", hp["dropout"], float, 0.0, 0.95),
-        "lr": _as_number("lr", hp["lr"], float, 0.0, 10.0, low_open=True),
-        "weight_decay": _as_number("weight_decay", hp["weight_decay"], float, 0.0, 10.0),
-        "batch_size": None
-        if hp["batch_size"] in (None, "", "auto")
-        else _as_number("batch_size", hp["batch_size"], int, 1),
-        "epochs": _as_number("epochs", hp["epochs"], int, 1),
-        "patience": _as_number("patience", hp["patience"], int, 1),
-        "class_weight": str(hp["class_weight"] if hp["class_weight"] is not None else "none").lower(),
-    }
-    if checked["class_weight"] not in ("balanced", "none"):
-        raise ValueError(f"hyperparameter 'class_weight' must be 'balanced' or 'none', got {hp['class_weight']!r}")
-    for name in set(defaults) - set(checked):
-        checked[name] = _as_bool(name, hp[name]) if isinstance(defaults[name], bool) else hp[name]
-    return checked
-
-
-def auto_batch_size(n_rows: int, device_type: str) -> int:
-    """A power of two near an eighth of the rows (at least 8 steps an epoch), between 64 and 8192 on CUDA (1024 on
-    CPU): large batches keep a GPU busy, and small data still gets enough steps."""
-    cap = MAX_BATCH.get(device_type, MAX_BATCH["cpu"])
-    return int(min(cap, max(64, 2 ** math.floor(math.log2(max(n_rows, 8) / 8)))))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Inputs and the per-epoch lines (shared with the Keras trainer)
-
-
-def as_matrix(X, what: str = "features") -> np.ndarray:
-    """A dense float32 matrix of `X` (an array, a DataFrame or a scipy sparse matrix), with an error naming the
-    problem when it is not numeric or holds NaN or infinity."""
-    if hasattr(X, "toarray"):
-        X = X.toarray()
-    try:
-        matrix = np.asarray(X, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"the {what} must be numeric (the featurizer's output), got {err}") from None
-    if matrix.ndim != 2:
-        raise ValueError(f"the {what} must be a 2-D matrix (rows x features), got shape {matrix.shape}")
-    if matrix.shape[0] == 0:
-        raise ValueError(f"the {what} have no rows")
-    finite = np.isfinite(matrix)
-    if not finite.all():
-        columns = np.flatnonzero(~finite.all(axis=0))
-        raise ValueError(
-            f"the {what} hold NaN or infinity in column(s) {', '.join(map(str, columns[:10]))} of "
-            f"{matrix.shape[1]}: impute them in the featurizer"
-        )
-    return matrix
-
-
-def check_inputs(x_train, y_train, x_val, y_val, task: str, n_classes: int | None):
-    """(x_train, y_train, x_val, y_val) as float32 matrices and int64 class indices (classification) or float32
-    values (regression), checked against each other."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task '{task}': expected one of {', '.join(TASKS)}")
-    x_train, x_val = as_matrix(x_train, "training features"), as_matrix(x_val, "validation features")
-    if x_val.shape[1] != x_train.shape[1]:
-        raise ValueError(f"validation features have {x_val.shape[1]} columns, training features {x_train.shape[1]}")
-    targets = []
-    for what, x, y in (("training", x_train, y_train), ("validation", x_val, y_val)):
-        y = np.asarray(y).reshape(-1)
-        if len(y) != len(x):
-            raise ValueError(f"the {what} features have {len(x)} rows but the {what} target has {len(y)}")
-        if task == "classification":
-            if n_classes is None or n_classes < 2:
-                raise ValueError(f"classification needs n_classes >= 2, got {n_classes}")
-            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
-                raise ValueError(
-                    f"the {what} target must hold class indices 0..{n_classes - 1} (the featurizer's "
-                    f"encoding), got values such as {np.unique(y)[:5].tolist()}"
-                )
-            targets.append(y.astype(np.int64))
-        else:
-            try:
-                values = y.astype(np.float32)
-            except (TypeError, ValueError):
-                raise ValueError(f"the {what} target of a regression must be numeric") from None
-            if not np.isfinite(values).all():
-                raise ValueError(f"the {what} target holds NaN or infinity")
-            targets.append(values)
-    return x_train, targets[0], x_val, targets[1]
-
-
-def class_weights(codes: np.ndarray, n_classes: int, mode: str) -> np.ndarray | None:
-    """'balanced': n_rows / (n_classes * rows of the class) (1 for a class absent from training); 'none': None."""
-    if mode == "none":
-        return None
-    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
-    weights = np.where(counts > 0, len(codes) / (n_classes * np.maximum(counts, 1)), 1.0)
-    return weights.astype(np.float32)
-
-
-def target_scaling(y: np.ndarray) -> tuple[float, float]:
-    """(mean, std) that standardise a regression target (std 1 for a constant target)."""
-    std = float(np.std(y, dtype=np.float64))
-    return float(np.mean(y, dtype=np.float64)), std if std > 0 else 1.0
-
-
-def format_metric(name: str, value: float) -> str | None:
-    """`name=value` in a form Katib's default filter parses; None for a value that is not finite."""
-    value = float(value)
-    if not math.isfinite(value):
-        return None
-    text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(value, METRIC_FORMAT)
-    return f"{name}={text}"
-
-
-def print_metrics(metrics: dict[str, float], log: Callable[[str], None]) -> None:
-    """One `name=value` line per finite metric."""
-    for name, value in metrics.items():
-        line = format_metric(name, value)
-        if line is not None:
-            log(line)
-
-
-def default_log(line: str) -> None:
-    print(line, flush=True)
-
+from kfp_ct.components._common import neural
+from kfp_ct.components._common.neural import DEFAULTS, ESTIMATOR, outputs_to_scores
+from kfp_ct.components._common.training import MAX_CLASSES, TrainingResult, print_line, print_metrics
 
 # ----------------------------------------------------------------------------------------------------------------
 # The fitted model and its adapter (kfp_ct.components._common.model)
 
 
-class TorchTabularModel:
+class TorchTabularModel(neural.FittedNetwork):
     """A fitted MLP. `network` is a plain `torch.nn.Sequential` on the CPU, in float32, whose output is the logits
     (classification) or the target in its own units (regression)."""
 
     def __init__(self, network, task: str, n_features: int, best_epoch: int = 0, device: str = "cpu"):
+        super().__init__(task, n_features, best_epoch, device)
         self.network = network
-        self.task = task
-        self.n_features_in_ = n_features
-        self.best_epoch = best_epoch  # the epoch whose weights early stopping kept
-        self.device = device  # where it was trained
 
-    def scores(self, x) -> np.ndarray:
-        """Class probabilities (n, n_classes) for classification, values (n,) for regression."""
-
-        matrix = as_matrix(x)
-        if matrix.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got {matrix.shape[1]}")
+    def network_outputs(self, matrix: np.ndarray) -> np.ndarray:
         self.network.eval()
-        return outputs_to_scores(network_outputs(self.network, matrix), self.task)
+        return network_outputs(self.network, matrix)
 
 
 def network_outputs(network, matrix: np.ndarray) -> np.ndarray:
@@ -260,19 +55,10 @@ def network_outputs(network, matrix: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return np.concatenate(
             [
-                network(torch.from_numpy(matrix[s : s + EVAL_BATCH])).float().numpy()
-                for s in range(0, len(matrix), EVAL_BATCH)
+                network(torch.from_numpy(matrix[s : s + neural.EVAL_BATCH])).float().numpy()
+                for s in range(0, len(matrix), neural.EVAL_BATCH)
             ]
         )
-
-
-def outputs_to_scores(outputs: np.ndarray, task: str) -> np.ndarray:
-    """Logits -> probabilities (classification); the single output column -> values (regression)."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if task == "regression":
-        return outputs[:, 0]
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 WEIGHTS_FILE = "data/weights.pt"  # the network's state dict, torch.save'd: tensors only
@@ -299,12 +85,12 @@ def network_from(spec: dict, state: dict, what: str):
     import torch
 
     try:
-        sizes = [_as_number("hidden_sizes", size, int, 1) for size in spec["hidden_sizes"]]
+        sizes = [neural.as_number("hidden_sizes", size, int, 1) for size in spec["hidden_sizes"]]
         args = (
-            _as_number("n_features", spec["n_features"], int, 1),
-            _as_number("n_outputs", spec["n_outputs"], int, 1),
+            neural.as_number("n_features", spec["n_features"], int, 1),
+            neural.as_number("n_outputs", spec["n_outputs"], int, 1),
             sizes,
-            _as_number("dropout", spec["dropout"], float, 0.0, 0.95),
+            neural.as_number("dropout", spec["dropout"], float, 0.0, 0.95),
         )
         with torch.device("meta"):
             network = build_network(*args)
@@ -488,7 +274,8 @@ def evaluate(network, X, device_type: str):
 
     network.eval()
     with torch.no_grad(), autocast_context(device_type):
-        return torch.cat([network(X[s : s + EVAL_BATCH]).float() for s in range(0, X.shape[0], EVAL_BATCH)])
+        batch = neural.EVAL_BATCH
+        return torch.cat([network(X[s : s + batch]).float() for s in range(0, X.shape[0], batch)])
 
 
 def train_epoch(network, optimizer, criterion, X, y, batch_size: int, generator, device_type: str):
@@ -522,7 +309,7 @@ def fit(
     hyperparameters: dict | None = None,
     seed: int = 0,
     device: str | None = None,
-    log: Callable[[str], None] = default_log,
+    log: Callable[[str], None] = print_line,
 ):
     """Fits the MLP (the trainer contract of kfp_ct.components._common.training) and scores the validation rows.
 
@@ -545,8 +332,8 @@ def fit(
 
     from kfp_ct.components._common.training import cpu_threads
 
-    hp = resolve_hyperparameters(hyperparameters)
-    x_train, y_train, x_val, y_val = check_inputs(x_train, y_train, x_val, y_val, task, n_classes)
+    hp = neural.resolve_hyperparameters(hyperparameters)
+    x_train, y_train, x_val, y_val = neural.check_inputs(x_train, y_train, x_val, y_val, task, n_classes)
     dev = pick_device(device)
     threads = torch.get_num_threads()
     try:
@@ -562,9 +349,9 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
 
     from kfp_ct.components._common.training import FitResult, validation_metrics
 
-    batch_size = hp["batch_size"] or auto_batch_size(len(x_train), dev.type)
+    batch_size = hp["batch_size"] or neural.auto_batch_size(len(x_train), dev.type)
     classify = task == "classification"
-    target_mean, target_std = (0.0, 1.0) if classify else target_scaling(y_train)
+    target_mean, target_std = (0.0, 1.0) if classify else neural.target_scaling(y_train)
 
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -584,7 +371,7 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
             ) from None
         if classify:
             y, y_v = torch.from_numpy(y_train).to(dev), torch.from_numpy(y_val).to(dev)
-            weights = class_weights(y_train, n_classes, hp["class_weight"])
+            weights = neural.class_weights(y_train, n_classes, hp["class_weight"])
             criterion = torch.nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights).to(dev))
         else:
             y = torch.from_numpy((y_train - target_mean) / target_std).reshape(-1, 1).to(dev)
@@ -602,7 +389,7 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
             values = torch.stack([train_loss.double(), *(m.double() for m in metric_tensors.values())]).tolist()
             seconds = time.perf_counter() - started  # .tolist() waited for the device
             record = {"epoch": epoch, "loss": values[0], **dict(zip(metric_tensors, values[1:]))}
-            print_metrics(record, log)
+            print_metrics(record, log=log)
             history.append({**record, "seconds": seconds})
             if record["validation-loss"] < best_loss:
                 best_loss, best_epoch, waited = record["validation-loss"], epoch, 0
@@ -612,9 +399,7 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
                 if waited >= hp["patience"]:
                     break
         if best_state is None:
-            raise ValueError(
-                f"training diverged: the validation loss was never finite (lr={hp['lr']}; try a lower one)"
-            )
+            raise neural.diverged(hp["lr"])
         network.load_state_dict(best_state)
 
     network = network.float().cpu().eval()
@@ -630,27 +415,35 @@ def _fit(x_train, y_train, x_val, y_val, task, n_classes, hp, seed, dev, log):
 # The component's work
 
 
+@dataclass
+class TrainTorchResult(TrainingResult):
+    """What `train_torch` did (see training.TrainingResult)."""
+
+
 def train_torch(
+    *,
     train_path: str,
     featurizer_path: str,
-    model_path: str,
-    model_name: str,
-    hyperparameters: dict | None = None,
-    seed: int = 0,
-    tracking_uri: str | None = None,
     target_column: str | None = None,
     task: str | None = None,
+    model_path: str,
+    hyperparameters: dict | None = None,
+    model_name: str,
+    tracking_uri: str | None = None,
+    seed: int = 0,
+    max_classes: int = MAX_CLASSES,
     train_metadata: dict | None = None,
     device: str | None = None,
-    max_classes: int = MAX_CLASSES,
-):
+) -> TrainTorchResult:
     """Trains the MLP on the train split, then saves, logs and registers the model (training.train).
 
+    `target_column` and `task`, when given, must be the featurizer's; `train_metadata` is the train dataset
+    artifact's metadata and uri (recorded in the model); `device` is 'cuda', 'cpu' or None (CUDA when present).
     Hyperparameters are checked (names and values) before any data is read.
     """
     from kfp_ct.components._common import training
 
-    resolve_hyperparameters(hyperparameters)
+    neural.resolve_hyperparameters(hyperparameters)
     return training.train(
         fit,
         TorchAdapter(),
@@ -668,4 +461,5 @@ def train_torch(
         task=task,
         fit_options={"device": device} if device else None,
         max_classes=max_classes,
+        result_type=TrainTorchResult,
     )

@@ -68,12 +68,14 @@ def tune(
     Returns:
         metrics: The best objective value (best_<metric>) and the trial counts (trials, trials_succeeded,
             trials_failed, trials_early_stopped).
-        report: Markdown: the objective, why the search stopped, the best hyperparameters and every trial.
+        report: Markdown: the objective, why the search stopped, the best hyperparameters and every trial;
+            metadata: trainer (and estimator), algorithm, backend, stopped_by.
         Output: The best hyperparameters, fixed ones included: pass it as the trainer's `hyperparameters` input.
     """
+    from kfp_ct.components._common.datasets import write_text
     from kfp_ct.components.tune.core import tune as tune_core
 
-    outcome = tune_core(
+    result = tune_core(
         train_path=train.path,
         featurizer_path=featurizer.path,
         target_column=target_column,
@@ -96,8 +98,7 @@ def tune(
         train_uri=train.uri,
         featurizer_uri=featurizer.uri,
     )
-    for name, value in outcome.metrics.items():
-        metrics.log_metric(name, value)
-    with open(report.path, "w") as f:
-        f.write(outcome.report)
-    return outcome.hyperparameters
+    result.log_metrics(metrics)
+    write_text(report.path, result.report)
+    report.metadata.update(result.metadata)
+    return result.hyperparameters

@@ -32,60 +32,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from kfp_ct.components._common.checks import LOWER_IS_BETTER
-from kfp_ct.components.tune.results import EARLY_STOPPED, FAILED, KILLED, SUCCEEDED, SearchResult, check_result
+from kfp_ct.components._common.results import Result
+from kfp_ct.components.tune.results import EARLY_STOPPED, FAILED, SUCCEEDED, SearchResult, check_result, report_markdown
 from kfp_ct.components.tune.settings import check_settings
 from kfp_ct.components.tune.space import parse_search_space
 
 
-def report_markdown(result: SearchResult, algorithm: str, backend: str, trainer: str) -> str:
-    """A Markdown summary: the outcome, the best hyperparameters and every trial."""
-    best = result.best
-    lines = [
-        f"# Tuning: {trainer}, {algorithm} ({backend})",
-        "",
-        f"Objective: {result.objective_type} `{result.objective_metric_name}`. Stopped by: {result.reason}.",
-        f"Trials: {len(result.trials)} ({result.count(SUCCEEDED)} succeeded, {result.count(FAILED)} failed, "
-        f"{result.count(EARLY_STOPPED)} early stopped, {result.count(KILLED)} killed).",
-        "",
-    ]
-    if best is not None:
-        lines += [
-            f"Best: trial {best.number}, {result.objective_metric_name} = {best.value:.6g}",
-            "",
-            "| hyperparameter | value |",
-            "|---|---|",
-        ]
-        lines += [f"| {name} | `{value!r}` |" for name, value in best.params.items()]
-        lines.append("")
-    if result.trials:
-        names = list(result.trials[0].params)
-        lines += [
-            "| trial | state | " + " | ".join(names) + f" | {result.objective_metric_name} | seconds |",
-            "|---" * (len(names) + 4) + "|",
-        ]
-        for t in result.trials:
-            value = f"{t.value:.6g}" if t.value is not None else "-"
-            lines.append(
-                f"| {t.number} | {t.state} | "
-                + " | ".join(f"{t.params[n]!r}" for n in names)
-                + f" | {value} | {t.seconds:.1f} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-# --- the component's work ----------------------------------------------------------------------------------------
-
-
 @dataclass
-class TuneOutcome:
+class TuneResult(Result):
     """What `tune` found: the best hyperparameters (fixed ones included: a trainer's `hyperparameters` input), the
-    search result and the Markdown report."""
+    search (every trial) and its Markdown report. `metrics`: the best objective value (best_<metric>) and the trial
+    counts; `metadata` (onto the report): the trainer, algorithm, backend and why the search stopped."""
 
     hyperparameters: dict
-    result: SearchResult
+    search: SearchResult
     report: str
-    metrics: dict
 
 
 def tune(
@@ -115,7 +76,7 @@ def tune(
     katib_timeout: float = 6 * 3600,
     katib_poll_seconds: float = 15,
     log: Callable[[str], None] = print,
-) -> TuneOutcome:
+) -> TuneResult:
     """Searches the trainer's hyperparameters on the train split (fit/validation rows as the trainer splits them).
 
     Everything is checked before any trial runs: the trainer, its options and hyperparameter names (the trainer's
@@ -127,13 +88,13 @@ def tune(
 
     if backend not in ("local", "katib"):
         raise ValueError(f"backend must be 'local' or 'katib', got {backend!r}")
-    options = trial.trainer_options(trainer, options)
-    trial.allowed_hyperparameters(trainer, options)  # the trainer's core refuses an unknown estimator by name
+    chosen = trial.check_trainer(trainer, options)
+    options = chosen.options
     if task not in (None, "classification", "regression"):
         raise ValueError(f"task must be classification or regression, got {task!r}")
     parameters = parse_search_space(search_space if search_space else defaults.default_search_space(trainer, options))
     fixed = dict(hyperparameters or {})
-    trial.check_hyperparameter_names(trainer, [p.name for p in parameters] + list(fixed), options)
+    chosen.check_names([p.name for p in parameters] + list(fixed))
     both = sorted(set(fixed) & {p.name for p in parameters})
     if both:
         raise ValueError(
@@ -143,14 +104,9 @@ def tune(
     if backend == "local" and not os.path.isfile(train_path):
         raise FileNotFoundError(f"train dataset file not found: {train_path}")
     task_for_metrics = task or _featurizer_task(featurizer_path)
-    default_metric, default_type = defaults.default_objective(task_for_metrics)
-    objective_metric_name = objective_metric_name or default_metric
-    objective_type = objective_type or (
-        default_type
-        if objective_metric_name == default_metric
-        else ("minimize" if objective_metric_name.removeprefix("validation-") in LOWER_IS_BETTER else "maximize")
+    objective_metric_name, objective_type = defaults.objective(
+        trainer, task_for_metrics, objective_metric_name, objective_type
     )
-    defaults.check_objective(trainer, task_for_metrics, objective_metric_name, objective_type)
     settings = check_settings(
         parameters=parameters,
         objective_metric_name=objective_metric_name,
@@ -203,13 +159,21 @@ def tune(
         "trials_failed": result.count(FAILED),
         "trials_early_stopped": result.count(EARLY_STOPPED),
     }
-    report = report_markdown(result, algorithm, backend, f"{trainer} {' '.join(map(str, options.values()))}".strip())
-    if result.reason == "max_failed_trial_count":
-        report += (
-            f"\n**Warning:** more than {max_failed_trial_count} trials failed, so the search stopped early; "
-            "the best of the trials that succeeded is returned.\n"
-        )
-    return TuneOutcome(found, result, report, metrics)
+    trainer_name = f"{trainer} {' '.join(map(str, options.values()))}".strip()
+    report = report_markdown(result, algorithm, backend, trainer_name, max_failed_trial_count)
+    return TuneResult(
+        metrics=metrics,
+        metadata={
+            "trainer": trainer,
+            **options,
+            "algorithm": algorithm,
+            "backend": backend,
+            "stopped_by": result.reason,
+        },
+        hyperparameters=found,
+        search=result,
+        report=report,
+    )
 
 
 def _featurizer_task(featurizer_path: str) -> str:

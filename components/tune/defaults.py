@@ -81,21 +81,24 @@ def additional_metric_names(trainer: str, task: str, objective_metric_name: str)
     return [n for n in reported_metrics(trainer, task) if n != objective_metric_name]
 
 
-def default_objective(task: str) -> tuple[str, str]:
-    return ("validation-roc_auc", "maximize") if task == "classification" else ("validation-rmse", "minimize")
-
-
-def check_objective(trainer: str, task: str, objective_metric_name: str, objective_type: str) -> None:
-    """Refuses an objective the trainer never prints for this task, or one optimized the wrong way."""
+def objective(
+    trainer: str, task: str, objective_metric_name: Optional[str] = None, objective_type: Optional[str] = None
+) -> tuple[str, str]:
+    """The search's objective (metric name, maximize or minimize): validation-roc_auc for classification and
+    validation-rmse for regression where no metric is given, and a given metric's direction from the metric table.
+    Refuses an objective the trainer never prints for this task, or one optimized the wrong way."""
+    name = objective_metric_name or ("validation-roc_auc" if task == "classification" else "validation-rmse")
+    lower = name.removeprefix("validation-") in LOWER_IS_BETTER
+    direction = objective_type or ("minimize" if lower else "maximize")
     names = reported_metrics(trainer, task)
-    if objective_metric_name not in names:
+    if name not in names:
         raise ValueError(
-            f"objective_metric_name '{objective_metric_name}' is not a metric the {trainer} trainer "
+            f"objective_metric_name '{name}' is not a metric the {trainer} trainer "
             f"reports for {task}: expected one of {', '.join(names)}"
         )
-    lower = objective_metric_name.removeprefix("validation-") in LOWER_IS_BETTER
-    if objective_type == ("maximize" if lower else "minimize"):
+    if direction == ("maximize" if lower else "minimize"):
         raise ValueError(
-            f"objective '{objective_metric_name}' is {'lower' if lower else 'higher'} for better models: "
-            f"objective_type should be {'minimize' if lower else 'maximize'}, got {objective_type}"
+            f"objective '{name}' is {'lower' if lower else 'higher'} for better models: "
+            f"objective_type should be {'minimize' if lower else 'maximize'}, got {direction}"
         )
+    return name, direction

@@ -150,7 +150,7 @@ def build_experiment(
     checked (for Katib: `check_settings(..., local=False)`)."""
     from kubeflow_katib_api import models as m
 
-    from kfp_ct.components._image import GPU_IMAGE, IMAGE
+    from kfp_ct.components._common.images import GPU_IMAGE, IMAGE
 
     parameters, algorithm, stopping = list(settings.parameters), settings.algorithm, settings.early_stopping
     objective_metric_name, objective_type = settings.objective_metric_name, settings.objective_type

@@ -1,5 +1,5 @@
 """What a search produces, on either backend: each trial's state, assignments and metrics, and the best trial;
-and how a trial's output is read (Katib's StdOut metrics collector)."""
+how a trial's output is read (Katib's StdOut metrics collector); and the search's Markdown report."""
 
 from __future__ import annotations
 
@@ -80,3 +80,48 @@ def check_result(result: SearchResult) -> TrialResult:
         f"no trial reported {result.objective_metric_name}: {result.count(FAILED)} failed "
         f"(stopped by {result.reason}).\n{detail}"
     )
+
+
+def report_markdown(
+    result: SearchResult, algorithm: str, backend: str, trainer: str, max_failed_trial_count: int
+) -> str:
+    """A Markdown summary: the outcome, the best hyperparameters and every trial (with a warning when more than
+    `max_failed_trial_count` trials failed)."""
+    best = result.best
+    lines = [
+        f"# Tuning: {trainer}, {algorithm} ({backend})",
+        "",
+        f"Objective: {result.objective_type} `{result.objective_metric_name}`. Stopped by: {result.reason}.",
+        f"Trials: {len(result.trials)} ({result.count(SUCCEEDED)} succeeded, {result.count(FAILED)} failed, "
+        f"{result.count(EARLY_STOPPED)} early stopped, {result.count(KILLED)} killed).",
+        "",
+    ]
+    if best is not None:
+        lines += [
+            f"Best: trial {best.number}, {result.objective_metric_name} = {best.value:.6g}",
+            "",
+            "| hyperparameter | value |",
+            "|---|---|",
+        ]
+        lines += [f"| {name} | `{value!r}` |" for name, value in best.params.items()]
+        lines.append("")
+    if result.trials:
+        names = list(result.trials[0].params)
+        lines += [
+            "| trial | state | " + " | ".join(names) + f" | {result.objective_metric_name} | seconds |",
+            "|---" * (len(names) + 4) + "|",
+        ]
+        for t in result.trials:
+            value = f"{t.value:.6g}" if t.value is not None else "-"
+            lines.append(
+                f"| {t.number} | {t.state} | "
+                + " | ".join(f"{t.params[n]!r}" for n in names)
+                + f" | {value} | {t.seconds:.1f} |"
+            )
+    if result.reason == "max_failed_trial_count":
+        lines += [
+            "",
+            f"**Warning:** more than {max_failed_trial_count} trials failed, so the search stopped early; "
+            "the best of the trials that succeeded is returned.",
+        ]
+    return "\n".join(lines) + "\n"

@@ -54,6 +54,120 @@ def make_sampler(algorithm: str, parameters: list[Parameter], seed: int):
     raise ValueError(f"no local sampler for algorithm '{algorithm}'")
 
 
+class _Study:
+    """The Optuna side of one local search: asks for each trial's assignments, hears the lines each trial prints
+    (its metrics, and for early stopping whether to prune it), and keeps Katib's account of the trials: the best
+    one, and when the search stops."""
+
+    def __init__(self, settings: SearchSettings):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        stopping = settings.early_stopping
+        pruner = (
+            optuna.pruners.MedianPruner(
+                n_startup_trials=stopping["min_trials_required"], n_warmup_steps=stopping["start_step"]
+            )
+            if stopping
+            else optuna.pruners.NopPruner()
+        )
+        parameters = list(settings.parameters)
+        self.settings = settings
+        self.study = optuna.create_study(
+            direction=settings.objective_type,
+            sampler=make_sampler(settings.algorithm, parameters, settings.seed),
+            pruner=pruner,
+        )
+        self.space = distributions(parameters, settings.algorithm)
+        self.by_name = {p.name: p for p in parameters}
+        self.trials: list[TrialResult] = []
+        self._asked: dict[int, Any] = {}  # trial number -> its Optuna trial, until it is told
+        self._steps: dict[int, int] = {}  # trial number -> objective values reported
+        self._started: dict[int, float] = {}
+
+    def ask(self) -> TrialResult:
+        """A new trial with the sampler's assignments (as Katib's text, and typed)."""
+        optuna_trial = self.study.ask(self.space)
+        number = len(self.trials)
+        texts = {name: assignment(p, optuna_trial.params[name]) for name, p in self.by_name.items()}
+        trial = TrialResult(number, texts, {name: self.by_name[name].parse(text) for name, text in texts.items()})
+        self.trials.append(trial)
+        self._asked[number], self._steps[number], self._started[number] = optuna_trial, 0, time.monotonic()
+        return trial
+
+    def running(self, number: int) -> bool:
+        return self.trials[number].state == "Running"
+
+    def hear(self, number: int, line: str) -> bool:
+        """Records a line trial `number` printed; True when early stopping prunes the trial."""
+        trial, objective = self.trials[number], self.settings.objective_metric_name
+        trial.output = (trial.output + [line])[-50:]
+        prune = False
+        for name, values in parse_metrics(line).items():
+            trial.metrics.setdefault(name, []).extend(values)
+            if name == objective and self.settings.early_stopping:
+                for value in values:
+                    self._steps[number] += 1
+                    self._asked[number].report(value, self._steps[number])
+                    prune = prune or self._asked[number].should_prune()
+        return prune
+
+    def finish(self, number: int, state: str, error: str = "") -> str:
+        """Ends trial `number` (a trial that never printed the objective fails, as Katib's "metrics unavailable"),
+        tells the sampler, and returns the line that reports it."""
+        import optuna
+
+        trial, objective = self.trials[number], self.settings.objective_metric_name
+        trial.seconds = time.monotonic() - self._started[number]
+        trial.value = objective_value(trial.metrics.get(objective, []), self.settings.objective_type)
+        if state == SUCCEEDED and trial.value is None:
+            state, error = FAILED, f"the trial never printed {objective}=<number> (Katib: metrics unavailable)"
+        trial.state, trial.error = state, error
+        optuna_trial = self._asked.pop(number)
+        if state == SUCCEEDED:
+            self.study.tell(optuna_trial, trial.value)
+        elif state == EARLY_STOPPED:
+            self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+        shown = f"{trial.value:.6g}" if trial.value is not None else "-"
+        return f"trial {number} {state} {objective}={shown} {trial.params} ({trial.seconds:.1f} s)" + (
+            f": {error.splitlines()[0]}" if error else ""
+        )
+
+    def best(self) -> Optional[TrialResult]:
+        scored = [t for t in self.trials if t.value is not None and t.state in (SUCCEEDED, EARLY_STOPPED)]
+        if not scored:
+            return None
+        return (max if self.settings.objective_type == "maximize" else min)(scored, key=lambda t: t.value)
+
+    def stop_reason(self, busy: bool) -> Optional[str]:
+        """Why the search stops now, as Katib names it, or None while it goes on (`busy`: trials still running)."""
+        settings = self.settings
+        if sum(t.state == FAILED for t in self.trials) > settings.max_failed_trial_count:
+            return "max_failed_trial_count"
+        top, goal = self.best(), settings.objective_goal
+        if goal is not None and top is not None:
+            if top.value >= goal if settings.objective_type == "maximize" else top.value <= goal:
+                return "goal"
+        if len(self.trials) >= settings.max_trial_count and not busy:
+            return "max_trial_count"
+        return None
+
+    def kill_running(self) -> bool:
+        """Marks the trials still running as killed (the search stopped early); True when there were any."""
+        running = [t for t in self.trials if t.state == "Running"]
+        for trial in running:
+            trial.state, trial.seconds = KILLED, time.monotonic() - self._started[trial.number]
+        return bool(running)
+
+    def result(self, reason: str, startup_seconds: float) -> SearchResult:
+        settings = self.settings
+        return SearchResult(
+            self.trials, self.best(), reason, settings.objective_metric_name, settings.objective_type, startup_seconds
+        )
+
+
 def run_search(
     trial_fn: Callable,
     settings: SearchSettings,
@@ -71,32 +185,10 @@ def run_search(
     modules the workers' fork server imports once (`trial_fn`'s own module always is). `settings` come checked
     from `check_settings`. Returns every trial and the best one (None when none reported the objective).
     """
-    import optuna
-
-    parameters, stopping = list(settings.parameters), settings.early_stopping
-    objective_metric_name, objective_type = settings.objective_metric_name, settings.objective_type
-    max_trial_count, max_failed_trial_count = settings.max_trial_count, settings.max_failed_trial_count
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = (
-        optuna.pruners.MedianPruner(
-            n_startup_trials=stopping["min_trials_required"], n_warmup_steps=stopping["start_step"]
-        )
-        if stopping
-        else optuna.pruners.NopPruner()
-    )
-    study = optuna.create_study(
-        direction=objective_type, sampler=make_sampler(settings.algorithm, parameters, settings.seed), pruner=pruner
-    )
-    space = distributions(parameters, settings.algorithm)
-    by_name = {p.name: p for p in parameters}
-
-    trials: list[TrialResult] = []
-    asked: dict[int, Any] = {}
-    steps: dict[int, int] = {}
-    started: dict[int, float] = {}
-    reason = "max_trial_count"
+    search = _Study(settings)
     began = time.monotonic()
     preload = tuple(dict.fromkeys(["kfp_ct.components.tune.workers", *preload, trial_fn.__module__]))
+    max_trial_count = settings.max_trial_count
     workers = Workers(min(settings.parallel_trial_count, max_trial_count), trial_fn, max_trial_count, preload)
     killed = False
     try:
@@ -110,96 +202,31 @@ def run_search(
         workers.wait_ready()
         startup = time.monotonic() - began
 
-        def finish(number: int, state: str, error: str = "") -> None:
-            trial = trials[number]
-            trial.seconds = time.monotonic() - started[number]
-            trial.value = objective_value(trial.metrics.get(objective_metric_name, []), objective_type)
-            if state == SUCCEEDED and trial.value is None:
-                state, error = (
-                    FAILED,
-                    (f"the trial never printed {objective_metric_name}=<number> (Katib: metrics unavailable)"),
-                )
-            trial.state, trial.error = state, error
-            optuna_trial = asked.pop(number)
-            if state == SUCCEEDED:
-                study.tell(optuna_trial, trial.value)
-            elif state == EARLY_STOPPED:
-                study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
-            else:
-                study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
-            shown = f"{trial.value:.6g}" if trial.value is not None else "-"
-            log(
-                f"trial {number} {state} {objective_metric_name}={shown} {trial.params} ({trial.seconds:.1f} s)"
-                + (f": {error.splitlines()[0]}" if error else "")
-            )
-
-        def best() -> Optional[TrialResult]:
-            scored = [t for t in trials if t.value is not None and t.state in (SUCCEEDED, EARLY_STOPPED)]
-            if not scored:
-                return None
-            return (max if objective_type == "maximize" else min)(scored, key=lambda t: t.value)
-
         checked = time.monotonic()
-        while True:
-            failed = sum(t.state == FAILED for t in trials)
-            if failed > max_failed_trial_count:
-                reason = "max_failed_trial_count"
-                break
-            top = best()
-            if (
-                settings.objective_goal is not None
-                and top is not None
-                and (
-                    top.value >= settings.objective_goal
-                    if objective_type == "maximize"
-                    else top.value <= settings.objective_goal
-                )
-            ):
-                reason = "goal"
-                break
-            if len(trials) >= max_trial_count and not workers.busy:
-                break
+        while (reason := search.stop_reason(busy=bool(workers.busy))) is None:
             for worker_id in workers.idle():
-                if len(trials) >= max_trial_count:
+                if len(search.trials) >= max_trial_count:
                     break
-                optuna_trial = study.ask(space)
-                number = len(trials)
-                texts = {name: assignment(by_name[name], optuna_trial.params[name]) for name in by_name}
-                params = {name: by_name[name].parse(text) for name, text in texts.items()}
-                trials.append(TrialResult(number, texts, params))
-                asked[number], steps[number], started[number] = optuna_trial, 0, time.monotonic()
-                workers.submit(worker_id, number, params)
+                trial = search.ask()
+                workers.submit(worker_id, trial.number, trial.params)
             if time.monotonic() - checked > 0.5:
                 checked = time.monotonic()
                 for _, number, code in workers.dead():
-                    finish(number, FAILED, f"the trial's worker process died (exit code {code})")
+                    log(search.finish(number, FAILED, f"the trial's worker process died (exit code {code})"))
             try:
                 kind, number, detail = workers.results.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if kind == "ready":
-                continue
-            trial = trials[number]
-            if trial.state != "Running":
+            if kind == "ready" or not search.running(number):
                 continue
             if kind == "line":
-                trial.output = (trial.output + [detail])[-50:]
-                for name, values in parse_metrics(detail).items():
-                    trial.metrics.setdefault(name, []).extend(values)
-                    if name == objective_metric_name and stopping:
-                        for value in values:
-                            steps[number] += 1
-                            asked[number].report(value, steps[number])
-                            if asked[number].should_prune():
-                                workers.pruned[number] = 1
+                if search.hear(number, detail):
+                    workers.pruned[number] = 1
             elif kind == "end":
                 state, error, worker_id = detail
                 workers.busy.pop(worker_id, None)
-                finish(number, state, error)
-        for trial in trials:
-            if trial.state == "Running":
-                trial.state, trial.seconds = KILLED, time.monotonic() - started[trial.number]
-                killed = True
+                log(search.finish(number, state, error))
+        killed = search.kill_running()
     finally:
         workers.close(kill=killed or bool(workers.busy))
-    return SearchResult(trials, best(), reason, objective_metric_name, objective_type, startup)
+    return search.result(reason, startup)

@@ -15,13 +15,10 @@ The data is split into fit and validation rows exactly as the trainer does (`tra
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Optional
 
@@ -64,53 +61,40 @@ def trainer_options(trainer: str, options: Optional[dict] = None) -> dict:
     return {**OPTIONS[trainer], **options}
 
 
-def allowed_hyperparameters(trainer: str, options: Optional[dict] = None) -> dict[str, Any]:
-    """The hyperparameters the trainer's core accepts (with their defaults), as the core itself reports them."""
-    core = trainer_core(trainer)
+@dataclass(frozen=True)
+class Trainer:
+    """A trainer with its options, checked (`check_trainer`), and the hyperparameters its core accepts (with their
+    defaults), as the core itself reports them."""
+
+    name: str
+    options: dict
+    allowed: dict
+
+    def check_names(self, names) -> None:
+        """Refuses hyperparameter names the trainer does not accept, listing the allowed ones."""
+        unknown = sorted(set(names) - set(self.allowed))
+        if unknown:
+            what = (
+                f"{self.name} ({', '.join(f'{k}={v}' for k, v in self.options.items())})" if self.options else self.name
+            )
+            raise ValueError(
+                f"unknown hyperparameter(s) for {what}: {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(self.allowed))}"
+            )
+
+
+def check_trainer(trainer: str, options: Optional[dict] = None) -> Trainer:
+    """The trainer, its options completed (`trainer_options`) and the hyperparameters its core accepts; the core
+    refuses an unknown estimator by name."""
     options = trainer_options(trainer, options)
+    core = trainer_core(trainer)
     if hasattr(core, "hyperparameters_for"):
-        return dict(core.hyperparameters_for(**options))
-    for name in ("HYPERPARAMETERS", "DEFAULTS"):
-        if isinstance(getattr(core, name, None), dict):
-            return dict(getattr(core, name))
-    raise RuntimeError(f"trainer {trainer} ({TRAINERS[trainer]}) does not say which hyperparameters it accepts")
-
-
-def check_hyperparameter_names(trainer: str, names, options: Optional[dict] = None) -> None:
-    allowed = allowed_hyperparameters(trainer, options)
-    unknown = sorted(set(names) - set(allowed))
-    if unknown:
-        what = (
-            f"{trainer} ({', '.join(f'{k}={v}' for k, v in trainer_options(trainer, options).items())})"
-            if OPTIONS[trainer]
-            else trainer
-        )
-        raise ValueError(
-            f"unknown hyperparameter(s) for {what}: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
-
-
-@contextlib.contextmanager
-def local_copy(uri: str, directory: bool) -> Iterator[str]:
-    """A local path holding `uri`: a path or file:// as is, an object (or a prefix, for a directory) of gs://, s3://
-    or minio:// downloaded."""
-    from kfp_ct.components._common import storage
-
-    scheme, _, path = storage.split_uri(uri)
-    if scheme == "":
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{'directory' if directory else 'file'} not found: {path}")
-        yield path
-        return
-    storage.check_scheme(uri, "URI")
-    with tempfile.TemporaryDirectory(prefix="kfp-ct-trial-") as tmp:
-        if directory:
-            storage.download_prefix(uri, tmp)
-            yield tmp
-        else:
-            dest = os.path.join(tmp, os.path.basename(path) or "data")
-            storage.download_file(uri, dest)
-            yield dest
+        allowed = core.hyperparameters_for(**options)
+    elif isinstance(getattr(core, "DEFAULTS", None), dict):
+        allowed = core.DEFAULTS
+    else:
+        raise RuntimeError(f"trainer {trainer} ({TRAINERS[trainer]}) does not say which hyperparameters it accepts")
+    return Trainer(trainer, options, dict(allowed))
 
 
 @dataclass
@@ -177,13 +161,12 @@ def prepare(
     share_dir: Optional[str] = None,
 ) -> TrialContext:
     """Loads and featurizes the train split once, split into fit and validation rows as the trainer does; with
-    `share_dir`, the rows are memory-mapped from files there, for worker processes to share (see TrialContext)."""
+    `share_dir`, the rows are memory-mapped from files there, for worker processes to share (see TrialContext).
+    `options` and the names of `hyperparameters` come checked (`check_trainer`)."""
+    from kfp_ct.components._common.storage import local_copy
     from kfp_ct.components._common.training import load_train_data
 
-    options = trainer_options(trainer, options)
-    check_hyperparameter_names(trainer, hyperparameters or {}, options)
-    trainer_core(trainer)
-    with local_copy(train_uri, directory=False) as train_path, local_copy(featurizer_uri, directory=True) as feat:
+    with local_copy(train_uri) as train_path, local_copy(featurizer_uri, directory=True) as feat:
         data = load_train_data(train_path, feat, seed, target_column, task)
     featurizer = data.featurizer
     context = TrialContext(
@@ -266,9 +249,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     params = {
         k: parse_value(kinds.get(k, "categorical"), v) for k, v in parse_assignments(args.param, "--param").items()
     }
-    check_hyperparameter_names(args.trainer, params, options)
+    trainer = check_trainer(args.trainer, options)
+    trainer.check_names([*params, *fixed])
     context = prepare(
-        args.trainer, args.train_uri, args.featurizer_uri, args.target_column, args.task, options, fixed, args.seed
+        args.trainer,
+        args.train_uri,
+        args.featurizer_uri,
+        args.target_column,
+        args.task,
+        trainer.options,
+        fixed,
+        args.seed,
     )
     run_trial(context, params)
     sys.stdout.flush()

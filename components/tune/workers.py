@@ -60,13 +60,6 @@ THREAD_VARIABLES = (
 )
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _limit_threads(threads: int) -> None:
     """Limits the thread pools of numerical libraries already loaded (a forked worker inherits them from the
     fork server, where the environment variables above were not yet set)."""
@@ -136,7 +129,9 @@ class Workers:
         self.results = self._ctx.Queue()
         self.pruned = self._ctx.Array("b", max_trials, lock=False)
         self._trial_fn, self._context = trial_fn, None
-        self.threads = max(1, cpu_count() // count)
+        from kfp_ct.components._common.training import cpu_threads
+
+        self.threads = max(1, cpu_threads() // count)  # the pod's CPUs, shared by the workers
         self.processes: list = [None] * count
         self.tasks: list = [None] * count
         self.busy: dict[int, int] = {}  # worker id -> trial number

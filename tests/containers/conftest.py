@@ -86,7 +86,7 @@ def _image_or_skip(client, tag: str, target: str):
 
 @pytest.fixture(scope="session")
 def component_image(docker_client) -> str:
-    from kfp_ct.components._image import IMAGE
+    from kfp_ct.components._common.images import IMAGE
 
     _image_or_skip(docker_client, IMAGE, "image-cpu")
     return IMAGE
@@ -94,7 +94,7 @@ def component_image(docker_client) -> str:
 
 @pytest.fixture(scope="session")
 def serving_image(docker_client) -> str:
-    from kfp_ct.components._image import SERVING_IMAGE
+    from kfp_ct.components._common.images import SERVING_IMAGE
 
     _image_or_skip(docker_client, SERVING_IMAGE, "image-serving")
     return SERVING_IMAGE

@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from kfp_ct.components._image import IMAGE
+from kfp_ct.components._common.images import IMAGE
 
 pytestmark = pytest.mark.containers
 

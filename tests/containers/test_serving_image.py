@@ -49,10 +49,10 @@ def model_dir(shared_data, tmp_path_factory):
         seed=0,
     )
     train_sklearn(
-        str(out / "train.parquet"),
-        str(out / "featurizer"),
-        str(out / "model"),
-        "elec2-serving-image",
+        train_path=str(out / "train.parquet"),
+        featurizer_path=str(out / "featurizer"),
+        model_path=str(out / "model"),
+        model_name="elec2-serving-image",
         hyperparameters={"max_iter": 20},
         seed=0,
         tracking_uri=f"sqlite:///{out / 'mlflow.db'}",

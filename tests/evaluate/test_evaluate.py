@@ -75,21 +75,21 @@ def test_bounded_roc_curve():
 
 def test_regression_gate_end_to_end(bike_split, sqlite_tracking, model_name, tmp_path):
     weak = sk.train_sklearn(
-        bike_split["train"],
-        bike_split["featurizer"],
-        str(tmp_path / "weak"),
-        model_name,
-        "linear_regression",
+        train_path=bike_split["train"],
+        featurizer_path=bike_split["featurizer"],
+        model_path=str(tmp_path / "weak"),
+        model_name=model_name,
+        estimator="linear_regression",
         seed=0,
         tracking_uri=sqlite_tracking,
     )
     strong = sk.train_sklearn(
-        bike_split["train"],
-        bike_split["featurizer"],
-        str(tmp_path / "strong"),
-        model_name,
-        "random_forest",
-        {"n_estimators": 30},
+        train_path=bike_split["train"],
+        featurizer_path=bike_split["featurizer"],
+        model_path=str(tmp_path / "strong"),
+        model_name=model_name,
+        estimator="random_forest",
+        hyperparameters={"n_estimators": 30},
         seed=0,
         tracking_uri=sqlite_tracking,
     )
@@ -126,11 +126,11 @@ def test_regression_gate_end_to_end(bike_split, sqlite_tracking, model_name, tmp
 
 def test_evaluate_names_a_wrong_target_or_missing_column(bike_split, sqlite_tracking, model_name, tmp_path):
     model = sk.train_sklearn(
-        bike_split["train"],
-        bike_split["featurizer"],
-        str(tmp_path / "m"),
-        model_name,
-        "linear_regression",
+        train_path=bike_split["train"],
+        featurizer_path=bike_split["featurizer"],
+        model_path=str(tmp_path / "m"),
+        model_name=model_name,
+        estimator="linear_regression",
         tracking_uri=sqlite_tracking,
     )
     with pytest.raises(ValueError, match="target column 'class' is not in the test data"):
@@ -159,12 +159,12 @@ def test_multiclass_with_a_rare_class(shared_data, sqlite_tracking, model_name, 
     )
     assert split["task"] == "classification" and split["classes"] == [1, 2, 3, 4]
     outcome = sk.train_sklearn(
-        str(tmp_path / "train.parquet"),
-        str(tmp_path / "featurizer"),
-        str(tmp_path / "model"),
-        model_name,
-        "hist_gradient_boosting",
-        {"max_iter": 30},
+        train_path=str(tmp_path / "train.parquet"),
+        featurizer_path=str(tmp_path / "featurizer"),
+        model_path=str(tmp_path / "model"),
+        model_name=model_name,
+        estimator="hist_gradient_boosting",
+        hyperparameters={"max_iter": 30},
         tracking_uri=sqlite_tracking,
     )
     result = ev.evaluate(

@@ -38,12 +38,12 @@ def champion(shared_data, mlflow_server, tmp_path_factory):
     )
     name = f"bike-{uuid.uuid4().hex[:8]}"
     outcome = train_sklearn(
-        str(folder / "train.parquet"),
-        str(folder / "featurizer"),
-        str(folder / "model"),
-        name,
-        "hist_gradient_boosting",
-        {"max_iter": 60},
+        train_path=str(folder / "train.parquet"),
+        featurizer_path=str(folder / "featurizer"),
+        model_path=str(folder / "model"),
+        model_name=name,
+        estimator="hist_gradient_boosting",
+        hyperparameters={"max_iter": 60},
         seed=0,
         tracking_uri=mlflow_server,
     )

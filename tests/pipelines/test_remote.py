@@ -243,7 +243,7 @@ def test_steps_that_load_a_torch_or_keras_model_run_in_the_gpu_image(pipeline):
     the GPU image (on CPU); the scikit-learn branch keeps the component image."""
     import re
 
-    from kfp_ct.components._image import GPU_IMAGE, IMAGE
+    from kfp_ct.components._common.images import GPU_IMAGE, IMAGE
 
     path = Path(__file__).resolve().parents[2] / "compiled" / f"{pipeline}.yaml"
     spec = next(yaml.safe_load_all(path.read_text()))

@@ -37,10 +37,10 @@ def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0
         seed=seed,
     )
     outcome = train_sklearn(
-        str(out / "train.parquet"),
-        str(out / "featurizer"),
-        str(out / "model"),
-        registered,
+        train_path=str(out / "train.parquet"),
+        featurizer_path=str(out / "featurizer"),
+        model_path=str(out / "model"),
+        model_name=registered,
         hyperparameters={"max_iter": 20},
         seed=seed,
         tracking_uri=tracking_uri,

@@ -79,7 +79,7 @@ def test_preflight_refuses_a_bad_run_and_changes_nothing(served, mlflow_server, 
         "tracking_uri": mlflow_server,
         "registry": "existing",
     }
-    assert preflight(**arguments)  # the unchanged arguments pass
+    assert preflight(**arguments).checked  # the unchanged arguments pass
     before = registry_state(mlflow_server), storage_listing(served["store"])
     with pytest.raises(ValueError, match="preflight found 1 problem") as err:
         preflight(**{**arguments, **change})
@@ -163,10 +163,10 @@ def test_a_trainer_refuses_a_path_like_model_name_before_any_run(served, mlflow_
     for name in ("../../etc", "a/b", "x:y", ""):
         with pytest.raises(ValueError, match="cannot name a registered model"):
             train_sklearn(
-                os.path.join(out, "train.parquet"),
-                os.path.join(out, "featurizer"),
-                str(tmp_path / "model"),
-                name,
+                train_path=os.path.join(out, "train.parquet"),
+                featurizer_path=os.path.join(out, "featurizer"),
+                model_path=str(tmp_path / "model"),
+                model_name=name,
                 hyperparameters={"max_iter": 5},
                 tracking_uri=mlflow_server,
             )

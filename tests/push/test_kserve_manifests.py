@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfp_ct.components._image import SERVING_IMAGE
+from kfp_ct.components._common.images import SERVING_IMAGE
 from kfp_ct.components.push import manifests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ def test_service_url():
 def test_torch_and_keras_models_are_served_by_the_gpu_image():
     """The serving image holds neither torch nor TensorFlow: an InferenceService of such a model names the GPU
     image (same server, CPU unless a GPU is requested) in place of the runtime's."""
-    from kfp_ct.components._image import GPU_IMAGE
+    from kfp_ct.components._common.images import GPU_IMAGE
 
     assert manifests.predictor_image("sklearn") is None
     for framework in ("torch", "keras"):

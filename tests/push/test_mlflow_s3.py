@@ -36,10 +36,10 @@ def s3_champion(s3_mlflow_server, shared_data, tmp_path_factory):
     key = "v2/artifacts/training/run-7/featurize/train"
     storage.s3_client(artifact_root).upload_file(str(out / "train.parquet"), bucket, key)
     outcome = train_sklearn(
-        str(out / "train.parquet"),
-        str(out / "f"),
-        str(out / "model"),
-        REGISTERED,
+        train_path=str(out / "train.parquet"),
+        featurizer_path=str(out / "f"),
+        model_path=str(out / "model"),
+        model_name=REGISTERED,
         hyperparameters={"max_iter": 20},
         tracking_uri=tracking_uri,
         train_metadata={"uri": f"minio://{bucket}/{key}"},

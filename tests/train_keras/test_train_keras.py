@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kfp_ct.components._common import datasets, tracking, training
+from kfp_ct.components._common import datasets, neural, tracking, training
 from kfp_ct.components._common import model as model_format
 from kfp_ct.components.train_keras import core as tk
 
@@ -142,11 +142,19 @@ def test_unknown_hyperparameter_fails_before_reading_anything(tmp_path):
         "class_weight, compile, dropout, epochs, hidden_sizes, lr, patience",
     ):
         tk.train_keras(
-            str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m", {"units": 3}
+            train_path=str(tmp_path / "missing.parquet"),
+            featurizer_path=str(tmp_path / "missing"),
+            model_path=str(tmp_path / "m"),
+            model_name="m",
+            hyperparameters={"units": 3},
         )
     with pytest.raises(ValueError, match="'patience' must lie in"):
         tk.train_keras(
-            str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m", {"patience": 0}
+            train_path=str(tmp_path / "missing.parquet"),
+            featurizer_path=str(tmp_path / "missing"),
+            model_path=str(tmp_path / "m"),
+            model_name="m",
+            hyperparameters={"patience": 0},
         )
     assert not os.path.exists(tmp_path / "m")
 
@@ -163,7 +171,7 @@ def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_sp
         elec2.featurizer,
         tk.KerasAdapter(),
         input_example=elec2.x_raw,
-        metadata={"estimator": tk.ESTIMATOR},
+        metadata={"estimator": neural.ESTIMATOR},
     )
     test = datasets.read_frame(elec2_split["test"])
     expected = result.estimator.scores(elec2.featurizer.transform(test))
@@ -175,7 +183,7 @@ def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_sp
     assert (np.asarray(mlflow.pyfunc.load_model(path).predict(test.drop(columns=["class"]))) == labels).all()
     network = mlflow.keras.load_model(path)  # the keras flavor: the float32 network, featurized input, logits out
     logits = np.asarray(network(elec2.featurizer.transform(test), training=False))
-    np.testing.assert_allclose(tk.outputs_to_scores(logits, "classification"), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(neural.outputs_to_scores(logits, "classification"), expected, rtol=1e-5, atol=1e-6)
     with open(os.path.join(path, "MLmodel")) as f:
         flavors = yaml.safe_load(f)["flavors"]
     assert set(flavors) == {"keras", "python_function"}
@@ -230,10 +238,10 @@ def test_component_python_func_with_mlflow_server(bike_split, mlflow_server, mod
     test = datasets.read_frame(bike_split["test"])
     local = model_format.load_model(model.path)
     assert local.metadata["hyperparameters"] == {
-        **tk.KERAS_DEFAULTS,
+        **neural.DEFAULTS,
         "epochs": 4,
         "lr": 0.01,  # Katib's text, read
-        "hidden_sizes": list(tk.KERAS_DEFAULTS["hidden_sizes"]),
+        "hidden_sizes": list(neural.DEFAULTS["hidden_sizes"]),
     }
     downloaded = tracking.download_version(model_name, "1", tmp_path / "download", mlflow_server)
     np.testing.assert_allclose(mlflow.pyfunc.load_model(downloaded).predict(test), local.predict(test), rtol=1e-6)
@@ -242,7 +250,7 @@ def test_component_python_func_with_mlflow_server(bike_split, mlflow_server, mod
 def test_component_runs_in_the_gpu_image(tmp_path):
     from kfp import compiler
 
-    from kfp_ct.components._image import GPU_IMAGE
+    from kfp_ct.components._common.images import GPU_IMAGE
     from kfp_ct.components.train_keras import train_keras
 
     compiler.Compiler().compile(train_keras, str(tmp_path / "train_keras.yaml"))

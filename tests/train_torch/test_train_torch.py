@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from kfp_ct.components._common import datasets, tracking, training
+from kfp_ct.components._common import datasets, neural, tracking, training
 from kfp_ct.components._common import model as model_format
 from kfp_ct.components.train_torch import core as tt
 
@@ -166,15 +166,15 @@ def test_class_weights_lift_the_minority_class(elec2):
 
     unweighted, balanced = minority_recall("none"), minority_recall("balanced")
     assert balanced > unweighted + 0.1, (unweighted, balanced)
-    weights = tt.class_weights(np.array([0] * 90 + [1] * 10), 2, "balanced")
+    weights = neural.class_weights(np.array([0] * 90 + [1] * 10), 2, "balanced")
     np.testing.assert_allclose(weights, [100 / 180, 100 / 20], rtol=1e-6)
-    assert tt.class_weights(np.array([0, 1]), 2, "none") is None
+    assert neural.class_weights(np.array([0, 1]), 2, "none") is None
 
 
 def test_hyperparameters_are_checked_and_converted(elec2):
     allowed = "batch_size, class_weight, compile, dropout, epochs, hidden_sizes, lr, patience, weight_decay"
     with pytest.raises(ValueError, match=f"unknown hyperparameter\\(s\\) for mlp: depth, layers; allowed: {allowed}"):
-        tt.resolve_hyperparameters({"depth": 3, "layers": 2, "lr": 0.1})
+        neural.resolve_hyperparameters({"depth": 3, "layers": 2, "lr": 0.1})
     for bad, message in [
         ({"dropout": 2}, "'dropout' must lie in"),
         ({"lr": 0}, "'lr' must lie in"),
@@ -185,13 +185,13 @@ def test_hyperparameters_are_checked_and_converted(elec2):
         ({"compile": "maybe"}, "'compile' must be true or false"),
     ]:
         with pytest.raises(ValueError, match=message):
-            tt.resolve_hyperparameters(bad)
+            neural.resolve_hyperparameters(bad)
     # Katib substitutes every value as text
-    hp = tt.resolve_hyperparameters(
+    hp = neural.resolve_hyperparameters(
         {"lr": "0.01", "hidden_sizes": "64,32", "epochs": "2", "batch_size": "128", "compile": "false", "dropout": "0"}
     )
     assert hp == {
-        **tt.DEFAULTS,
+        **neural.DEFAULTS,
         "lr": 0.01,
         "hidden_sizes": [64, 32],
         "epochs": 2,
@@ -200,8 +200,8 @@ def test_hyperparameters_are_checked_and_converted(elec2):
         "dropout": 0.0,
     }
     # a KFP dict parameter turns whole numbers into floats
-    assert tt.resolve_hyperparameters({"epochs": 40.0, "hidden_sizes": [128.0, 64.0], "batch_size": 4096.0}) == {
-        **tt.DEFAULTS,
+    assert neural.resolve_hyperparameters({"epochs": 40.0, "hidden_sizes": [128.0, 64.0], "batch_size": 4096.0}) == {
+        **neural.DEFAULTS,
         "epochs": 40,
         "hidden_sizes": [128, 64],
         "batch_size": 4096,
@@ -230,10 +230,10 @@ def test_auto_batch_size_and_device_roc_auc():
     import torch
     from sklearn.metrics import roc_auc_score
 
-    assert tt.auto_batch_size(100, "cpu") == 64
-    assert tt.auto_batch_size(2560, "cpu") == 256
-    assert tt.auto_batch_size(10_000_000, "cpu") == 1024
-    assert tt.auto_batch_size(10_000_000, "cuda") == 8192
+    assert neural.auto_batch_size(100, "cpu") == 64
+    assert neural.auto_batch_size(2560, "cpu") == 256
+    assert neural.auto_batch_size(10_000_000, "cpu") == 1024
+    assert neural.auto_batch_size(10_000_000, "cuda") == 8192
     rng = np.random.default_rng(0)
     scores = np.round(rng.random(2000), 1)  # many ties, as bf16 outputs have
     labels = rng.random(2000) < 0.2 + 0.6 * scores
@@ -248,7 +248,7 @@ def _save(data, result, path):
         data.featurizer,
         tt.TorchAdapter(),
         input_example=data.x_raw,
-        metadata={"estimator": tt.ESTIMATOR, "hyperparameters": {"epochs": 12}},
+        metadata={"estimator": neural.ESTIMATOR, "hyperparameters": {"epochs": 12}},
     )
     return str(path)
 
@@ -280,7 +280,7 @@ def test_saved_model_takes_raw_rows_with_both_loaders(elec2_fit, elec2, elec2_sp
     network = tt.network_from(spec, state, "test")
     with torch.no_grad():
         logits = network(torch.from_numpy(elec2.featurizer.transform(test))).numpy()
-    np.testing.assert_allclose(tt.outputs_to_scores(logits, "classification"), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(neural.outputs_to_scores(logits, "classification"), expected, rtol=1e-5, atol=1e-6)
 
     with open(os.path.join(path, "MLmodel")) as f:
         flavors = yaml.safe_load(f)["flavors"]
@@ -304,11 +304,11 @@ def test_saved_regression_model_predicts_counts(bike, bike_split, tmp_path):
 
 def test_train_torch_registers_a_version(elec2_split, sqlite_tracking, model_name, tmp_path, capsys):
     outcome = tt.train_torch(
-        elec2_split["train"],
-        elec2_split["featurizer"],
-        str(tmp_path / "model"),
-        model_name,
-        {"epochs": 3, "hidden_sizes": [64]},
+        train_path=elec2_split["train"],
+        featurizer_path=elec2_split["featurizer"],
+        model_path=str(tmp_path / "model"),
+        model_name=model_name,
+        hyperparameters={"epochs": 3, "hidden_sizes": [64]},
         seed=0,
         tracking_uri=sqlite_tracking,
         target_column="class",
@@ -332,7 +332,11 @@ def test_train_torch_registers_a_version(elec2_split, sqlite_tracking, model_nam
 def test_unknown_hyperparameter_fails_before_reading_anything(tmp_path):
     with pytest.raises(ValueError, match="unknown hyperparameter\\(s\\) for mlp: depth"):
         tt.train_torch(
-            str(tmp_path / "missing.parquet"), str(tmp_path / "missing"), str(tmp_path / "m"), "m", {"depth": 3}
+            train_path=str(tmp_path / "missing.parquet"),
+            featurizer_path=str(tmp_path / "missing"),
+            model_path=str(tmp_path / "m"),
+            model_name="m",
+            hyperparameters={"depth": 3},
         )
     assert not os.path.exists(tmp_path / "m")
 
@@ -437,7 +441,7 @@ def test_compile_on_cuda_trains(cuda, elec2):
 def test_component_runs_in_the_gpu_image_and_documents_every_input_and_output(tmp_path):
     from kfp import compiler
 
-    from kfp_ct.components._image import GPU_IMAGE
+    from kfp_ct.components._common.images import GPU_IMAGE
     from kfp_ct.components.train_torch import train_torch
 
     compiler.Compiler().compile(train_torch, str(tmp_path / "train_torch.yaml"))

@@ -45,18 +45,18 @@ def test_too_many_classes_are_refused_before_fitting(many_classes, sqlite_tracki
     started = time.monotonic()
     with pytest.raises(ValueError, match=r"target column 'label' has 150 classes, more than max_classes=100"):
         train(
-            many_classes["train"],
-            many_classes["featurizer"],
-            str(tmp_path / "m"),
-            model_name,
+            train_path=many_classes["train"],
+            featurizer_path=many_classes["featurizer"],
+            model_path=str(tmp_path / "m"),
+            model_name=model_name,
             tracking_uri=sqlite_tracking,
         )
     with pytest.raises(ValueError, match=r"target column 'label' has 150 classes, more than max_classes=149"):
         train(
-            many_classes["train"],
-            many_classes["featurizer"],
-            str(tmp_path / "m"),
-            model_name,
+            train_path=many_classes["train"],
+            featurizer_path=many_classes["featurizer"],
+            model_path=str(tmp_path / "m"),
+            model_name=model_name,
             tracking_uri=sqlite_tracking,
             max_classes=149,
         )
@@ -69,11 +69,11 @@ def test_the_limit_can_be_raised(many_classes, sqlite_tracking, model_name, tmp_
     from kfp_ct.components.train_sklearn.core import train_sklearn
 
     outcome = train_sklearn(
-        many_classes["train"],
-        many_classes["featurizer"],
-        str(tmp_path / "m"),
-        model_name,
-        "logistic_regression",
+        train_path=many_classes["train"],
+        featurizer_path=many_classes["featurizer"],
+        model_path=str(tmp_path / "m"),
+        model_name=model_name,
+        estimator="logistic_regression",
         tracking_uri=sqlite_tracking,
         max_classes=150,
     )

@@ -192,8 +192,9 @@ def test_a_split_of_another_featurize_run_is_refused(featurized, tmp_path):
 
 def _train_code(featurized: Path, model: Path, uri: str) -> str:
     return (
-        f"train_sklearn({str(featurized / 'train.parquet')!r}, {str(featurized / 'feat')!r}, {str(model)!r}, "
-        f"'crash', hyperparameters={{'max_iter': 30}}, tracking_uri={uri!r})"
+        f"train_sklearn(train_path={str(featurized / 'train.parquet')!r}, "
+        f"featurizer_path={str(featurized / 'feat')!r}, model_path={str(model)!r}, model_name='crash', "
+        f"hyperparameters={{'max_iter': 30}}, tracking_uri={uri!r})"
     )
 
 

@@ -34,11 +34,11 @@ def test_elec2_hist_gradient_boosting_reaches_auc_0_85_on_later_days(
     )
     assert split["test"]["rows"] == 9_072  # the last 189 of 944 days
     outcome = sk.train_sklearn(
-        str(tmp_path / "train.parquet"),
-        str(tmp_path / "featurizer"),
-        str(tmp_path / "model"),
-        model_name,
-        "hist_gradient_boosting",
+        train_path=str(tmp_path / "train.parquet"),
+        featurizer_path=str(tmp_path / "featurizer"),
+        model_path=str(tmp_path / "model"),
+        model_name=model_name,
+        estimator="hist_gradient_boosting",
         seed=0,
         tracking_uri=sqlite_tracking,
     )

@@ -19,17 +19,17 @@ STRONG = {"max_iter": 80}
 
 @pytest.fixture(scope="module")
 def trained(elec2_split, mlflow_server, tmp_path_factory):
-    """A weak and a strong elec2 model, trained and registered on the server: {name: TrainingOutcome}."""
+    """A weak and a strong elec2 model, trained and registered on the server: {name: TrainSklearnResult}."""
     name = f"gate-{uuid.uuid4().hex[:8]}"
     out = tmp_path_factory.mktemp("gate")
     return {
         label: sk.train_sklearn(
-            elec2_split["train"],
-            elec2_split["featurizer"],
-            str(out / label),
-            name,
-            "hist_gradient_boosting",
-            hp,
+            train_path=elec2_split["train"],
+            featurizer_path=elec2_split["featurizer"],
+            model_path=str(out / label),
+            model_name=name,
+            estimator="hist_gradient_boosting",
+            hyperparameters=hp,
             seed=0,
             tracking_uri=mlflow_server,
             train_metadata=elec2_split["result"]["train"],
@@ -154,31 +154,31 @@ def test_bad_input_registers_nothing_on_the_server(elec2_split, mlflow_server, t
     name = f"bad-{uuid.uuid4().hex[:8]}"
     with pytest.raises(ValueError, match="unknown hyperparameter\\(s\\) for random_forest: learning_rate"):
         sk.train_sklearn(
-            elec2_split["train"],
-            elec2_split["featurizer"],
-            str(tmp_path / "m"),
-            name,
-            "random_forest",
-            {"learning_rate": 0.1},
+            train_path=elec2_split["train"],
+            featurizer_path=elec2_split["featurizer"],
+            model_path=str(tmp_path / "m"),
+            model_name=name,
+            estimator="random_forest",
+            hyperparameters={"learning_rate": 0.1},
             tracking_uri=mlflow_server,
         )
     one_class = datasets.read_frame(elec2_split["train"])
     datasets.write_frame(one_class[one_class["class"] == "DOWN"], tmp_path / "down.parquet", "test")
     with pytest.raises(ValueError, match="single class \\('DOWN'\\)"):
         sk.train_sklearn(
-            str(tmp_path / "down.parquet"),
-            elec2_split["featurizer"],
-            str(tmp_path / "m"),
-            name,
+            train_path=str(tmp_path / "down.parquet"),
+            featurizer_path=elec2_split["featurizer"],
+            model_path=str(tmp_path / "m"),
+            model_name=name,
             tracking_uri=mlflow_server,
         )
     datasets.write_frame(pd.DataFrame(columns=one_class.columns), tmp_path / "empty.parquet", "test")
     with pytest.raises(ValueError, match="has no rows"):
         sk.train_sklearn(
-            str(tmp_path / "empty.parquet"),
-            elec2_split["featurizer"],
-            str(tmp_path / "m"),
-            name,
+            train_path=str(tmp_path / "empty.parquet"),
+            featurizer_path=elec2_split["featurizer"],
+            model_path=str(tmp_path / "m"),
+            model_name=name,
             tracking_uri=mlflow_server,
         )
     assert tracking.versions(name, mlflow_server) == []
@@ -189,11 +189,11 @@ def test_a_champion_that_cannot_score_the_test_set_is_named(trained, mlflow_serv
     name, versions = _registered_under_fresh_name(trained, mlflow_server)
     tracking.promote(name, versions["strong"], tracking_uri=mlflow_server)  # an elec2 classifier
     bike = sk.train_sklearn(
-        bike_split["train"],
-        bike_split["featurizer"],
-        str(tmp_path / "bike"),
-        name,
-        "linear_regression",
+        train_path=bike_split["train"],
+        featurizer_path=bike_split["featurizer"],
+        model_path=str(tmp_path / "bike"),
+        model_name=name,
+        estimator="linear_regression",
         tracking_uri=mlflow_server,
     )
     with pytest.raises(

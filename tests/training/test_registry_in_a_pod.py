@@ -45,7 +45,11 @@ def test_training_in_a_pod_without_tracking_uri_fails_before_anything_is_written
     model = pod / "outputs" / "model"
     with pytest.raises(ValueError, match=_refused("no tracking URI is set")):
         sk.train_sklearn(
-            elec2_split["train"], elec2_split["featurizer"], str(model), model_name, train_metadata={"uri": "x"}
+            train_path=elec2_split["train"],
+            featurizer_path=elec2_split["featurizer"],
+            model_path=str(model),
+            model_name=model_name,
+            train_metadata={"uri": "x"},
         )
     assert sorted(p.name for p in pod.iterdir()) == [], "the failed step left files behind"
 
@@ -56,7 +60,11 @@ def test_training_in_a_pod_without_tracking_uri_fails_before_anything_is_written
 def test_a_local_tracking_uri_is_refused_in_a_pod(pod, uri, elec2_split, model_name):
     with pytest.raises(ValueError, match=_refused(f"the tracking URI {uri} is a local file")):
         sk.train_sklearn(
-            elec2_split["train"], elec2_split["featurizer"], str(pod / "model"), model_name, tracking_uri=uri
+            train_path=elec2_split["train"],
+            featurizer_path=elec2_split["featurizer"],
+            model_path=str(pod / "model"),
+            model_name=model_name,
+            tracking_uri=uri,
         )
     assert list(pod.iterdir()) == []
 
@@ -75,10 +83,10 @@ def test_evaluate_in_a_pod_without_tracking_uri_fails_naming_the_parameter(
     with pytest.MonkeyPatch.context() as outside:
         outside.delenv("KUBERNETES_SERVICE_HOST")
         outcome = sk.train_sklearn(
-            elec2_split["train"],
-            elec2_split["featurizer"],
-            str(pod.parent / f"{pod.name}-model"),
-            model_name,
+            train_path=elec2_split["train"],
+            featurizer_path=elec2_split["featurizer"],
+            model_path=str(pod.parent / f"{pod.name}-model"),
+            model_name=model_name,
             hyperparameters={"max_iter": 5},
             tracking_uri=sqlite_tracking,
         )

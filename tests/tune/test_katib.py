@@ -69,11 +69,11 @@ def test_each_trainers_experiment_validates_against_katibs_schema(trainer):
     assert V1beta1Experiment.from_dict(body).to_dict() == body
     container = body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:3] == ["python", "-m", "kfp_ct.components.tune.trial"]
-    from kfp_ct.components._image import GPU_IMAGE, IMAGE
+    from kfp_ct.components._common.images import GPU_IMAGE, IMAGE
 
     assert container["image"] == (IMAGE if trainer == "sklearn" else GPU_IMAGE)
     names = [p["name"] for p in body["spec"]["parameters"]]
-    trial.check_hyperparameter_names(trainer, names, defaults.default_options(trainer))
+    trial.check_trainer(trainer, defaults.default_options(trainer)).check_names(names)
     for name in names:
         assert f"{name}=${{trialParameters.{name}}}" in container["command"]
 
@@ -378,7 +378,7 @@ def test_trial_module_prints_what_katibs_collector_reads(elec2_split):
         )
     }
     local = trial.run_trial(context, params)
-    assert round(local["roc_auc"], 6) == metrics["validation-roc_auc"][0]
+    assert local["roc_auc"] == pytest.approx(metrics["validation-roc_auc"][0], rel=1e-7)  # printed with 8 digits
 
 
 def test_trial_module_refuses_unknown_hyperparameters(elec2_split):

@@ -37,12 +37,20 @@ def test_tune_python_func_finds_hyperparameters_the_trainer_takes(elec2_split, t
     assert metrics.metadata["trials"] == 4 and metrics.metadata["trials_succeeded"] == 4
     text = (tmp_path / "report.md").read_text()
     assert "Stopped by: max_trial_count" in text and "| learning_rate |" in text
+    assert report.metadata == {
+        "trainer": "sklearn",
+        "estimator": "hist_gradient_boosting",
+        "algorithm": "random",
+        "backend": "local",
+        "stopped_by": "max_trial_count",
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # written in place, no partial left beside it
     # the dict is the trainer's `hyperparameters` input as is, and refitting reproduces the best trial's score
     checked = sk.hyperparameters_for("hist_gradient_boosting")
     assert set(best) <= set(checked)
     data = load_train_data(elec2_split["train"], elec2_split["featurizer"], 3, "class", "classification")
     refit = sk.fit(data.x_fit, data.y_fit, data.x_val, data.y_val, "classification", 2, best, seed=3)
-    assert round(refit.metrics["roc_auc"], 6) == pytest.approx(metrics.metadata["best_validation-roc_auc"])
+    assert refit.metrics["roc_auc"] == pytest.approx(metrics.metadata["best_validation-roc_auc"], rel=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -200,6 +208,6 @@ def test_the_network_trainers_tune_on_the_shared_rows(elec2_split, trainer):
         hyperparameters={"epochs": 3, "hidden_sizes": [16]},
         log=lambda line: None,
     )
-    assert outcome.result.count(SUCCEEDED) == 2, [t.error for t in outcome.result.trials]
+    assert outcome.search.count(SUCCEEDED) == 2, [t.error for t in outcome.search.trials]
     assert 0.6 < outcome.metrics["best_validation-roc_auc"] <= 1
     assert outcome.hyperparameters["epochs"] == 3 and 0.001 <= outcome.hyperparameters["lr"] <= 0.01
