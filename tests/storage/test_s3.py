@@ -194,8 +194,9 @@ def test_object_store_downloads_have_a_total_deadline(tmp_path, monkeypatch, sch
 
 
 class _CuttingProxy:
-    """A loopback HTTP proxy in front of the S3 server that cuts the body of the first `cuts` GETs of `key` half-way (the full Content-Length announced, half the bytes sent, the connection closed), and may call
-    `between` before answering a resumed (Range) GET."""
+    """A loopback HTTP proxy in front of the S3 server that cuts the body of the first `cuts` GETs of `key` half-way
+    (the full Content-Length announced, half the bytes sent, the connection closed), and may call `between` before
+    answering a resumed (Range) GET."""
 
     def __init__(self, upstream: str, key: str, cuts: int, between=None):
         import http.client
