@@ -320,6 +320,13 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, uri: str) -> pa.RecordBat
         raise ValueError(f"{uri} does not have the column types of the files before it: {err}") from None
 
 
+def _naming(uri: str, err: Exception) -> str:
+    """The error's message, led by `uri` unless it names a path or URI under it already."""
+    message = str(err)
+    local = storage.split_uri(uri)[2] if storage.split_uri(uri)[0] == "" else uri
+    return message if local.rstrip("/") in message else f"{uri}: {message}"
+
+
 def read_window(
     source_uri: str,
     output_path: str,
@@ -356,7 +363,7 @@ def read_window(
                     try:
                         file_schema, batches = _file_batches(uri, opts)
                     except (ValueError, FileNotFoundError, PermissionError) as err:
-                        raise type(err)(f"{uri}: {err}") from None
+                        raise type(err)(_naming(uri, err)) from None
                     if file_schema is None:
                         continue
                     if writer is None:
@@ -379,7 +386,7 @@ def read_window(
                 if writer is not None:
                     writer.close()
     except (ValueError, FileNotFoundError, PermissionError, ConnectionError, TimeoutError) as err:
-        raise type(err)(f"{source_uri}: {err}") from None
+        raise type(err)(_naming(source_uri, err)) from None
     meta = {**datasets.describe(output_path, source_uri), "files_read": len(files)}
     if window is not None:
         meta["window"] = window.to_metadata(time_column)
