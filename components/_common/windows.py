@@ -158,9 +158,9 @@ def _is_data(name: str) -> bool:
     return bool(name) and not name.startswith(("_", "."))
 
 
-def list_files(uri: str) -> list[str]:
+def list_files(uri: str, window: Window | None = None) -> list[str]:
     """The data files under a folder or prefix (sorted), or [uri] for a single file; hidden and marker files
-    (`_SUCCESS`, `.crc`) left out."""
+    (`_SUCCESS`, `.crc`) left out. Under a local folder, partition folders outside `window` are not even listed."""
     scheme, _, path = storage.split_uri(uri)
     if scheme == "":
         if os.path.isfile(path):
@@ -169,7 +169,10 @@ def list_files(uri: str) -> list[str]:
             return []
         found = []
         for folder, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if _is_data(d))
+            above = folder[len(path) :].strip("/")
+            dirs[:] = sorted(
+                d for d in dirs if _is_data(d) and _may_meet(f"{above}/{d}/" if above else f"{d}/", window)
+            )
             found += [os.path.join(folder, f) for f in sorted(files) if _is_data(f)]
         return found
     prefix = uri if uri.endswith("/") else uri + "/"
@@ -177,6 +180,13 @@ def list_files(uri: str) -> list[str]:
     if not keys and uri in storage.list_uris(uri):
         return [uri]  # a single object
     return [k for k in keys if all(_is_data(part) for part in k[len(prefix) :].split("/"))]
+
+
+def _may_meet(relative_folder: str, window: Window | None) -> bool:
+    """Whether files under `relative_folder` (a path relative to the source, ending with "/") can hold rows of the
+    window."""
+    span = partition_span(relative_folder) if window is not None else None
+    return span is None or window.covers(*span)
 
 
 def _partition_time(value: str) -> tuple[datetime, timedelta] | None:
@@ -240,7 +250,7 @@ def window_files(source_uri: str, window: Window | None) -> list[str]:
             else:
                 files += list_files(uri)
         return files
-    files = list_files(source_uri)
+    files = list_files(source_uri, window)
     if window is None:
         return files
     scheme, _, path = storage.split_uri(source_uri)
