@@ -73,19 +73,19 @@ def test_backfill_retrains_exactly_where_drift_appears(kfp_local, mlflow_server,
         PIPELINES["continuous_training_pipeline"],
         {**common, "current_uri": str(elec2_days["partitions"]), "performance_trigger": False},
         "1997-03-10",
-        "1997-06-30",
+        "1997-06-02",
         "28d",
         kfp_local,
     )
     starts = [p["start"] for p in periods]
-    assert starts == ["1997-03-10T00:00:00Z", "1997-04-07T00:00:00Z", "1997-05-05T00:00:00Z", "1997-06-02T00:00:00Z"]
-    assert [p["rows"] for p in periods] == [28 * 48] * 4
-    assert [p["retrained"] for p in periods[:3]] == [False, False, True]
+    assert starts == ["1997-03-10T00:00:00Z", "1997-04-07T00:00:00Z", "1997-05-05T00:00:00Z"]
+    assert [p["rows"] for p in periods] == [28 * 48] * 3
+    assert [p["retrained"] for p in periods] == [False, False, True]
     assert not any(p["triggered"] for p in periods[:2])
     assert {"vicprice", "vicdemand", "transfer"} <= set(periods[2]["drifted_columns"])
     assert periods[2]["pushed_version"] == "2" == tracking.get_alias("elec2-backfill", tracking.CHAMPION, mlflow_server)
     printed = capsys.readouterr().out
-    assert "backfill of continuous-training-pipeline, 4 periods of 28d:" in printed
+    assert "backfill of continuous-training-pipeline, 3 periods of 28d:" in printed
     assert f"[1997-05-05T00:00:00Z, 1997-06-02T00:00:00Z)     {28 * 48} rows  drift in" in printed
 
     # the next period's reference is what version 2 was trained on: the window 1997-05-05 to 1997-06-02
@@ -95,8 +95,11 @@ def test_backfill_retrains_exactly_where_drift_appears(kfp_local, mlflow_server,
         kfp_local,
     )
     reference = fourth.task("reference-data").artifacts["reference"]["metadata"]
-    assert reference["champion_version"] == periods[3]["pushed_version"] or reference["champion_version"] == "2"
-    assert reference["window"]["start"] >= "1997-05-05" and reference["window"]["end"] <= "1997-06-30T00:00:00Z"
+    assert reference["champion_version"] == "2"
+    assert (reference["window"]["start"], reference["window"]["end"]) == (
+        "1997-05-05T00:00:00Z",
+        "1997-06-02T00:00:00Z",
+    )
 
     # an empty window: no new data, nothing triggered, nothing trained
     empty = run_local(
