@@ -175,6 +175,8 @@ def list_files(uri: str, window: Window | None = None) -> list[str]:
             )
             found += [os.path.join(folder, f) for f in sorted(files) if _is_data(f)]
         return found
+    if scheme not in storage.OBJECT_STORES:
+        return [uri]  # http(s)://: one file, which cannot be listed
     prefix = uri if uri.endswith("/") else uri + "/"
     keys = storage.list_uris(prefix)
     if not keys and uri in storage.list_uris(uri):
@@ -251,6 +253,9 @@ def window_files(source_uri: str, window: Window | None) -> list[str]:
                 files += list_files(uri)
         return files
     files = list_files(source_uri, window)
+    scheme, _, path = storage.split_uri(source_uri)
+    if not files and not (scheme == "" and os.path.isdir(path)):  # a folder pruned to nothing is an empty window
+        raise FileNotFoundError(f"no file, folder or prefix at {source_uri}")
     if window is None:
         return files
     scheme, _, path = storage.split_uri(source_uri)

@@ -210,6 +210,12 @@ def test_bad_window_parameters_are_named(tmp_path, kwargs, error):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_source_is_not_an_empty_window(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file, folder or prefix at .*nowhere"):
+        ingest(source_uri=str(tmp_path / "nowhere"), output_path=str(tmp_path / "out"), time_column="t", window="1d")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_window_needs_a_time_column_it_can_read(tmp_path):
     source = partitioned(tmp_path / "events", days=1)
     with pytest.raises(ValueError, match="a window needs time_column"):
