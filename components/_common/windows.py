@@ -247,8 +247,9 @@ def window_files(source_uri: str, window: Window | None) -> list[str]:
         files = []
         for uri in expand_template(source_uri, window):
             if "*" in uri or "?" in uri:
-                base = _glob_base(uri)
-                files += [f for f in list_files(base) if fnmatch.fnmatchcase(f, uri)]
+                scheme, _, path = storage.split_uri(uri)
+                pattern = path if scheme == "" else uri  # local files are listed as paths
+                files += [f for f in list_files(_glob_base(uri)) if fnmatch.fnmatchcase(f, pattern)]
             else:
                 files += list_files(uri)
         return files

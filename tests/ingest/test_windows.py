@@ -163,6 +163,14 @@ def test_a_template_is_expanded_over_the_windows_days(tmp_path):
         as_of=AS_OF,
     )
     assert result.metadata["files_read"] == 2 and result.rows == 36  # 2026-01-05 12:00 to 2026-01-07 00:00
+    as_uri = ingest(
+        source_uri=f"file://{tmp_path}/events/{{date}}/*.csv",
+        output_path=str(tmp_path / "uri"),
+        time_column="time",
+        window="36h",
+        as_of=AS_OF,
+    )
+    assert as_uri.metadata["sha256"] == result.metadata["sha256"]
     spans = windows.expand_template("gs://b/e/{date}/h={hour}/", windows.resolve("3h", "2026-01-07T01:00:00Z"))
     assert spans == ["gs://b/e/2026-01-06/h=22/", "gs://b/e/2026-01-06/h=23/", "gs://b/e/2026-01-07/h=00/"]
 
