@@ -118,3 +118,10 @@ def test_backfill_retrains_exactly_where_drift_appears(kfp_local, mlflow_server,
     assert empty.task("monitor-drift").parameters["Output"] is False
     assert not any(t.name.startswith(("validate-2", "featurize", "train-")) for t in empty.tasks)
     assert empty.record["verdicts"]["no_new_data"] is True
+
+
+def test_as_of_is_for_a_windowed_pipeline(capsys):
+    from kfp_ct.pipelines.cli import main
+
+    with pytest.raises(SystemExit, match="training-pipeline has no as_of parameter"):
+        main(["run", "training_pipeline", "--as-of", "2026-01-07T00:00:00Z"])
