@@ -4,9 +4,9 @@ prefix of files, Hive-partitioned or not, or a URI template), on a path, gs://, 
 The window of a run is [as_of - window, as_of). `as_of` is a time in UTC: an ISO 8601 text with an offset is
 converted to UTC, one without is UTC, and the compact form a KFP recurring-run macro expands to
 (`[[ScheduledTime]]` -> 20260107000000) is read as UTC too. An empty `as_of` is the time the step starts, rounded
-down to the window's unit (a whole day for "7d", a whole hour for "24h"), so a run that starts a few minutes after
-its scheduled time reads the same window as one on time (see the README's "Scheduling" section for why a KFP 2.5
-backend gives a v2 pipeline no scheduled time).
+down to the window's unit (a whole day for "7d" or "2w", a whole hour for "24h"), so a run that starts a few
+minutes after its scheduled time reads the same window as one on time (see the README's "Windows and scheduling"
+section for why a KFP 2.5 backend gives a v2 pipeline no scheduled time).
 
 Rows are kept when start <= time_column < end. A time column holding dates or times without a zone is taken as UTC;
 one with a zone (a timestamp type, or ISO 8601 text with offsets) is compared as the instants it holds.
@@ -38,8 +38,13 @@ import pyarrow.parquet as pq
 
 from kfp_ct.components._common import datasets, sources, storage
 
-UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
-UNITS["w"] = timedelta(weeks=1)
+UNITS = {
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _MACRO_TIME = re.compile(r"^\d{14}$")  # [[ScheduledTime]]'s default Go layout 20060102150405, in UTC
 _UNEXPANDED = re.compile(r"\[\[.*\]\]|\{\{\$\..*\}\}")
@@ -58,8 +63,9 @@ def parse_duration(text: str, what: str = "window") -> timedelta:
     return int(match.group(1)) * UNITS[match.group(2)]
 
 
-def _unit(text: str) -> timedelta:
-    return UNITS[_DURATION.match(text).group(2)]
+def _rounding(window: str) -> timedelta:
+    """What an empty as_of is rounded down to: the window's unit, a day for a window in weeks."""
+    return min(UNITS[_DURATION.match(window).group(2)], UNITS["d"])
 
 
 def parse_time(text: str, what: str = "as_of") -> datetime:
@@ -135,14 +141,14 @@ class Window:
 
 def resolve(window: str, as_of: str = "", lookback: str = "", now: datetime | None = None) -> Window:
     """The window [as_of - window - lookback, as_of) of a run; an empty `as_of` is `now` (default: the current time)
-    rounded down to the window's unit."""
+    rounded down to the window's unit (a day for a window in weeks)."""
     length = parse_duration(window, "window")
     back = parse_duration(lookback, "lookback") if lookback else timedelta(0)
     if as_of:
         end = parse_time(as_of)
     else:
         now = (now or datetime.now(UTC)).astimezone(UTC)
-        unit = _unit(window)
+        unit = _rounding(window)
         end = datetime(1970, 1, 1, tzinfo=UTC) + ((now - datetime(1970, 1, 1, tzinfo=UTC)) // unit) * unit
     return Window(end - length - back, end, _iso(end), window, lookback)
 
