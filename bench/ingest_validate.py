@@ -87,7 +87,7 @@ def run_child(source: str, reference: str, workdir: str) -> dict:
 
     parquet = os.path.join(workdir, "dataset.parquet")
     start, start_cpu = time.perf_counter(), time.process_time()
-    meta = ingest(source_uri=source, output_path=parquet)
+    meta = ingest(source_uri=source, output_path=parquet).metadata
     ingested, ingested_cpu = time.perf_counter(), time.process_time()
     result = check(parquet, TARGET, reference)
     validated, validated_cpu = time.perf_counter(), time.process_time()

@@ -116,9 +116,27 @@ def cmd_run(args) -> None:
 
     pipeline = _pipeline(args.pipeline)
     arguments = parse_params(args.param, pipeline)
+    if args.as_of:
+        if "as_of" not in (pipeline.component_spec.inputs or {}):
+            raise SystemExit(f"{pipeline.name} has no as_of parameter: --as-of is for a windowed pipeline")
+        arguments["as_of"] = args.as_of
     preflight(pipeline, arguments, reach_registry=True)
     try:
         run_local(pipeline, arguments, args.root, verbose=args.verbose)
+    except RuntimeError:
+        raise SystemExit(1) from None  # the console already said which task failed, why, and where the log is
+
+
+def cmd_backfill(args) -> None:
+    from kfp_ct.pipelines.backfill import backfill
+
+    pipeline = _pipeline(args.pipeline)
+    arguments = parse_params(args.param, pipeline)
+    preflight(pipeline, arguments, reach_registry=True)
+    try:
+        backfill(pipeline, arguments, args.start, args.end, args.every, args.root, verbose=args.verbose)
+    except ValueError as err:
+        raise SystemExit(f"backfill: {err}") from None
     except RuntimeError:
         raise SystemExit(1) from None  # the console already said which task failed, why, and where the log is
 
@@ -254,7 +272,22 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     run_parser.add_argument("--root", default="runs", help="pipeline root: where runs write their outputs")
     run_parser.add_argument("--verbose", action="store_true", help="show kfp.local's and the tasks' output live")
+    run_parser.add_argument(
+        "--as-of", help="the end of a windowed pipeline's window, ISO 8601 in UTC (2026-01-07T00:00:00Z)"
+    )
     run_parser.set_defaults(func=cmd_run)
+
+    backfill_parser = commands.add_parser(
+        "backfill", help="run the scheduled runs of a past period locally, one after another, each with its as_of"
+    )
+    backfill_parser.add_argument("pipeline")
+    backfill_parser.add_argument("--from", dest="start", required=True, help="the period's start (ISO 8601, UTC)")
+    backfill_parser.add_argument("--to", dest="end", required=True, help="the last scheduled time (ISO 8601, UTC)")
+    backfill_parser.add_argument("--every", required=True, help="the schedule's period, and the default window: 7d")
+    backfill_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    backfill_parser.add_argument("--root", default="runs", help="pipeline root: where runs write their outputs")
+    backfill_parser.add_argument("--verbose", action="store_true", help="show kfp.local's and the tasks' output live")
+    backfill_parser.set_defaults(func=cmd_backfill)
 
     report_parser = commands.add_parser("report", help="rebuild every run's index.html and the history under --root")
     report_parser.add_argument("--root", default="runs", help="the pipeline root the runs wrote under")

@@ -1,9 +1,18 @@
 """continuous_training_pipeline: the recurring run that retrains, gates and redeploys when drift or decay is found.
 
 preflight (every parameter checked before any side effect) -> reference data (the champion's training data) and the
-current window -> validate the window against the reference schema -> monitor_drift (data drift, performance decay,
-new-data volume) -> if triggered: featurize the window -> train -> evaluate against the champion -> push with a
-canary if blessed.
+current window -> if the window has rows: validate it against the reference schema -> monitor_drift (data drift,
+performance decay, new-data volume) -> if triggered: featurize the window -> train -> evaluate against the champion
+-> push with a canary if blessed; if it has none: monitor_drift records "no new data" and nothing else runs.
+
+The window of a run is [as_of - window, as_of) (`window`, e.g. "7d"). A KFP 2.5 backend (and every newer one up to
+2.15) gives a v2 pipeline no scheduled time: it expands neither the recurring-run macro `[[ScheduledTime]]` (the
+scheduled-workflow controller formats only an Argo workflow's own parameters, and a v2 workflow carries its
+parameters in the root driver's runtime config) nor `dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER` (the driver
+resolves only the job's name, resource name and uuid and the task's name and uuid). So an empty `as_of` is the time
+ingest starts, rounded down to the window's unit: a recurring run's scheduled time when it starts within that unit
+(a daily "0 0 0 * * *" schedule with a "7d" window), a one-off run's submission time rounded down. A value that a
+backend did expand ([[ScheduledTime]] -> 20260107000000, UTC) is read as such; one left unexpanded is an error.
 """
 
 from typing import Optional
@@ -29,6 +38,9 @@ def continuous_training_pipeline(
     time_column: str = "",
     start: Optional[str] = None,
     end: Optional[str] = None,
+    window: str = "",
+    as_of: str = "",
+    lookback: str = "",
     drift_share: float = 0.5,
     performance_trigger: bool = True,
     max_metric_drop: float = 0.05,
@@ -51,7 +63,10 @@ def continuous_training_pipeline(
 
     A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
     `time_column` means no time column, an empty `tracking_uri` MLFLOW_TRACKING_URI (else a sqlite file).
-    `performance_trigger=False` turns the performance-decay trigger off, `min_new_rows=0` the new-data one."""
+    `performance_trigger=False` turns the performance-decay trigger off, `min_new_rows=0` the new-data one.
+    `window` ("7d", "24h"; needs `time_column`) reads the rows of [as_of - window, as_of) instead of start/end; an
+    empty `as_of` is the time the run starts, rounded down to the window's unit (see the module docstring);
+    `lookback` ("1d") also reads the rows of that long before the window, for rows that arrived late."""
     checked_parameters = step(
         preflight(
             data_uri=current_uri,
@@ -78,61 +93,75 @@ def continuous_training_pipeline(
         validate(dataset=reference.outputs["reference"], target_column=target_column), retries=RETRIES
     )
     current = step(
-        ingest(source_uri=current_uri, file_format=file_format, time_column=time_column, start=start, end=end).after(
-            checked_parameters
-        ),
+        ingest(
+            source_uri=current_uri,
+            file_format=file_format,
+            time_column=time_column,
+            start=start,
+            end=end,
+            window=window,
+            as_of=as_of,
+            lookback=lookback,
+        ).after(checked_parameters),
         retries=RETRIES,
     )
-    checked = step(
-        validate(
-            dataset=current.outputs["dataset"],
-            target_column=target_column,
-            reference_schema=reference_schema.outputs["schema"],
-        ),
-        retries=RETRIES,
-    )
-    drift = step(
-        monitor_drift(
-            reference=reference.outputs["reference"],
-            current=current.outputs["dataset"],
-            drift_share=drift_share,
-            target_column=target_column,
-            model_name=model_name,
-            performance_trigger=performance_trigger,
-            max_metric_drop=max_metric_drop,
-            min_new_rows=min_new_rows,
-            tracking_uri=tracking_uri,
-        ).after(checked),
-        retries=RETRIES,
-    )
-    with dsl.If(drift.outputs["Output"] == True, name="triggered"):  # noqa: E712 (a KFP condition)
-        features = step(
-            featurize(
-                dataset=current.outputs["dataset"],
+
+    def drift_check():
+        return step(
+            monitor_drift(
+                reference=reference.outputs["reference"],
+                current=current.outputs["dataset"],
+                drift_share=drift_share,
                 target_column=target_column,
-                task=task,
-                exclude_columns=exclude_columns,
-                test_fraction=test_fraction,
-                seed=seed,
-                time_column=time_column,
+                model_name=model_name,
+                performance_trigger=performance_trigger,
+                max_metric_drop=max_metric_drop,
+                min_new_rows=min_new_rows,
+                tracking_uri=tracking_uri,
             ),
             retries=RETRIES,
         )
-        train_evaluate_push(
-            train=features.outputs["train"],
-            test=features.outputs["test"],
-            featurizer=features.outputs["featurizer"],
-            target_column=target_column,
-            task=task,
-            framework=framework,
-            estimator=estimator,
-            hyperparameters=hyperparameters,
-            model_name=model_name,
-            thresholds=thresholds,
-            tracking_uri=tracking_uri,
-            push_target=push_target,
-            storage_uri=storage_uri,
-            namespace=namespace,
-            canary_traffic_percent=canary_traffic_percent,
-            seed=seed,
+
+    with dsl.If(current.outputs["Output"] > 0, name="new-data"):
+        checked = step(
+            validate(
+                dataset=current.outputs["dataset"],
+                target_column=target_column,
+                reference_schema=reference_schema.outputs["schema"],
+            ),
+            retries=RETRIES,
         )
+        drift = drift_check().after(checked)
+        with dsl.If(drift.outputs["Output"] == True, name="triggered"):  # noqa: E712 (a KFP condition)
+            features = step(
+                featurize(
+                    dataset=current.outputs["dataset"],
+                    target_column=target_column,
+                    task=task,
+                    exclude_columns=exclude_columns,
+                    test_fraction=test_fraction,
+                    seed=seed,
+                    time_column=time_column,
+                ),
+                retries=RETRIES,
+            )
+            train_evaluate_push(
+                train=features.outputs["train"],
+                test=features.outputs["test"],
+                featurizer=features.outputs["featurizer"],
+                target_column=target_column,
+                task=task,
+                framework=framework,
+                estimator=estimator,
+                hyperparameters=hyperparameters,
+                model_name=model_name,
+                thresholds=thresholds,
+                tracking_uri=tracking_uri,
+                push_target=push_target,
+                storage_uri=storage_uri,
+                namespace=namespace,
+                canary_traffic_percent=canary_traffic_percent,
+                seed=seed,
+            )
+    with dsl.Else(name="no-new-data"):
+        drift_check()  # an empty window: monitor_drift records "no new data" and triggers nothing

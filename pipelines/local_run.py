@@ -86,6 +86,8 @@ def key_figures(task: TaskOutputs) -> dict:
         return {"train_rows": _metadata(task, "train").get("rows"), "test_rows": _metadata(task, "test").get("rows")}
     if kind == "monitor-drift":
         metrics, table = _metadata(task, "metrics"), _metadata(task, "drift_table")
+        if table.get("no_new_data"):
+            return {"no_new_data": True, "triggers_fired": [], "triggered": output}
         figures = {
             "drifted_columns": metrics.get("number_of_drifted_columns"),
             "columns": metrics.get("number_of_columns"),
@@ -132,6 +134,8 @@ def describe_figures(task_name: str, figures: dict) -> str:
     if kind == "featurize":
         return f"train {_number(figures['train_rows'])} rows, test {_number(figures['test_rows'])} rows"
     if kind == "monitor-drift":
+        if figures.get("no_new_data"):
+            return "no new data in the window: nothing compared, no trigger"
         text = f"drift in {_number(figures['drifted_columns'])} of {_number(figures['columns'])} columns"
         fired = figures.get("triggers_fired") or []
         return text + (f"; fired: {', '.join(fired)} -> retrain" if fired else "; no trigger fired")
@@ -161,7 +165,9 @@ def verdicts(tasks: list[TaskOutputs]) -> dict:
     out = {}
     for task in tasks:
         kind, figures = component_of(task.name), key_figures(task)
-        if kind == "monitor-drift":
+        if kind == "monitor-drift" and figures.get("no_new_data"):
+            out.update(no_new_data=True, retrain=False)
+        elif kind == "monitor-drift":
             out.update(
                 drifted_columns=figures["drifted_columns"],
                 columns=figures["columns"],
@@ -183,6 +189,8 @@ def verdict_text(verdict: dict, status: str) -> str:
     if not verdict:
         return "every task succeeded"
     parts = []
+    if verdict.get("no_new_data"):
+        return "no new data in the window: nothing compared, nothing retrained, the champion stays"
     if "retrain" in verdict:
         drifted = f"drift in {_number(verdict['drifted_columns'])} of {_number(verdict['columns'])} columns"
         if not verdict["retrain"]:

@@ -278,6 +278,14 @@ def _bucket(uri: str):
     return store, key
 
 
+def list_uris(prefix_uri: str) -> list[str]:
+    """The URIs of the objects whose key starts with the key of `prefix_uri` (sorted)."""
+    store, prefix = _bucket(prefix_uri)
+    scheme, bucket, _ = split_uri(prefix_uri)
+    with store.errors(prefix_uri):
+        return sorted(f"{scheme}://{bucket}/{key}" for key in store.keys(prefix))
+
+
 def download_timeout(timeout_s: float | None = None) -> float:
     """The total deadline of a download (http(s):// or an object store): `timeout_s`, else $KFP_CT_DOWNLOAD_TIMEOUT_S,
     else 600 s."""

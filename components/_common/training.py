@@ -366,6 +366,7 @@ def train(
         "rows": len(data.x_raw),
         "fit_rows": len(data.y_fit),
         "validation_rows": len(data.y_val),
+        "window": train_metadata.get("window"),  # the time window the data was read for (reference_data reads it)
     }
     with tracking.sigterm_raises():  # a stopped pod ends the run FAILED, as an exception does
         mlflow_client = tracking.client(tracking_uri)

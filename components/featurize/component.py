@@ -65,6 +65,8 @@ def featurize(
         impute_non_finite,
     )
     train.metadata.update(result["train"])
+    if dataset.metadata.get("window"):  # the time window ingest read: the trainers record it for reference_data
+        train.metadata["window"] = dataset.metadata["window"]
     test.metadata.update(result["test"])
     featurizer.metadata.update(
         {

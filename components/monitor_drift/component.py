@@ -29,7 +29,8 @@ def monitor_drift(
     up to 1000 reference values; normed Wasserstein distance or Jensen-Shannon distance above), with the same
     thresholds and verdicts, computed on all rows in bounded memory. The dataset drifts when the share of drifted
     columns reaches drift_share. Retraining triggers: data drift; performance decay (the registry's champion scored
-    on the labelled current rows, its primary metric compared with the value recorded for it); new-data volume.
+    on the labelled current rows, its primary metric compared with the value recorded for it); new-data volume. An
+    empty current window is "no new data": nothing is compared, nothing triggers, and the metrics and report say so.
 
     Args:
         reference: The reference window (e.g. the training data), a Parquet dataset.
@@ -56,36 +57,32 @@ def monitor_drift(
         metrics: dataset_drift, share_of_drifted_columns, number_of_drifted_columns, number_of_not_judged_columns
             (too few rows for their test: 20 values in each window for K-S, 30 for the others),
             drift_score_<column> and drifted_<column> per judged column, trigger_<name> per trigger checked,
-            triggered.
+            triggered; for an empty current window: no_new_data (1), current_rows (0), reference_rows, triggered (0).
         drift_table: JSON at {uri}: per column the test, score (p-value or distance), threshold, verdict and column
             type (a column with too few rows: judged false, "not enough rows" in its note); the share among judged
-            columns and dataset_drift; the triggers that fired, with their details.
+            columns and dataset_drift; the triggers that fired, with their details (no_new_data: true for an empty
+            current window); metadata: no_new_data, dataset_drift, triggers, drifted_columns, the current window.
         Output: True when any retraining trigger fired (drives dsl.If).
     """
-    from kfp_ct.components.monitor_drift.core import monitor
+    from kfp_ct.components.monitor_drift.core import monitor_drift as monitor_drift_core
 
-    outcome = monitor(
-        reference.path,
-        current.path,
-        report.path,
-        drift_table.path,
-        drift_share,
-        columns,
-        column_tests,
-        target_column,
-        model_name,
-        max_metric_drop if performance_trigger else None,
-        min_new_rows or None,
-        tracking_uri,
-        report_sample_rows,
+    result = monitor_drift_core(
+        reference_path=reference.path,
+        current_path=current.path,
+        report_path=report.path,
+        table_path=drift_table.path,
+        drift_share=drift_share,
+        columns=columns,
+        column_tests=column_tests,
+        target_column=target_column,
+        model_name=model_name,
+        performance_trigger=performance_trigger,
+        max_metric_drop=max_metric_drop,
+        min_new_rows=min_new_rows,
+        tracking_uri=tracking_uri,
+        report_sample_rows=report_sample_rows,
+        current_window=current.metadata.get("window"),
     )
-    for name, value in outcome.metrics.items():
-        metrics.log_metric(name, value)
-    drift_table.metadata.update(
-        {
-            "dataset_drift": outcome.drift.dataset_drift,
-            "triggers": outcome.triggers.fired,
-            "drifted_columns": outcome.drift.drifted_columns,
-        }
-    )
-    return outcome.triggered
+    result.log_metrics(metrics)
+    drift_table.metadata.update(result.metadata)
+    return result.triggered

@@ -50,8 +50,9 @@ import numpy as np
 import pyarrow as pa
 
 from kfp_ct.components._common import datasets
+from kfp_ct.components._common.results import Result
 from kfp_ct.components.monitor_drift import stats
-from kfp_ct.components.monitor_drift.report import render_report
+from kfp_ct.components.monitor_drift.report import render_no_new_data, render_report
 from kfp_ct.components.monitor_drift.stats import STAT_TESTS, ColumnStats
 
 SMALL_REFERENCE = 1000  # Evidently switches from statistical tests to distances above this many reference values
@@ -723,15 +724,42 @@ def _jsonable(value):
 
 
 @dataclass
-class MonitorOutcome:
+class MonitorDriftResult(Result):
+    """`triggered`: whether a retraining trigger fired (never for an empty current window: `no_new_data`); `drift`
+    and `triggers`: the verdicts (None with no new data); `table`: the drift table as written."""
+
     triggered: bool
-    drift: DriftResult
-    triggers: Triggers
-    metrics: dict[str, float]
+    no_new_data: bool
+    drift: Optional[DriftResult]
+    triggers: Optional[Triggers]
     table: dict
 
 
-def monitor(
+def no_new_data(reference_path: str, report_path: str, table_path: str, window: Optional[dict]) -> MonitorDriftResult:
+    """The verdict on an empty current window: nothing to compare, nothing triggered, and the report says so."""
+    reference_rows = datasets.open_dataset(reference_path).metadata.num_rows
+    where = f" in the window [{window['start']}, {window['end']})" if window else ""
+    table = {
+        "no_new_data": True,
+        "current_rows": 0,
+        "reference_rows": reference_rows,
+        "window": window,
+        "dataset_drift": False,
+        "triggers": {"fired": [], "triggered": False, "details": {"no_new_data": f"no rows{where}"}},
+    }
+    text = json.dumps(table, indent=2)
+    with datasets.atomic_path(table_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+    render_no_new_data(report_path, where, reference_rows)
+    metrics = {"no_new_data": 1.0, "current_rows": 0.0, "reference_rows": float(reference_rows), "triggered": 0.0}
+    metadata = {"no_new_data": True, "dataset_drift": False, "triggers": [], "drifted_columns": [], "window": window}
+    return MonitorDriftResult(
+        triggered=False, no_new_data=True, drift=None, triggers=None, table=table, metrics=metrics, metadata=metadata
+    )
+
+
+def monitor_drift(
+    *,
     reference_path: str,
     current_path: str,
     report_path: str,
@@ -741,12 +769,18 @@ def monitor(
     column_tests: Optional[dict] = None,
     target_column: Optional[str] = None,
     model_name: Optional[str] = None,
-    max_metric_drop: Optional[float] = None,
-    min_new_rows: Optional[int] = None,
+    performance_trigger: bool = False,
+    max_metric_drop: float = 0.05,
+    min_new_rows: int = 0,
     tracking_uri: Optional[str] = None,
     report_sample_rows: int = 5000,
-) -> MonitorOutcome:
-    """The whole monitor: drift per column, the triggers, the drift table and the HTML report."""
+    current_window: Optional[dict] = None,
+) -> MonitorDriftResult:
+    """The whole monitor: drift per column, the triggers (performance decay when `performance_trigger`, new data
+    when `min_new_rows` > 0), the drift table and the HTML report. An empty current window (`current_window`: its
+    recorded window, for the report) is "no new data": nothing is compared and nothing triggers."""
+    if datasets.open_dataset(current_path).metadata.num_rows == 0:
+        return no_new_data(reference_path, report_path, table_path, current_window)
     drift = detect_drift(
         reference_path,
         current_path,
@@ -756,8 +790,29 @@ def monitor(
         exclude_columns=[target_column] if target_column else None,
     )
     triggers = check_triggers(
-        drift, current_path, target_column, model_name, max_metric_drop, min_new_rows, tracking_uri
+        drift,
+        current_path,
+        target_column,
+        model_name,
+        max_metric_drop if performance_trigger else None,
+        min_new_rows or None,
+        tracking_uri,
     )
     render_report(reference_path, current_path, drift, report_path, triggers, report_sample_rows)
     table = write_drift_table(drift, triggers, table_path)
-    return MonitorOutcome(triggers.triggered, drift, triggers, drift_metrics(drift, triggers), table)
+    metadata = {
+        "no_new_data": False,
+        "dataset_drift": drift.dataset_drift,
+        "triggers": triggers.fired,
+        "drifted_columns": drift.drifted_columns,
+        "window": current_window,
+    }
+    return MonitorDriftResult(
+        triggered=triggers.triggered,
+        no_new_data=False,
+        drift=drift,
+        triggers=triggers,
+        table=table,
+        metrics=drift_metrics(drift, triggers),
+        metadata=metadata,
+    )

@@ -4,6 +4,7 @@ compare with."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -111,8 +112,6 @@ def _not_judged_line(result: DriftResult) -> str:
 def _summary_html(
     result: DriftResult, triggers: Optional[Triggers], sampled: tuple[int, int], problem: Optional[str] = None
 ) -> str:
-    import html
-
     def cell(value) -> str:
         if isinstance(value, float):
             value = f"{value:.4g}"
@@ -191,3 +190,14 @@ def render_report(
     at = page.find(">", page.find("<body")) + 1 if "<body" in page else 0
     with datasets.atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         out.write(page[:at] + summary + page[at:])
+
+
+def render_no_new_data(report_path: str, where: str, reference_rows: int) -> None:
+    """Writes the report of an empty current window (atomically): no new data, nothing compared, nothing triggered."""
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>No new data</title></head><body>"
+        f"<h2>No new data</h2><p>The current window has no rows{html.escape(where)}: nothing was compared with the "
+        f"reference ({reference_rows} rows), and no retraining trigger fired.</p></body></html>"
+    )
+    with datasets.atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        out.write(page)

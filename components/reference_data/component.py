@@ -14,16 +14,22 @@ def reference_data(
 ):
     """Fetches the data new data is compared with: the training data of the model in production, or a given URI.
 
+    The champion's training data is the data URI and the time window its model metadata records, so a retrained
+    model's reference moves with it.
+
     Args:
-        model_name: Registered model whose champion's training data is the reference (its URI is in the model's
-            metadata).
+        model_name: Registered model whose champion's training data is the reference (its URI, and the window it
+            was trained on, are in the model's metadata).
         reference_uri: Data to use instead of the champion's (any source ingest reads).
         tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.
 
     Returns:
-        reference: One Parquet file at {uri}; metadata: rows, columns, sha256, source_uri and champion_version
-            when it is the champion's training data.
+        reference: One Parquet file at {uri}; metadata: rows, columns, sha256, source_uri, and champion_version
+            and the champion's window when it is the champion's training data.
     """
-    from kfp_ct.components.reference_data.core import fetch_reference
+    from kfp_ct.components.reference_data.core import reference_data as reference_data_core
 
-    reference.metadata.update(fetch_reference(reference.path, model_name, reference_uri, tracking_uri))
+    result = reference_data_core(
+        model_name=model_name, reference_path=reference.path, reference_uri=reference_uri, tracking_uri=tracking_uri
+    )
+    reference.metadata.update(result.metadata)

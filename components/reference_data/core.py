@@ -1,14 +1,27 @@
-"""The reference data new data is compared with: a given URI, or the training data of the model in production."""
+"""The reference data new data is compared with: a given URI, or what the model in production was trained on (the
+data URI and the window its training recorded), so that a retrained model's reference moves with it."""
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
+from typing import Optional
 
-from kfp_ct.components._common.sources import read_dataset
+from kfp_ct.components._common import windows
+from kfp_ct.components._common.results import Result
 
 
-def champion_training_data(model_name: str, tracking_uri: str | None = None) -> tuple[str, str]:
-    """(version, URI of its train split) of the champion of `model_name`, from the model's metadata."""
+@dataclass
+class ReferenceDataResult(Result):
+    """`champion_version`: the version whose training data the reference is (None for a given URI); `metadata`: the
+    dataset's (rows, columns, sha256, source_uri), with champion_version and the champion's window when recorded."""
+
+    champion_version: Optional[str]
+
+
+def champion_training_data(model_name: str, tracking_uri: str | None = None) -> tuple[str, dict]:
+    """(version, the `train_data` record of its model metadata: uri, source_uri, window, ...) of the champion of
+    `model_name`."""
     from kfp_ct.components._common import tracking
     from kfp_ct.components._common.model import read_metadata
 
@@ -20,21 +33,35 @@ def champion_training_data(model_name: str, tracking_uri: str | None = None) -> 
                 "reference_uri was given: push a first model, or pass reference_uri"
             )
         version, path = found
-        uri = read_metadata(path).get("train_data", {}).get("uri")
-    if not uri:
+        record = read_metadata(path).get("train_data") or {}
+    if not record.get("uri"):
         raise ValueError(
             f"the champion (version {version}) of '{model_name}' does not record where its training "
             "data is: pass reference_uri"
         )
-    return version, uri
+    return version, record
 
 
-def fetch_reference(
-    output_path: str, model_name: str, reference_uri: str | None = None, tracking_uri: str | None = None
-) -> dict:
-    """Writes the reference dataset at `output_path`; returns its metadata (with the champion version it came
-    from, when it came from one)."""
+def reference_data(
+    *,
+    model_name: str,
+    reference_path: str,
+    reference_uri: str | None = None,
+    tracking_uri: str | None = None,
+) -> ReferenceDataResult:
+    """Writes the reference dataset at `reference_path`: `reference_uri` when given, else the champion's training
+    data (its recorded URI, restricted to its recorded window when there is one)."""
     if reference_uri:
-        return read_dataset(reference_uri, output_path)
-    version, uri = champion_training_data(model_name, tracking_uri)
-    return {**read_dataset(uri, output_path, file_format="parquet"), "champion_version": version}
+        metadata = windows.read_dataset(reference_uri, reference_path)
+        return ReferenceDataResult(champion_version=None, metadata=metadata)
+    version, record = champion_training_data(model_name, tracking_uri)
+    recorded = record.get("window")
+    window = windows.Window.from_metadata(recorded) if recorded else None
+    metadata = windows.read_dataset(
+        record["uri"],
+        reference_path,
+        window=window,
+        time_column=recorded["time_column"] if recorded else None,
+        file_format="parquet",
+    )
+    return ReferenceDataResult(champion_version=version, metadata={**metadata, "champion_version": version})

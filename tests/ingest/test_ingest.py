@@ -46,7 +46,7 @@ def write_source(directory, name: str, frame: pd.DataFrame = ROWS):
 @pytest.mark.parametrize("name", ["d.csv", "d.csv.gz", "d.parquet", "d.parquet.gz", "d.jsonl", "d.jsonl.gz"])
 def test_every_format_gives_the_same_rows(tmp_path, name):
     source = write_source(tmp_path, name)
-    meta = core.ingest(source_uri=str(source), output_path=str(tmp_path / "out"))
+    meta = core.ingest(source_uri=str(source), output_path=str(tmp_path / "out")).metadata
     assert (meta["rows"], meta["columns"], meta["source_uri"]) == (4, 3, str(source))
     frame = pd.read_parquet(tmp_path / "out")
     assert frame["a"].tolist() == [1, 2, 3, 4]
@@ -56,14 +56,16 @@ def test_every_format_gives_the_same_rows(tmp_path, name):
 def test_file_uri_and_explicit_format(tmp_path):
     source = write_source(tmp_path, "data.txt.gz", ROWS)
     shutil.copy(write_source(tmp_path, "d.csv.gz"), source)
-    meta = core.ingest(source_uri=f"file://{source}", output_path=str(tmp_path / "out"), file_format="csv")
+    meta = core.ingest(source_uri=f"file://{source}", output_path=str(tmp_path / "out"), file_format="csv").metadata
     assert meta["rows"] == 4 and meta["format"] == "csv"
 
 
 def test_sha256_versions_the_data(tmp_path, elec2):
-    first = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "one"))
-    again = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "two"))
-    other = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "three"), time_column="date", end="0.5")
+    first = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "one")).metadata
+    again = core.ingest(source_uri=str(elec2), output_path=str(tmp_path / "two")).metadata
+    other = core.ingest(
+        source_uri=str(elec2), output_path=str(tmp_path / "three"), time_column="date", end="0.5"
+    ).metadata
     assert first["sha256"] == again["sha256"] != other["sha256"]
     assert (first["rows"], first["columns"]) == (45312, 9)
 
@@ -72,7 +74,7 @@ def test_time_window_on_dates_and_numbers(tmp_path, shared_data):
     hours = shared_data / "bike_sharing" / "hour.csv"
     meta = core.ingest(
         source_uri=str(hours), output_path=str(tmp_path / "y2012"), time_column="dteday", start="2012-01-01"
-    )
+    ).metadata
     frame = pd.read_parquet(tmp_path / "y2012")
     assert meta["rows"] == len(frame) == (pd.read_csv(hours)["yr"] == 1).sum()
     enriched = shared_data / "elec2" / "elec2_enriched.csv.gz"
@@ -105,7 +107,7 @@ def test_http_source(tmp_path, elec2):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
-        assert core.ingest(source_uri=f"{base}/elec2.csv", output_path=str(tmp_path / "out"))["rows"] == 45312
+        assert core.ingest(source_uri=f"{base}/elec2.csv", output_path=str(tmp_path / "out")).rows == 45312
         with pytest.raises(FileNotFoundError, match="HTTP 404"):
             core.ingest(source_uri=f"{base}/missing.csv", output_path=str(tmp_path / "missing"))
         assert not (tmp_path / "missing").exists()
@@ -116,7 +118,7 @@ def test_http_source(tmp_path, elec2):
 @pytest.mark.integration
 def test_gcs_source_and_missing_bucket_or_object(tmp_path, gcs_bucket, elec2):
     gcs_bucket.blob("raw/elec2.csv").upload_from_filename(str(elec2))
-    meta = core.ingest(source_uri=f"gs://{gcs_bucket.name}/raw/elec2.csv", output_path=str(tmp_path / "out"))
+    meta = core.ingest(source_uri=f"gs://{gcs_bucket.name}/raw/elec2.csv", output_path=str(tmp_path / "out")).metadata
     assert meta["rows"] == 45312 and meta["source_uri"].startswith("gs://")
     with pytest.raises(FileNotFoundError, match="object not found"):
         core.ingest(source_uri=f"gs://{gcs_bucket.name}/raw/nope.csv", output_path=str(tmp_path / "nope"))

@@ -26,9 +26,11 @@ def test_ingest_from_s3_csv_and_gzip(elec2, s3_bucket, tmp_path):
         shutil.copyfileobj(src, out)
     client.upload_file(str(tmp_path / "elec2.csv.gz"), s3_bucket, "raw/elec2.csv.gz")
 
-    local = ingest(source_uri=str(elec2), output_path=str(tmp_path / "local.parquet"))
-    remote = ingest(source_uri=f"s3://{s3_bucket}/raw/elec2.csv", output_path=str(tmp_path / "s3.parquet"))
-    gzipped = ingest(source_uri=f"s3://{s3_bucket}/raw/elec2.csv.gz", output_path=str(tmp_path / "s3gz.parquet"))
+    local = ingest(source_uri=str(elec2), output_path=str(tmp_path / "local.parquet")).metadata
+    remote = ingest(source_uri=f"s3://{s3_bucket}/raw/elec2.csv", output_path=str(tmp_path / "s3.parquet")).metadata
+    gzipped = ingest(
+        source_uri=f"s3://{s3_bucket}/raw/elec2.csv.gz", output_path=str(tmp_path / "s3gz.parquet")
+    ).metadata
     assert remote["rows"] == local["rows"] == gzipped["rows"] == 45312
     assert remote["sha256"] == local["sha256"] == gzipped["sha256"]
     assert remote["source_uri"] == f"s3://{s3_bucket}/raw/elec2.csv"
@@ -36,7 +38,7 @@ def test_ingest_from_s3_csv_and_gzip(elec2, s3_bucket, tmp_path):
 
 
 def test_ingest_from_a_kfp_artifact_in_minio(elec2, s3_server, s3_bucket, tmp_path, monkeypatch):
-    local = ingest(source_uri=str(elec2), output_path=str(tmp_path / "local.parquet"))
+    local = ingest(source_uri=str(elec2), output_path=str(tmp_path / "local.parquet")).metadata
     key = "v2/artifacts/training/run-1/ingest/dataset"
     storage.s3_client(f"s3://{s3_bucket}").upload_file(str(tmp_path / "local.parquet"), s3_bucket, key)
     monkeypatch.setenv("KFP_CT_MINIO_ENDPOINT", s3_server)
@@ -44,7 +46,7 @@ def test_ingest_from_a_kfp_artifact_in_minio(elec2, s3_server, s3_bucket, tmp_pa
     monkeypatch.setenv("MINIO_SECRET_KEY", "minio123")
     meta = ingest(
         source_uri=f"minio://{s3_bucket}/{key}", output_path=str(tmp_path / "out.parquet"), file_format="parquet"
-    )
+    ).metadata
     assert meta["sha256"] == local["sha256"] and meta["rows"] == 45312
 
 

@@ -129,7 +129,12 @@ def test_outputs_are_not_written_when_the_input_is_bad(tmp_path):
     ref = write(pd.DataFrame({"a": [1.0, 2.0]}), tmp_path / "ref.parquet")
     cur = write(pd.DataFrame({"b": [1.0, 2.0]}), tmp_path / "cur.parquet")
     with pytest.raises(ValueError):
-        core.monitor(ref, cur, str(tmp_path / "report.html"), str(tmp_path / "table.json"))
+        core.monitor_drift(
+            reference_path=ref,
+            current_path=cur,
+            report_path=str(tmp_path / "report.html"),
+            table_path=str(tmp_path / "table.json"),
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cur.parquet", "ref.parquet"]
 
 
@@ -250,7 +255,13 @@ def test_a_window_too_small_for_its_test_is_not_judged(pair, tmp_path, current_r
     assert (result.dataset_drift, result.share_of_drifted_columns, result.number_of_drifted_columns) == (False, 0, 0)
     table = result.to_dict()
     assert table["number_of_judged_columns"] == 0 and set(table["not_judged"]) == {"a", "s"}
-    outcome = core.monitor(ref, cur, str(tmp_path / "report.html"), str(tmp_path / "table.json"), report_sample_rows=50)
+    outcome = core.monitor_drift(
+        reference_path=ref,
+        current_path=cur,
+        report_path=str(tmp_path / "report.html"),
+        table_path=str(tmp_path / "table.json"),
+        report_sample_rows=50,
+    )
     assert not outcome.triggered and outcome.metrics["number_of_not_judged_columns"] == 2
     assert not any(key.startswith(("drift_score_", "drifted_")) for key in outcome.metrics)
     page = (tmp_path / "report.html").read_text()

@@ -27,14 +27,15 @@ def test_the_graph_has_every_task_and_a_gate_per_branch(continuous):
     tasks = sorted(n.folder for n in nodes.values() if n.kind == "task")
     assert tasks == sorted(
         [*UPSTREAM, "featurize", "train-sklearn", "evaluate", "push", "train-torch", "evaluate-2", "push-2"]
-        + ["train-keras", "evaluate-3", "push-3"]
+        + ["train-keras", "evaluate-3", "push-3", "monitor-drift-2"]  # monitor-drift-2: the "no new data" branch
     )
     gates = {n.label: node_id for node_id, n in nodes.items() if n.kind == "gate"}
     assert "if monitor-drift-Output == true" in gates and "if framework == 'sklearn'" in gates
     retrain = gates["if monitor-drift-Output == true"]
-    assert ("monitor-drift", retrain) in edges and (retrain, f"{retrain}/featurize") in edges
+    drift = next(node_id for node_id, n in nodes.items() if n.folder == "monitor-drift")
+    assert (drift, retrain) in edges and (retrain, f"{retrain}/featurize") in edges
     push = next(node_id for node_id, n in nodes.items() if n.folder == "push")
-    assert retrain in nodes[push].gates and len(nodes[push].gates) == 3  # triggered, sklearn, blessed
+    assert retrain in nodes[push].gates and len(nodes[push].gates) == 4  # new data, triggered, sklearn, blessed
 
 
 def test_a_window_without_drift_skips_the_whole_branch(continuous):
@@ -43,7 +44,18 @@ def test_a_window_without_drift_skips_the_whole_branch(continuous):
     by_folder = _by_folder(nodes, status)
     assert {by_folder[t] for t in UPSTREAM} == {"succeeded"}
     assert {s for t, s in by_folder.items() if t not in UPSTREAM} == {"skipped"}
-    assert {status[i] for i, n in nodes.items() if n.kind == "gate"} == {"skipped"}
+    gates = {n.label: status[i] for i, n in nodes.items() if n.kind == "gate"}
+    assert gates.pop("if int(ingest-Output) > 0") == "taken" and set(gates.values()) == {"skipped"}
+
+
+def test_an_empty_window_takes_the_no_new_data_branch(continuous):
+    nodes, edges = continuous
+    ran = ("preflight", "reference-data", "validate", "ingest", "monitor-drift-2")
+    status = node_statuses(nodes, edges, dict.fromkeys(ran, "succeeded"), "succeeded")
+    by_folder = _by_folder(nodes, status)
+    assert {t for t, s in by_folder.items() if s == "succeeded"} == set(ran)
+    gates = {n.label: status[i] for i, n in nodes.items() if n.kind == "gate"}
+    assert gates.pop("if !(int(ingest-Output) > 0)") == "taken" and set(gates.values()) == {"skipped"}
 
 
 def test_a_retrain_takes_one_framework_branch(continuous):
@@ -64,7 +76,9 @@ def test_a_failure_leaves_what_follows_not_run(continuous):
     status = node_statuses(nodes, edges, ran, "failed")
     by_folder = _by_folder(nodes, status)
     assert by_folder["monitor-drift"] == "failed" and by_folder["featurize"] == "not run"
-    assert {status[i] for i, n in nodes.items() if n.kind == "gate"} == {"not run"}
+    gates = {n.label: status[i] for i, n in nodes.items() if n.kind == "gate"}
+    assert gates.pop("if int(ingest-Output) > 0") == "taken" and gates.pop("if !(int(ingest-Output) > 0)") == "skipped"
+    assert set(gates.values()) == {"not run"}
 
 
 def test_the_training_pipeline_without_tuning_skips_tune():

@@ -78,9 +78,13 @@ def minio_secret(s3_server, tmp_path, monkeypatch):
 
 
 def test_reference_data_reads_the_champions_minio_artifact(s3_champion, minio_secret, tmp_path):
-    from kfp_ct.components.reference_data.core import fetch_reference
+    from kfp_ct.components.reference_data.core import reference_data
 
-    meta = fetch_reference(str(tmp_path / "reference.parquet"), REGISTERED, tracking_uri=s3_champion["tracking_uri"])
+    meta = reference_data(
+        model_name=REGISTERED,
+        reference_path=str(tmp_path / "reference.parquet"),
+        tracking_uri=s3_champion["tracking_uri"],
+    ).metadata
     assert meta["champion_version"] == s3_champion["version"]
     assert meta["source_uri"].startswith("minio://") and meta["source_uri"].endswith(s3_champion["key"])
     expected = pq.read_table(s3_champion["out"] / "train.parquet")
@@ -88,10 +92,14 @@ def test_reference_data_reads_the_champions_minio_artifact(s3_champion, minio_se
 
 
 def test_reference_data_without_the_minio_secret_names_it(s3_champion, minio_secret, tmp_path):
-    from kfp_ct.components.reference_data.core import fetch_reference
+    from kfp_ct.components.reference_data.core import reference_data
 
     for name in os.listdir(minio_secret):
         os.remove(minio_secret / name)
     with pytest.raises(PermissionError, match=r"minio://\S+/featurize/train: .*'mlpipeline-minio-artifact'"):
-        fetch_reference(str(tmp_path / "out" / "ref.parquet"), REGISTERED, tracking_uri=s3_champion["tracking_uri"])
+        reference_data(
+            model_name=REGISTERED,
+            reference_path=str(tmp_path / "out" / "ref.parquet"),
+            tracking_uri=s3_champion["tracking_uri"],
+        )
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
