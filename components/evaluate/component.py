@@ -29,8 +29,9 @@ def evaluate(
         test: The test split (featurize's test output).
         target_column: The column holding the true labels or values.
         model_name: Registered model whose `champion` alias is the model to beat.
-        thresholds: Checks per metric (classification: accuracy, precision, recall, f1, roc_auc, log_loss;
-            regression: rmse, mae, r2, mape), each a dict of min, max, max_drop, max_increase.
+        thresholds: Checks per metric (classification: accuracy, precision, recall, f1, roc_auc, log_loss, where
+            precision, recall and f1 are macro averages over the classes; regression: rmse, mae, r2, mape), each a
+            dict of min, max, max_drop, max_increase.
         tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the
             working folder.
 
@@ -41,38 +42,29 @@ def evaluate(
         model_card: Markdown: verdict and the rule that decided, model, data, metrics beside the champion's.
         Output: True when the candidate is blessed (drives dsl.If).
     """
-    from kfp_ct.components.evaluate.core import evaluate as evaluate_core
-    from kfp_ct.components.evaluate.core import write_text_atomically
+    from pathlib import Path
 
-    outcome = evaluate_core(
-        model.path,
-        test.path,
-        target_column,
-        model_name,
-        thresholds,
-        tracking_uri,
-        dict(model.metadata),
-        dict(test.metadata),
+    from kfp_ct.components._common.datasets import write_text_files
+    from kfp_ct.components.evaluate.core import evaluate as evaluate_core
+
+    result = evaluate_core(
+        model_path=model.path,
+        test_path=test.path,
+        target_column=target_column,
+        model_name=model_name,
+        thresholds=thresholds,
+        tracking_uri=tracking_uri,
+        model_metadata=dict(model.metadata),
+        test_metadata=dict(test.metadata),
     )
-    for name, value in outcome.candidate.metrics.items():
-        metrics.log_metric(name, value)
-    for name, value in (outcome.champion.metrics if outcome.champion else {}).items():
-        metrics.log_metric(f"champion_{name}", value)
-    metrics.log_metric("blessed", 1.0 if outcome.blessed else 0.0)
-    if outcome.candidate.confusion_matrix is not None:
+    result.log_metrics(metrics)
+    if result.candidate.confusion_matrix is not None:
         classification_metrics.log_confusion_matrix(
-            [str(c) for c in outcome.candidate.classes], outcome.candidate.confusion_matrix
+            [str(c) for c in result.candidate.classes], result.candidate.confusion_matrix
         )
-    if outcome.candidate.roc_curve is not None:
-        roc = outcome.candidate.roc_curve
+    if result.candidate.roc_curve is not None:
+        roc = result.candidate.roc_curve
         classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["threshold"])
-    write_text_atomically(model_card.path, outcome.card)
-    model_card.metadata.update(
-        {
-            "blessed": outcome.blessed,
-            "version": outcome.candidate_version or "",
-            "champion_version": outcome.champion_version or "",
-            "rule": outcome.verdict.rule,
-        }
-    )
-    return outcome.blessed
+    write_text_files(Path(model_card.path).parent, {Path(model_card.path).name: result.card})
+    model_card.metadata.update(result.metadata)
+    return result.blessed

@@ -13,6 +13,9 @@ The candidate is blessed when every check passes. Without a champion only the ab
 thresholds the candidate is blessed when it is no worse than the champion on the primary metric (roc_auc for
 classification, rmse for regression), and always when there is no champion.
 
+The metrics are those of kfp_ct.components._common.metrics, computed as the trainers compute their validation
+metrics; precision, recall and f1 are macro averages over the classes (each class counts once, binary included).
+
 "No champion" means the registry has no `champion` alias at all (the model is not registered, or never had one); a
 champion alias that cannot be resolved (its version was deleted), downloaded or loaded is an error naming the alias
 and the version, and nothing is blessed (tracking.resolve_alias, model.load_champion).
@@ -21,22 +24,15 @@ and the version, and nothing is blessed (tracking.resolve_alias, model.load_cham
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components._common.checks import (  # noqa: F401 (monitor_drift reads these from here)
-    CLASSIFICATION,
-    FALLBACK_PRIMARY,
-    LOWER_IS_BETTER,
-    METRICS,
-    PRIMARY,
-    REGRESSION,
-    check_thresholds,
-)
+from kfp_ct.components._common.checks import check_thresholds
+from kfp_ct.components._common.metrics import LOWER_IS_BETTER, REGRESSION, model_scores, primary_metric, task_metrics
+from kfp_ct.components._common.results import Result
 
 ROC_POINTS = 101
 TOLERANCE = 1e-12
@@ -61,56 +57,23 @@ class Verdict:
 
 
 def evaluate_frame(model, frame: pd.DataFrame, target_column: str) -> Evaluation:
-    """Scores `model` (a TabularModel) on the rows of `frame`, whose `target_column` holds the true labels/values."""
-    from sklearn import metrics
+    """Scores `model` (a TabularModel) on the rows of `frame`, whose `target_column` holds the true labels/values:
+    the metrics of _common/metrics.py, and for classification the confusion matrix and the ROC curve."""
+    y, scores = model_scores(model, frame, target_column)
+    return evaluation(model, y, scores)
 
-    if target_column not in frame.columns:
-        raise ValueError(
-            f"target column '{target_column}' is not in the test data; its columns are: "
-            f"{', '.join(map(str, frame.columns))}"
-        )
-    if target_column != model.featurizer.target_column:
-        raise ValueError(
-            f"target column '{target_column}' differs from the model's target column '{model.featurizer.target_column}'"
-        )
-    if frame.empty:
-        raise ValueError("the test data has no rows")
-    y = model.featurizer.encode_target(frame[target_column])
+
+def evaluation(model, y: np.ndarray, scores: np.ndarray) -> Evaluation:
+    """The Evaluation of `model` from its scores on rows whose true values are `y` (see metrics.model_scores)."""
+    metrics = task_metrics(model.task, y, scores)
     if model.task == REGRESSION:
-        predicted = model.predict(frame)
-        out = {
-            "rmse": math.sqrt(metrics.mean_squared_error(y, predicted)),
-            "mae": metrics.mean_absolute_error(y, predicted),
-            "r2": metrics.r2_score(y, predicted) if len(y) > 1 else float("nan"),
-            "mape": metrics.mean_absolute_percentage_error(y, predicted),
-        }
-        return Evaluation(metrics={k: float(v) for k, v in out.items()}, rows=len(y))
-    proba = model.predict_proba(frame)
-    n_classes = proba.shape[1]
-    labels = list(range(n_classes))
-    predicted = np.argmax(proba, axis=1)
-    average = "binary" if n_classes == 2 else "macro"
-    out = {
-        "accuracy": metrics.accuracy_score(y, predicted),
-        "precision": metrics.precision_score(y, predicted, labels=labels, average=average, zero_division=0),
-        "recall": metrics.recall_score(y, predicted, labels=labels, average=average, zero_division=0),
-        "f1": metrics.f1_score(y, predicted, labels=labels, average=average, zero_division=0),
-        "log_loss": metrics.log_loss(y, np.clip(proba, 1e-15, 1.0), labels=labels),
-    }
-    roc = None
-    if len(np.unique(y)) == n_classes:
-        if n_classes == 2:
-            out["roc_auc"] = metrics.roc_auc_score(y, proba[:, 1])
-            roc = bounded_roc_curve(y, proba[:, 1])
-        else:
-            out["roc_auc"] = metrics.roc_auc_score(y, proba, multi_class="ovr", average="weighted", labels=labels)
-    matrix = metrics.confusion_matrix(y, predicted, labels=labels).tolist()
+        return Evaluation(metrics=metrics, rows=len(y))
+    n_classes = scores.shape[1]
+    predicted = np.argmax(scores, axis=1)
+    matrix = np.bincount(y * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    roc = bounded_roc_curve(y, scores[:, 1]) if n_classes == 2 and "roc_auc" in metrics else None
     return Evaluation(
-        metrics={k: float(v) for k, v in out.items()},
-        rows=len(y),
-        classes=list(model.classes),
-        confusion_matrix=matrix,
-        roc_curve=roc,
+        metrics=metrics, rows=len(y), classes=list(model.classes), confusion_matrix=matrix.tolist(), roc_curve=roc
     )
 
 
@@ -127,12 +90,6 @@ def bounded_roc_curve(y: np.ndarray, positive_scores: np.ndarray, points: int = 
     }
 
 
-def score(model, frame: pd.DataFrame, target_column: str) -> dict[str, float]:
-    """The test metrics of `model` on `frame`: accuracy, precision, recall, f1, roc_auc, log_loss (classification;
-    roc_auc only when every class is present) or rmse, mae, r2, mape (regression)."""
-    return evaluate_frame(model, frame, target_column).metrics
-
-
 def decide(
     candidate_metrics: dict[str, float], champion_metrics: dict[str, float] | None, thresholds: dict | None, task: str
 ) -> Verdict:
@@ -146,7 +103,7 @@ def decide(
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
     if not checked:
-        primary = PRIMARY[task] if value_of(candidate_metrics, PRIMARY[task]) is not None else FALLBACK_PRIMARY[task]
+        primary = primary_metric(task, candidate_metrics)
         if champion_metrics is None:
             return Verdict(
                 True,
@@ -202,7 +159,10 @@ def decide(
 
 
 @dataclass
-class EvaluateOutcome:
+class EvaluateResult(Result):
+    """What evaluate decided: `metrics` holds the candidate's test metrics, the champion's as champion_<name> and
+    blessed (1 or 0); `metadata` (for the model card artifact) blessed, version, champion_version and rule."""
+
     blessed: bool
     verdict: Verdict
     candidate: Evaluation
@@ -223,6 +183,7 @@ def candidate_version(model_name: str, model_metadata: dict, tracking_uri: str |
 
 
 def evaluate(
+    *,
     model_path: str,
     test_path: str,
     target_column: str,
@@ -231,7 +192,7 @@ def evaluate(
     tracking_uri: str | None = None,
     model_metadata: dict | None = None,
     test_metadata: dict | None = None,
-) -> EvaluateOutcome:
+) -> EvaluateResult:
     """Scores the candidate and the champion of `model_name` on the test split, decides, and when blessed points
     the `challenger` alias at the candidate's registered version."""
     from kfp_ct.components._common import datasets, tracking
@@ -285,7 +246,28 @@ def evaluate(
         test_path,
         test_metadata or {},
     )
-    return EvaluateOutcome(verdict.blessed, verdict, candidate, champion_eval, version, champion_version, card)
+    metrics = {
+        **candidate.metrics,
+        **{f"champion_{name}": value for name, value in (champion_eval.metrics if champion_eval else {}).items()},
+        "blessed": 1.0 if verdict.blessed else 0.0,
+    }
+    metadata = {
+        "blessed": verdict.blessed,
+        "version": version or "",
+        "champion_version": champion_version or "",
+        "rule": verdict.rule,
+    }
+    return EvaluateResult(
+        blessed=verdict.blessed,
+        verdict=verdict,
+        candidate=candidate,
+        champion=champion_eval,
+        candidate_version=version,
+        champion_version=champion_version,
+        card=card,
+        metrics=metrics,
+        metadata=metadata,
+    )
 
 
 def _fmt(value) -> str:
@@ -347,6 +329,8 @@ def model_card(
         "## Metrics on the test split",
         "",
     ]
+    if model.task != REGRESSION:
+        lines += ["precision, recall and f1: macro averages over the classes (each class counts once).", ""]
     if champion is None:
         lines += ["No champion: no comparison.", "", "| metric | candidate |", "|---|---|"]
         lines += [f"| {name} | {_fmt(value)} |" for name, value in candidate.metrics.items()]
@@ -379,12 +363,3 @@ def model_card(
             for label, row in zip(classes, candidate.confusion_matrix)
         ]
     return "\n".join(lines) + "\n"
-
-
-def write_text_atomically(path: str, text: str) -> None:
-    from kfp_ct.components._common.datasets import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-    os.chmod(path, 0o644)
