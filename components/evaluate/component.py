@@ -16,13 +16,18 @@ def evaluate(
     model_card: dsl.Output[dsl.Markdown],
     thresholds: Optional[dict] = None,
     tracking_uri: Optional[str] = None,
+    slices: Optional[list] = None,
+    sensitive_columns: Optional[list] = None,
+    min_slice_rows: int = 100,
 ) -> bool:
     """Scores a candidate model and the registry's champion on the same test split, and blesses the candidate or not.
 
     Blessed means: every threshold passes, absolute ({"roc_auc": {"min": 0.8}}, {"rmse": {"max": 90}}) and relative
     to the champion ({"roc_auc": {"max_drop": 0.01}}, {"rmse": {"max_increase": 2.5}}); without a champion only the
     absolute ones apply; without thresholds, no worse than the champion on the primary metric (roc_auc for
-    classification, rmse for regression). A blessed candidate's registered version gets the alias `challenger`.
+    classification, rmse for regression). A check marked "per_slice": true applies to every slice too: the candidate
+    is blessed only if every slice with at least min_slice_rows rows passes. A blessed candidate's registered version
+    gets the alias `challenger`.
 
     Args:
         model: The candidate model (a trainer's model output).
@@ -31,15 +36,27 @@ def evaluate(
         model_name: Registered model whose `champion` alias is the model to beat.
         thresholds: Checks per metric (classification: accuracy, precision, recall, f1, roc_auc, log_loss, where
             precision, recall and f1 are macro averages over the classes; regression: rmse, mae, r2, mape), each a
-            dict of min, max, max_drop, max_increase.
+            dict of min, max, max_drop, max_increase, and per_slice (true: the checks apply to each slice too); binary
+            classification with sensitive_columns also demographic_parity_difference and equalized_odds_difference
+            (e.g. {"equalized_odds_difference": {"max": 0.1}}; the largest over the sensitive columns).
         tracking_uri: MLflow tracking and registry URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the
             working folder.
+        slices: Columns of the test split to slice by (each value a slice; numbers with more than 20 distinct values
+            in 4 quantile bins), or "column=value" filters. The test split holds every column of the dataset, features
+            or not.
+        sensitive_columns: Columns whose groups should be treated alike (binary classification): fairlearn's
+            demographic parity difference and equalized odds difference between their groups.
+        min_slice_rows: Slices with fewer rows are not judged (the model card says so).
 
     Returns:
-        metrics: The candidate's test metrics, the champion's as champion_<name>, and blessed (1 or 0).
+        metrics: The candidate's test metrics, the champion's as champion_<name>, each slice's rows and metrics as
+            slice_<column>_<value>_<name>, each sensitive column's figures as fairness_<column>_<name>,
+            failed_slices (a count) and blessed (1 or 0).
         classification_metrics: Confusion matrix and (binary classification) ROC curve of the candidate, at most
             101 points.
-        model_card: Markdown: verdict and the rule that decided, model, data, metrics beside the champion's.
+        model_card: Markdown: verdict (naming the failed slices) and the rule that decided, model, data, metrics
+            beside the champion's, a table per slice (rows, metric, champion's, verdict), the fairness figures;
+            metadata: blessed, version, champion_version, rule, failed_slices.
         Output: True when the candidate is blessed (drives dsl.If).
     """
     from pathlib import Path
@@ -54,6 +71,9 @@ def evaluate(
         model_name=model_name,
         thresholds=thresholds,
         tracking_uri=tracking_uri,
+        slices=slices,
+        sensitive_columns=sensitive_columns,
+        min_slice_rows=min_slice_rows,
         model_metadata=dict(model.metadata),
         test_metadata=dict(test.metadata),
     )

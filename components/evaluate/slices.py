@@ -139,17 +139,17 @@ def _matches(values: pd.Series, spec: SliceSpec) -> np.ndarray:
 def slice_metrics(
     task: str,
     groupings: list[Grouping],
-    y: np.ndarray,
-    candidate_scores: np.ndarray,
-    champion_scores: np.ndarray | None,
+    candidate: tuple[np.ndarray, np.ndarray],
+    champion: tuple[np.ndarray, np.ndarray] | None,
 ) -> list[Slice]:
-    """Every slice's rows and metrics, candidate's and champion's, from the scores on the whole test split."""
+    """Every slice's rows and metrics, candidate's and champion's, from each model's (true values, scores) on the
+    whole test split (metrics.model_scores)."""
     out = []
     for grouping in groupings:
         n = len(grouping.labels)
         rows = np.bincount(grouping.codes[grouping.codes >= 0], minlength=n)
-        mine = grouped_metrics(task, y, candidate_scores, grouping.codes, n)
-        theirs = grouped_metrics(task, y, champion_scores, grouping.codes, n) if champion_scores is not None else None
+        mine = grouped_metrics(task, *candidate, grouping.codes, n)
+        theirs = grouped_metrics(task, *champion, grouping.codes, n) if champion is not None else None
         for g, label in enumerate(grouping.labels):
             out.append(
                 Slice(
