@@ -352,13 +352,14 @@ def evaluate(
         grouping.spec.column: {
             "groups": len(grouping.labels),
             "candidate": fairness(y, candidate_scores, grouping),
-            "champion": fairness(*champion_scored, grouping) if champion is not None else None,
+            # a champion with other classes than the candidate's has no comparable figure
+            "champion": fairness(*champion_scored, grouping) if champion and len(champion.classes) == 2 else None,
         }
         for grouping in sensitive
     }
     for metric in FAIRNESS if fair else ():  # the gate's figure: the largest difference over the sensitive columns
         candidate.metrics[metric] = max(figures["candidate"][metric] for figures in fair.values())
-        if champion is not None:
+        if all(figures["champion"] for figures in fair.values()):
             champion.metrics[metric] = max(figures["champion"][metric] for figures in fair.values())
     pieces = slice_metrics(task, groupings, (y, candidate_scores), champion_scored)
     verdict = decide(
