@@ -9,18 +9,21 @@ and registered in a local MLflow registry; the test split resampled to N rows. T
   roc_auc per slice and on equalized_odds_difference.
 
 Both score the candidate and the champion once; the sliced run adds the grouping of the rows and the per-slice and
-fairness figures from the same predictions. The figure is each one's median wall time.
+fairness figures from the same predictions. The figures are each one's median wall time and median CPU time (this
+process's, all threads); the goal is judged on CPU time, which other processes on a shared machine do not inflate,
+and the wall-time ratio is printed beside it.
 
     python bench/evaluate.py                 # 1M test rows, 3 repeats
     python bench/evaluate.py --quick         # 50k rows, 1 repeat: the smoke run tests/bench calls
 
-Goal: sliced <= 1.5x plain.
+Goal: sliced <= 1.5x plain (CPU time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -73,11 +76,11 @@ def prepare(root: Path, rows: int, data: Path) -> dict:
     return {"model": candidate.model_path, "test": str(root / "test-big.parquet"), "uri": uri}
 
 
-def run(setup: dict, sliced: bool) -> tuple[float, object]:
+def run(setup: dict, sliced: bool) -> tuple[float, float, object]:
     from kfp_ct.components.evaluate.core import evaluate
 
     options = {"slices": SLICES, "sensitive_columns": SENSITIVE, "thresholds": THRESHOLDS} if sliced else {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = evaluate(
         model_path=setup["model"],
         test_path=setup["test"],
@@ -86,7 +89,7 @@ def run(setup: dict, sliced: bool) -> tuple[float, object]:
         tracking_uri=setup["uri"],
         **options,
     )
-    return time.perf_counter() - started, result
+    return time.perf_counter() - started, time.process_time() - cpu, result
 
 
 def main(argv=None) -> int:
@@ -103,30 +106,40 @@ def main(argv=None) -> int:
         print(f"evaluate on {rows:,} test rows (elec2 resampled), candidate and champion, {repeats} repeat(s)")
         setup = prepare(Path(tmp), rows, args.data)
         run(setup, sliced=False)  # warm up: imports, file cache
-        times = {"plain": [], "sliced": []}
+        wall = {"plain": [], "sliced": []}
+        cpu = {"plain": [], "sliced": []}
         for _ in range(repeats):
-            for kind in times:
-                seconds, result = run(setup, sliced=kind == "sliced")
-                times[kind].append(seconds)
+            for kind in wall:
+                seconds, cpu_seconds, result = run(setup, sliced=kind == "sliced")
+                wall[kind].append(seconds)
+                cpu[kind].append(cpu_seconds)
                 if kind == "sliced":
                     sliced_result = result
-    plain, sliced = statistics.median(times["plain"]), statistics.median(times["sliced"])
-    ratio = sliced / plain
+    median = {kind: (statistics.median(wall[kind]), statistics.median(cpu[kind])) for kind in wall}
+    for kind in wall:
+        runs = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in zip(wall[kind], cpu[kind]))
+        print(f"  {kind + ':':7} {median[kind][0]:8.2f} s (cpu {median[kind][1]:7.2f} s)  runs wall/cpu: {runs}")
     n_slices = len(sliced_result.slices)
-    print(f"  plain:  {plain:8.2f} s  (runs: {', '.join(f'{t:.2f}' for t in times['plain'])})")
     print(
-        f"  sliced: {sliced:8.2f} s  (runs: {', '.join(f'{t:.2f}' for t in times['sliced'])}); "
-        f"{len(SLICES)} slice columns ({n_slices} slices), {len(sliced_result.fairness)} sensitive column(s), "
-        "2 fairness metrics"
+        f"  sliced: {len(SLICES)} slice columns ({n_slices} slices), {len(sliced_result.fairness)} sensitive "
+        "column(s), 2 fairness metrics"
     )
+    ratio, wall_ratio = median["sliced"][1] / median["plain"][1], median["sliced"][0] / median["plain"][0]
     met = ratio <= GOAL_RATIO
-    print(f"  ratio sliced/plain {ratio:.2f}x (goal <= {GOAL_RATIO}x): {'met' if met else 'MISSED'}")
+    print(
+        f"  ratio sliced/plain {ratio:.2f}x cpu, {wall_ratio:.2f}x wall (goal <= {GOAL_RATIO}x cpu): "
+        f"{'met' if met else 'MISSED'}"
+    )
+    print(f"  load average {os.getloadavg()[0]:.1f} at the end (wall times on a shared machine vary with it)")
     if args.json:
         figures = {
             "rows": rows,
-            "plain_s": times["plain"],
-            "sliced_s": times["sliced"],
+            "plain_s": wall["plain"],
+            "sliced_s": wall["sliced"],
+            "plain_cpu_s": cpu["plain"],
+            "sliced_cpu_s": cpu["sliced"],
             "ratio": ratio,
+            "wall_ratio": wall_ratio,
             "slices": n_slices,
             "fairness": sliced_result.fairness,
         }

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components._common.metrics import FAIRNESS, grouped_metrics
+from kfp_ct.components._common.metrics import FAIRNESS, grouped_metrics, score_order
 
 MAX_VALUES = 20
 QUANTILE_BINS = 4
@@ -144,12 +144,12 @@ def slice_metrics(
 ) -> list[Slice]:
     """Every slice's rows and metrics, candidate's and champion's, from each model's (true values, scores) on the
     whole test split (metrics.model_scores)."""
+    models = [(y, scores, score_order(task, scores)) for y, scores in [candidate, *([champion] if champion else [])]]
     out = []
     for grouping in groupings:
         n = len(grouping.labels)
         rows = np.bincount(grouping.codes[grouping.codes >= 0], minlength=n)
-        mine = grouped_metrics(task, *candidate, grouping.codes, n)
-        theirs = grouped_metrics(task, *champion, grouping.codes, n) if champion is not None else None
+        mine, *theirs = [grouped_metrics(task, y, scores, grouping.codes, n, order) for y, scores, order in models]
         for g, label in enumerate(grouping.labels):
             out.append(
                 Slice(
@@ -158,7 +158,7 @@ def slice_metrics(
                     value=label,
                     rows=int(rows[g]),
                     candidate=mine[g],
-                    champion=theirs[g] if theirs is not None else None,
+                    champion=theirs[0][g] if theirs else None,
                 )
             )
     return out
