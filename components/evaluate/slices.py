@@ -6,8 +6,8 @@ A slice spec names a column of the test split, or filters it:
 - `"column"`: one slice per value of the column, when it is text, boolean, a date or a number with at most
   `MAX_VALUES` distinct values; a number with more distinct values is cut into `QUANTILE_BINS` quantile bins (edges
   at the 0, 25, 50, 75 and 100th percentiles of the test split's values; equal edges merge, so a skewed column may
-  have fewer bins), named `[low, high)` (the last bin includes its upper edge). Missing values are a slice of their
-  own, `missing`.
+  have fewer bins), named `[low, high)` (the last bin includes its upper edge); dates likewise. Missing values are a
+  slice of their own, `missing`. A text column with more than `MAX_SLICES` distinct values is refused.
 - `"column=value"`: the rows whose `column` equals `value` (a number for a numeric column, true/false for a boolean
   one, the text itself otherwise).
 
@@ -28,6 +28,7 @@ import pandas as pd
 from kfp_ct.components._common.metrics import FAIRNESS, grouped_metrics, score_order
 
 MAX_VALUES = 20
+MAX_SLICES = 100  # a text column with more distinct values (an identifier) is refused: slice it by filters
 QUANTILE_BINS = 4
 MISSING = "missing"
 
@@ -97,17 +98,24 @@ def group(values: pd.Series, spec: SliceSpec) -> Grouping:
     if spec.value is not None:
         return Grouping(spec, [spec.value], np.where(_matches(values, spec), 0, -1))
     missing = values.isna().to_numpy()
-    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    dates = pd.api.types.is_datetime64_any_dtype(values)
+    numeric = dates or (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values))
     if numeric and values.nunique() > MAX_VALUES:
-        present = values.to_numpy(dtype=np.float64)
+        present = values.to_numpy(dtype="datetime64[ns]").astype(np.int64) if dates else values.to_numpy(np.float64)
         edges = np.unique(np.quantile(present[~missing], np.linspace(0, 1, QUANTILE_BINS + 1)))
         codes = np.searchsorted(edges[1:-1], present, side="right")
+        shown = [str(pd.Timestamp(int(edge))) if dates else f"{edge:.6g}" for edge in edges]
         labels = [
-            f"[{low:.6g}, {high:.6g}{']' if i == len(edges) - 2 else ')'}"
-            for i, (low, high) in enumerate(zip(edges[:-1], edges[1:]))
+            f"[{low}, {high}{']' if i == len(edges) - 2 else ')'}"
+            for i, (low, high) in enumerate(zip(shown, shown[1:]))
         ]
     else:
         codes, uniques = pd.factorize(values, sort=True)
+        if len(uniques) > MAX_SLICES:
+            raise ValueError(
+                f"slice '{spec}': '{spec.column}' has {len(uniques)} distinct values, more than {MAX_SLICES} slices: "
+                f"slice it by filters ('{spec.column}=value') or by a column with fewer values"
+            )
         labels = [str(value) for value in uniques]
     if missing.any():
         codes = np.where(missing, len(labels), codes)

@@ -162,6 +162,10 @@ def test_grouping_values_bins_and_missing():
     assert np.bincount(grouping.codes)[:4].tolist() == [25, 24, 25, 25]
     few = sl.group(pd.Series(["b", "a", None, "b"]), sl.SliceSpec("c"))
     assert few.labels == ["a", "b", "missing"] and few.codes.tolist() == [1, 0, 2, 1]
+    when = sl.group(pd.Series(pd.date_range("2026-01-01", periods=100, freq="D")), sl.SliceSpec("t"))
+    assert when.labels[0] == "[2026-01-01 00:00:00, 2026-01-25 18:00:00)" and len(when.labels) == 4
+    with pytest.raises(ValueError, match="'id' has 150 distinct values, more than 100 slices"):
+        sl.group(pd.Series([f"row{i}" for i in range(150)]), sl.SliceSpec("id"))
     flags = sl.group(pd.Series([True, False, True]), sl.SliceSpec("f", "true"))
     assert flags.codes.tolist() == [0, -1, 0]
     assert sl.metric_name("slice", "nswprice", "[0.04, 0.07)", "roc_auc") == "slice_nswprice_0_04_0_07_roc_auc"
