@@ -1,5 +1,6 @@
-"""The rules on parameters that more than one step checks, each in one place: the metrics a task's thresholds may
-name, what a model may be called, and which URI schemes the catalog reads and writes.
+"""The rules on parameters that more than one step checks, each in one place: the thresholds a task's gate accepts
+(the metric table itself is in _common/metrics.py), what a model may be called, and which URI schemes the catalog
+reads and writes.
 
 The preflight component checks a pipeline's parameters against these rules before any step has a side effect;
 the steps themselves check the same rules again when they are used on their own.
@@ -9,21 +10,15 @@ from __future__ import annotations
 
 import re
 
+from kfp_ct.components._common.metrics import CLASSIFICATION, FAIRNESS, LOWER_IS_BETTER, METRICS, REGRESSION
 from kfp_ct.components._common.storage import split_uri
 
-CLASSIFICATION, REGRESSION = "classification", "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
-# --- metrics and thresholds (evaluate's gate, monitor_drift's performance trigger) ----------------------------------
+# --- thresholds (evaluate's gate) -----------------------------------------------------------------------------------
 
-METRICS = {
-    CLASSIFICATION: ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
-    REGRESSION: ("rmse", "mae", "r2", "mape"),
-}
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape", "loss"}  # loss: what the neural trainers minimise
-PRIMARY = {CLASSIFICATION: "roc_auc", REGRESSION: "rmse"}
-FALLBACK_PRIMARY = {CLASSIFICATION: "accuracy", REGRESSION: "rmse"}
 CHECKS = ("min", "max", "max_drop", "max_increase")
+PER_SLICE = "per_slice"  # a flag beside the checks: apply them to every slice too
 
 
 def check_task(task: str) -> str:
@@ -32,24 +27,33 @@ def check_task(task: str) -> str:
     return task
 
 
+def threshold_metrics(task: str) -> tuple[str, ...]:
+    """The metrics a threshold may name for `task`: the task's metrics, and for classification the fairness ones."""
+    return METRICS[task] + (FAIRNESS if task == CLASSIFICATION else ())
+
+
 def check_thresholds(thresholds: dict | None, task: str) -> dict[str, dict[str, float]]:
-    """Validates evaluate's `thresholds` for `task` (see kfp_ct.components.evaluate.core), naming what is wrong."""
+    """Validates evaluate's `thresholds` for `task` (see kfp_ct.components.evaluate.core), naming what is wrong.
+
+    Returns {metric: {check: bound}}, with `per_slice: True` kept beside the checks of a metric that is to be checked
+    on every slice too (a fairness metric compares the groups of a column with each other: never per slice)."""
     check_task(task)
     if not thresholds:
         return {}
     if not isinstance(thresholds, dict):
         raise ValueError(f"thresholds must be a dict of metric -> checks, got {type(thresholds).__name__}")
+    allowed = threshold_metrics(task)
     checked = {}
     for metric, checks in thresholds.items():
-        if metric not in METRICS[task]:
-            raise ValueError(
-                f"threshold on unknown metric '{metric}' for {task}: expected one of {', '.join(METRICS[task])}"
-            )
-        if not isinstance(checks, dict) or not checks:
+        if metric not in allowed:
+            raise ValueError(f"threshold on unknown metric '{metric}' for {task}: expected one of {', '.join(allowed)}")
+        if not isinstance(checks, dict) or not set(checks) - {PER_SLICE}:
             raise ValueError(f"thresholds['{metric}'] must be a dict such as {{'min': 0.8}}, got {checks!r}")
-        unknown = [name for name in checks if name not in CHECKS]
+        unknown = [name for name in checks if name not in (*CHECKS, PER_SLICE)]
         if unknown:
-            raise ValueError(f"unknown check(s) {', '.join(unknown)} on '{metric}': expected {', '.join(CHECKS)}")
+            raise ValueError(
+                f"unknown check(s) {', '.join(unknown)} on '{metric}': expected {', '.join(CHECKS)} (and {PER_SLICE})"
+            )
         lower = metric in LOWER_IS_BETTER
         if lower and "max_drop" in checks:
             raise ValueError(f"'{metric}' is lower-is-better: bound its regression with max_increase, not max_drop")
@@ -57,6 +61,17 @@ def check_thresholds(thresholds: dict | None, task: str) -> dict[str, dict[str, 
             raise ValueError(f"'{metric}' is higher-is-better: bound its regression with max_drop, not max_increase")
         values = {}
         for name, value in checks.items():
+            if name == PER_SLICE:
+                if not isinstance(value, bool):
+                    raise ValueError(f"thresholds['{metric}']['{PER_SLICE}'] must be true or false, got {value!r}")
+                if value and metric in FAIRNESS:
+                    raise ValueError(
+                        f"'{metric}' compares the groups of a sensitive column with each other: it has no per-slice "
+                        f"value, remove '{PER_SLICE}'"
+                    )
+                if value:
+                    values[PER_SLICE] = True
+                continue
             try:
                 values[name] = float(value)
             except (TypeError, ValueError):

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kfp_ct.components._common.metrics import task_metrics
 from kfp_ct.components._common.results import Result
 from kfp_ct.components._common.tracking import without_credentials
 from kfp_ct.components.featurize.core import CLASSIFICATION, check_split, load_featurizer
@@ -138,39 +139,9 @@ def seed_everything(seed: int) -> None:
 
 
 def validation_metrics(task: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """The validation metrics every trainer reports, from the validation scores.
-
-    Classification (scores: probabilities (n, n_classes)): accuracy, roc_auc (one-vs-rest, weighted, when every
-    class is present), log_loss, f1 (macro). Regression (scores: values): rmse, mae, r2.
-    """
-    from sklearn import metrics
-
-    y_true = np.asarray(y_true)
-    scores = np.asarray(scores, dtype=np.float64)
-    if task == CLASSIFICATION:
-        n_classes = scores.shape[1]
-        proba = np.clip(scores, 1e-15, 1.0)
-        proba = proba / proba.sum(axis=1, keepdims=True)
-        predicted = np.argmax(proba, axis=1)
-        out = {
-            "accuracy": metrics.accuracy_score(y_true, predicted),
-            "f1": metrics.f1_score(y_true, predicted, average="macro", labels=list(range(n_classes)), zero_division=0),
-            "log_loss": metrics.log_loss(y_true, proba, labels=list(range(n_classes))),
-        }
-        present = np.unique(y_true)
-        if len(present) == n_classes and n_classes >= 2:
-            out["roc_auc"] = (
-                metrics.roc_auc_score(y_true, proba[:, 1])
-                if n_classes == 2
-                else metrics.roc_auc_score(y_true, proba, multi_class="ovr", average="weighted")
-            )
-        return {name: float(value) for name, value in out.items()}
-    predicted = scores.reshape(-1)
-    return {
-        "rmse": float(math.sqrt(metrics.mean_squared_error(y_true, predicted))),
-        "mae": float(metrics.mean_absolute_error(y_true, predicted)),
-        "r2": float(metrics.r2_score(y_true, predicted)) if len(y_true) > 1 else float("nan"),
-    }
+    """The validation metrics every trainer reports, from the validation scores (probabilities (n, n_classes), or
+    predicted values): the same metrics, computed the same way, as evaluate's test metrics (_common/metrics.py)."""
+    return task_metrics(task, y_true, scores)
 
 
 def format_metrics(metrics: Mapping[str, float], prefix: str = "") -> list[str]:

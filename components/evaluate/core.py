@@ -9,9 +9,23 @@ Thresholds map a metric to its checks:
 - `max_drop` (higher-is-better metrics): the candidate may be at most this much below the champion;
 - `max_increase` (lower-is-better metrics): the candidate may be at most this much above the champion.
 
-The candidate is blessed when every check passes. Without a champion only the absolute checks apply. Without any
-thresholds the candidate is blessed when it is no worse than the champion on the primary metric (roc_auc for
-classification, rmse for regression), and always when there is no champion.
+A check can also apply to every slice of the test split (`"per_slice": true`, see slices.py for what a slice is):
+
+    {"roc_auc": {"min": 0.8, "max_drop": 0.02, "per_slice": true}}
+
+the candidate's metric on each slice with at least `min_slice_rows` rows is checked against the bounds and against
+the champion's metric on the same slice; smaller slices are skipped, and the verdict says so. With
+`sensitive_columns` (binary classification) the thresholds may also bound fairlearn's
+`demographic_parity_difference` and `equalized_odds_difference` (0: every group alike), the largest over the
+sensitive columns: `{"equalized_odds_difference": {"max": 0.1}}`.
+
+The candidate is blessed when every check passes, on the whole test split and on every judged slice; the verdict
+names the slices that failed. Slices without per-slice thresholds are reported, not judged. Without a champion only
+the absolute checks apply. Without any thresholds the candidate is blessed when it is no worse than the champion on
+the primary metric (roc_auc for classification, rmse for regression), and always when there is no champion.
+
+The metrics are those of kfp_ct.components._common.metrics, computed as the trainers compute their validation
+metrics; precision, recall and f1 are macro averages over the classes (each class counts once, binary included).
 
 "No champion" means the registry has no `champion` alias at all (the model is not registered, or never had one); a
 champion alias that cannot be resolved (its version was deleted), downloaded or loaded is an error naming the alias
@@ -21,25 +35,37 @@ and the version, and nothing is blessed (tracking.resolve_alias, model.load_cham
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components._common.checks import (  # noqa: F401 (monitor_drift reads these from here)
+from kfp_ct.components._common.checks import PER_SLICE, check_thresholds
+from kfp_ct.components._common.metrics import (
     CLASSIFICATION,
-    FALLBACK_PRIMARY,
+    FAIRNESS,
     LOWER_IS_BETTER,
-    METRICS,
-    PRIMARY,
     REGRESSION,
-    check_thresholds,
+    model_scores,
+    primary_metric,
+    task_metrics,
+)
+from kfp_ct.components._common.results import Result
+from kfp_ct.components.evaluate.slices import (
+    MAX_VALUES,
+    QUANTILE_BINS,
+    Slice,
+    fairness,
+    group,
+    metric_name,
+    parse_specs,
+    slice_metrics,
 )
 
 ROC_POINTS = 101
 TOLERANCE = 1e-12
+MIN_SLICE_ROWS = 100
 
 
 @dataclass
@@ -58,59 +84,28 @@ class Verdict:
     blessed: bool
     reasons: list[str] = field(default_factory=list)
     rule: str = ""
+    failed_slices: list[str] = field(default_factory=list)  # names (column=value) of the slices that failed
+    slices: dict[str, str] = field(default_factory=dict)  # each judged slice's verdict: PASS, FAIL (metrics), skipped
 
 
 def evaluate_frame(model, frame: pd.DataFrame, target_column: str) -> Evaluation:
-    """Scores `model` (a TabularModel) on the rows of `frame`, whose `target_column` holds the true labels/values."""
-    from sklearn import metrics
+    """Scores `model` (a TabularModel) on the rows of `frame`, whose `target_column` holds the true labels/values:
+    the metrics of _common/metrics.py, and for classification the confusion matrix and the ROC curve."""
+    y, scores = model_scores(model, frame, target_column)
+    return evaluation(model, y, scores)
 
-    if target_column not in frame.columns:
-        raise ValueError(
-            f"target column '{target_column}' is not in the test data; its columns are: "
-            f"{', '.join(map(str, frame.columns))}"
-        )
-    if target_column != model.featurizer.target_column:
-        raise ValueError(
-            f"target column '{target_column}' differs from the model's target column '{model.featurizer.target_column}'"
-        )
-    if frame.empty:
-        raise ValueError("the test data has no rows")
-    y = model.featurizer.encode_target(frame[target_column])
+
+def evaluation(model, y: np.ndarray, scores: np.ndarray) -> Evaluation:
+    """The Evaluation of `model` from its scores on rows whose true values are `y` (see metrics.model_scores)."""
+    metrics = task_metrics(model.task, y, scores)
     if model.task == REGRESSION:
-        predicted = model.predict(frame)
-        out = {
-            "rmse": math.sqrt(metrics.mean_squared_error(y, predicted)),
-            "mae": metrics.mean_absolute_error(y, predicted),
-            "r2": metrics.r2_score(y, predicted) if len(y) > 1 else float("nan"),
-            "mape": metrics.mean_absolute_percentage_error(y, predicted),
-        }
-        return Evaluation(metrics={k: float(v) for k, v in out.items()}, rows=len(y))
-    proba = model.predict_proba(frame)
-    n_classes = proba.shape[1]
-    labels = list(range(n_classes))
-    predicted = np.argmax(proba, axis=1)
-    average = "binary" if n_classes == 2 else "macro"
-    out = {
-        "accuracy": metrics.accuracy_score(y, predicted),
-        "precision": metrics.precision_score(y, predicted, labels=labels, average=average, zero_division=0),
-        "recall": metrics.recall_score(y, predicted, labels=labels, average=average, zero_division=0),
-        "f1": metrics.f1_score(y, predicted, labels=labels, average=average, zero_division=0),
-        "log_loss": metrics.log_loss(y, np.clip(proba, 1e-15, 1.0), labels=labels),
-    }
-    roc = None
-    if len(np.unique(y)) == n_classes:
-        if n_classes == 2:
-            out["roc_auc"] = metrics.roc_auc_score(y, proba[:, 1])
-            roc = bounded_roc_curve(y, proba[:, 1])
-        else:
-            out["roc_auc"] = metrics.roc_auc_score(y, proba, multi_class="ovr", average="weighted", labels=labels)
-    matrix = metrics.confusion_matrix(y, predicted, labels=labels).tolist()
+        return Evaluation(metrics=metrics, rows=len(y))
+    n_classes = scores.shape[1]
+    predicted = np.argmax(scores, axis=1)
+    matrix = np.bincount(y * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    roc = bounded_roc_curve(y, scores[:, 1]) if n_classes == 2 and "roc_auc" in metrics else None
     return Evaluation(
-        metrics={k: float(v) for k, v in out.items()},
-        rows=len(y),
-        classes=list(model.classes),
-        confusion_matrix=matrix,
-        roc_curve=roc,
+        metrics=metrics, rows=len(y), classes=list(model.classes), confusion_matrix=matrix.tolist(), roc_curve=roc
     )
 
 
@@ -127,26 +122,58 @@ def bounded_roc_curve(y: np.ndarray, positive_scores: np.ndarray, points: int = 
     }
 
 
-def score(model, frame: pd.DataFrame, target_column: str) -> dict[str, float]:
-    """The test metrics of `model` on `frame`: accuracy, precision, recall, f1, roc_auc, log_loss (classification;
-    roc_auc only when every class is present) or rmse, mae, r2, mape (regression)."""
-    return evaluate_frame(model, frame, target_column).metrics
+def _value(metrics: dict | None, metric: str) -> float | None:
+    value = (metrics or {}).get(metric)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _check(metric: str, checks: dict, mine: float, theirs: float | None, champion: bool, where: str):
+    """The checks of one metric on one set of rows (`where`: "" for the whole split, " on slice x=y"): (passed,
+    reasons)."""
+    reasons, passed = [], True
+    if "min" in checks:
+        ok = mine >= checks["min"] - TOLERANCE
+        reasons.append(f"{'PASS' if ok else 'FAIL'} {metric}{where} = {mine:.6g} >= min {checks['min']:.6g}")
+        passed &= ok
+    if "max" in checks:
+        ok = mine <= checks["max"] + TOLERANCE
+        reasons.append(f"{'PASS' if ok else 'FAIL'} {metric}{where} = {mine:.6g} <= max {checks['max']:.6g}")
+        passed &= ok
+    for check in ("max_drop", "max_increase"):
+        if check not in checks:
+            continue
+        if not champion:
+            reasons.append(f"SKIP {metric}{where} {check}: no champion to compare with")
+            continue
+        if theirs is None:
+            reasons.append(f"SKIP {metric}{where} {check}: the champion's could not be computed on these rows")
+            continue
+        change = theirs - mine if check == "max_drop" else mine - theirs
+        ok = change <= checks[check] + TOLERANCE
+        word = "drop" if check == "max_drop" else "increase"
+        reasons.append(
+            f"{'PASS' if ok else 'FAIL'} {metric}{where} {word} vs champion = {change:.6g} "
+            f"(candidate {mine:.6g}, champion {theirs:.6g}) <= {check} {checks[check]:.6g}"
+        )
+        passed &= ok
+    return passed, reasons
 
 
 def decide(
-    candidate_metrics: dict[str, float], champion_metrics: dict[str, float] | None, thresholds: dict | None, task: str
+    candidate_metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    thresholds: dict | None,
+    task: str,
+    slice_results: list[Slice] = (),
+    min_slice_rows: int = MIN_SLICE_ROWS,
 ) -> Verdict:
     """Whether the candidate is blessed, with one reason per check (see the module docstring)."""
     checked = check_thresholds(thresholds, task)
     reasons: list[str] = []
     passed = True
 
-    def value_of(metrics: dict, metric: str) -> float | None:
-        value = metrics.get(metric)
-        return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
     if not checked:
-        primary = PRIMARY[task] if value_of(candidate_metrics, PRIMARY[task]) is not None else FALLBACK_PRIMARY[task]
+        primary = primary_metric(task, candidate_metrics)
         if champion_metrics is None:
             return Verdict(
                 True,
@@ -154,7 +181,7 @@ def decide(
                 rule="no thresholds, no champion: blessed",
             )
         rule = f"no thresholds: blessed only if no worse than the champion on the primary metric ({primary})"
-        mine, theirs = value_of(candidate_metrics, primary), value_of(champion_metrics, primary)
+        mine, theirs = _value(candidate_metrics, primary), _value(champion_metrics, primary)
         if theirs is None:
             return Verdict(True, [f"the champion has no {primary} on this test set: nothing to compare"], rule=rule)
         if mine is None:
@@ -164,52 +191,70 @@ def decide(
         return Verdict(better, [f"{word} {primary}: candidate {mine:.6g} vs champion {theirs:.6g}"], rule=rule)
 
     for metric, checks in checked.items():
-        mine = value_of(candidate_metrics, metric)
+        mine = _value(candidate_metrics, metric)
         if mine is None:
             reasons.append(f"FAIL {metric}: the candidate's could not be computed on this test set")
             passed = False
             continue
-        if "min" in checks:
-            ok = mine >= checks["min"] - TOLERANCE
-            reasons.append(f"{'PASS' if ok else 'FAIL'} {metric} = {mine:.6g} >= min {checks['min']:.6g}")
-            passed &= ok
-        if "max" in checks:
-            ok = mine <= checks["max"] + TOLERANCE
-            reasons.append(f"{'PASS' if ok else 'FAIL'} {metric} = {mine:.6g} <= max {checks['max']:.6g}")
-            passed &= ok
-        for check in ("max_drop", "max_increase"):
-            if check not in checks:
-                continue
-            theirs = value_of(champion_metrics or {}, metric)
-            if champion_metrics is None:
-                reasons.append(f"SKIP {metric} {check}: no champion to compare with")
-                continue
-            if theirs is None:
-                reasons.append(f"SKIP {metric} {check}: the champion's could not be computed on this test set")
-                continue
-            change = theirs - mine if check == "max_drop" else mine - theirs
-            ok = change <= checks[check] + TOLERANCE
-            word = "drop" if check == "max_drop" else "increase"
-            reasons.append(
-                f"{'PASS' if ok else 'FAIL'} {metric} {word} vs champion = {change:.6g} "
-                f"(candidate {mine:.6g}, champion {theirs:.6g}) <= {check} {checks[check]:.6g}"
-            )
-            passed &= ok
+        ok, lines = _check(metric, checks, mine, _value(champion_metrics, metric), champion_metrics is not None, "")
+        reasons += lines
+        passed &= ok
     rule = "every threshold passes" + (
         " (absolute and relative to the champion)" if champion_metrics is not None else " (absolute only: no champion)"
     )
-    return Verdict(bool(passed), reasons, rule=rule)
+    per_slice = {metric: checks for metric, checks in checked.items() if checks.get(PER_SLICE)}
+    slice_verdicts: dict[str, str] = {}
+    failed: list[str] = []
+    for piece in slice_results if per_slice else ():
+        if piece.name in slice_verdicts:  # the same rows through two specs ("day" and "day=3"): judged once
+            continue
+        if piece.rows < min_slice_rows:
+            slice_verdicts[piece.name] = f"skipped: {piece.rows} rows < min_slice_rows {min_slice_rows}"
+            reasons.append(f"SKIP slice {piece.name}: {slice_verdicts[piece.name]}")
+            continue
+        broken, judged = [], []
+        for metric, checks in per_slice.items():
+            mine = _value(piece.candidate, metric)
+            if mine is None:
+                reasons.append(
+                    f"SKIP {metric} on slice {piece.name}: it cannot be computed on its {piece.rows} rows "
+                    "(a class is absent)"
+                )
+                continue
+            judged.append(metric)
+            where = f" on slice {piece.name}"
+            theirs = _value(piece.champion, metric)
+            ok, lines = _check(metric, checks, mine, theirs, piece.champion is not None, where)
+            reasons += lines
+            if not ok:
+                broken.append(metric)
+        slice_verdicts[piece.name] = (
+            f"FAIL ({', '.join(broken)})" if broken else "PASS" if judged else "skipped: no metric can be computed"
+        )
+        if broken:
+            failed.append(piece.name)
+    if per_slice:
+        rule += f"; {', '.join(per_slice)} on every slice of at least {min_slice_rows} rows too"
+    if failed:
+        reasons.insert(0, f"FAIL on {len(failed)} slice(s): {', '.join(failed)}")
+    return Verdict(bool(passed) and not failed, reasons, rule=rule, failed_slices=failed, slices=slice_verdicts)
 
 
 @dataclass
-class EvaluateOutcome:
+class EvaluateResult(Result):
+    """What evaluate decided: `metrics` as kfp_metrics says; `metadata` (for the model card artifact) blessed,
+    version, champion_version, rule and failed_slices."""
+
     blessed: bool
     verdict: Verdict
     candidate: Evaluation
     champion: Evaluation | None
     candidate_version: str | None
     champion_version: str | None
-    card: str
+    thresholds: dict | None = None
+    slices: list[Slice] = field(default_factory=list)
+    fairness: dict = field(default_factory=dict)  # {sensitive column: {groups, candidate: {...}, champion: {...}}}
+    card: str = ""
 
 
 def candidate_version(model_name: str, model_metadata: dict, tracking_uri: str | None) -> str | None:
@@ -222,47 +267,103 @@ def candidate_version(model_name: str, model_metadata: dict, tracking_uri: str |
     return tracking.version_for_run(model_name, run_id, tracking_uri) if run_id else None
 
 
+def check_gate(
+    task: str, n_classes: int | None, checked: dict, slice_specs: list, sensitive_specs: list, min_slice_rows: int
+) -> None:
+    """Checks that the thresholds, slices and sensitive columns fit together and the model, naming what does not."""
+    if isinstance(min_slice_rows, bool) or not isinstance(min_slice_rows, int) or min_slice_rows < 1:
+        raise ValueError(f"min_slice_rows must be a whole number >= 1, got {min_slice_rows!r}")
+    per_slice = [metric for metric, checks in checked.items() if checks.get(PER_SLICE)]
+    if per_slice and not slice_specs:
+        raise ValueError(f"thresholds on {', '.join(per_slice)} are per_slice, but no slices are given")
+    fairness_thresholds = [metric for metric in checked if metric in FAIRNESS]
+    if fairness_thresholds and not sensitive_specs:
+        raise ValueError(
+            f"thresholds on {', '.join(fairness_thresholds)} need sensitive_columns: the columns whose groups are "
+            "compared"
+        )
+    if sensitive_specs and (task != CLASSIFICATION or n_classes != 2):
+        raise ValueError(
+            f"sensitive_columns: the fairness metrics ({', '.join(FAIRNESS)}) need a binary classification model; "
+            f"this one is a {task} model" + (f" with {n_classes} classes" if task == CLASSIFICATION else "")
+        )
+    filters = [str(spec) for spec in sensitive_specs if spec.value is not None]
+    if filters:
+        raise ValueError(f"sensitive_columns name columns, not filters: {', '.join(filters)}")
+
+
 def evaluate(
+    *,
     model_path: str,
     test_path: str,
     target_column: str,
     model_name: str,
     thresholds: dict | None = None,
     tracking_uri: str | None = None,
+    slices: list | None = None,
+    sensitive_columns: list | None = None,
+    min_slice_rows: int = MIN_SLICE_ROWS,
     model_metadata: dict | None = None,
     test_metadata: dict | None = None,
-) -> EvaluateOutcome:
-    """Scores the candidate and the champion of `model_name` on the test split, decides, and when blessed points
-    the `challenger` alias at the candidate's registered version."""
+) -> EvaluateResult:
+    """Scores the candidate and the champion of `model_name` on the test split (whole, per slice, and per group of
+    each sensitive column), decides, and when blessed points the `challenger` alias at the candidate's registered
+    version."""
     from kfp_ct.components._common import datasets, tracking
     from kfp_ct.components._common.model import load_champion, load_model, read_metadata
 
     candidate_model = load_model(model_path)
-    check_thresholds(thresholds, candidate_model.task)  # fail on bad thresholds before any scoring
+    task = candidate_model.task
+    checked = check_thresholds(thresholds, task)  # fail on bad parameters before any scoring
+    columns = datasets.open_dataset(test_path).schema_arrow.names
+    slice_specs = parse_specs(slices, columns, "slices")
+    sensitive_specs = parse_specs(sensitive_columns, columns, "sensitive_columns")
+    n_classes = len(candidate_model.classes) if task == CLASSIFICATION else None
+    check_gate(task, n_classes, checked, slice_specs, sensitive_specs, min_slice_rows)
+
     frame = datasets.read_frame(test_path)
-    candidate = evaluate_frame(candidate_model, frame, target_column)
+    y, candidate_scores = model_scores(candidate_model, frame, target_column)
+    groupings = [group(frame[spec.column], spec) for spec in slice_specs]  # bad filters fail before the champion
+    sensitive = [group(frame[spec.column], spec) for spec in sensitive_specs]
     meta = {**read_metadata(model_path), **(model_metadata or {})}
     version = candidate_version(model_name, meta, tracking_uri)
 
-    champion_eval, champion_version, champion_meta = None, None, {}
+    champion, champion_scored, champion_version, champion_meta = None, None, None, {}
     with tempfile.TemporaryDirectory(prefix="kfp-ct-champion-") as tmp:
         found = load_champion(model_name, tracking_uri, dst=tmp)  # fails closed: see tracking.resolve_alias
         if found is not None:
             champion_version, champion_model = found
-            if champion_model.task != candidate_model.task:
+            if champion_model.task != task:
                 raise ValueError(
                     f"the champion (version {champion_version} of '{model_name}') is a "
-                    f"{champion_model.task} model; the candidate is a {candidate_model.task} model"
+                    f"{champion_model.task} model; the candidate is a {task} model"
                 )
             try:
-                champion_eval = evaluate_frame(champion_model, frame, target_column)
+                champion_scored = model_scores(champion_model, frame, target_column)
             except ValueError as err:
                 raise ValueError(
                     f"cannot score the champion (version {champion_version} of '{model_name}') on this test set: {err}"
                 ) from None
+            champion = evaluation(champion_model, *champion_scored)
             champion_meta = champion_model.metadata
+    del frame
+    candidate = evaluation(candidate_model, y, candidate_scores)
+    fair = {
+        grouping.spec.column: {
+            "groups": len(grouping.labels),
+            "candidate": fairness(y, candidate_scores, grouping),
+            # a champion with other classes than the candidate's has no comparable figure
+            "champion": fairness(*champion_scored, grouping) if champion and len(champion.classes) == 2 else None,
+        }
+        for grouping in sensitive
+    }
+    for metric in FAIRNESS if fair else ():  # the gate's figure: the largest difference over the sensitive columns
+        candidate.metrics[metric] = max(figures["candidate"][metric] for figures in fair.values())
+        if all(figures["champion"] for figures in fair.values()):
+            champion.metrics[metric] = max(figures["champion"][metric] for figures in fair.values())
+    pieces = slice_metrics(task, groupings, (y, candidate_scores), champion_scored)
     verdict = decide(
-        candidate.metrics, champion_eval.metrics if champion_eval else None, thresholds, candidate_model.task
+        candidate.metrics, champion.metrics if champion else None, thresholds, task, pieces, min_slice_rows
     )
     if verdict.blessed:
         if version is None:
@@ -272,20 +373,48 @@ def evaluate(
                 "trainer against the same tracking URI"
             )
         tracking.set_alias(model_name, tracking.CHALLENGER, version, tracking_uri)
-    card = model_card(
-        model_name,
-        candidate_model,
-        meta,
-        candidate,
-        version,
-        champion_eval,
-        champion_version,
-        champion_meta,
-        verdict,
-        test_path,
-        test_metadata or {},
+    result = EvaluateResult(
+        blessed=verdict.blessed,
+        verdict=verdict,
+        candidate=candidate,
+        champion=champion,
+        candidate_version=version,
+        champion_version=champion_version,
+        thresholds=thresholds,
+        slices=pieces,
+        fairness=fair,
+        metrics=kfp_metrics(candidate, champion, pieces, fair, verdict),
+        metadata={
+            "blessed": verdict.blessed,
+            "version": version or "",
+            "champion_version": champion_version or "",
+            "rule": verdict.rule,
+            "failed_slices": verdict.failed_slices,
+        },
     )
-    return EvaluateOutcome(verdict.blessed, verdict, candidate, champion_eval, version, champion_version, card)
+    result.card = model_card(
+        result, model_name, candidate_model, meta, champion_meta, test_path, test_metadata or {}, min_slice_rows
+    )
+    return result
+
+
+def kfp_metrics(candidate, champion, pieces: list[Slice], fair: dict, verdict: Verdict) -> dict[str, float]:
+    """The scalars the KFP UI shows: the candidate's metrics, the champion's as champion_<name>, each slice's rows and
+    metrics as slice_<column>_<value>_<name>, each sensitive column's figures as fairness_<column>_<name>, blessed
+    and the number of failed slices."""
+    out = {
+        **candidate.metrics,
+        **{f"champion_{name}": value for name, value in (champion.metrics if champion else {}).items()},
+    }
+    for piece in pieces:
+        out[metric_name("slice", piece.column, piece.value, "rows")] = float(piece.rows)
+        out.update({metric_name("slice", piece.column, piece.value, name): v for name, v in piece.candidate.items()})
+    for column, figures in fair.items():
+        out.update({metric_name("fairness", column, name): value for name, value in figures["candidate"].items()})
+    if pieces:
+        out["failed_slices"] = float(len(verdict.failed_slices))
+    out["blessed"] = 1.0 if verdict.blessed else 0.0
+    return out
 
 
 def _fmt(value) -> str:
@@ -297,25 +426,26 @@ def _fmt(value) -> str:
 
 
 def model_card(
-    model_name,
+    result: EvaluateResult,
+    model_name: str,
     model,
-    meta,
-    candidate: Evaluation,
-    version,
-    champion: Evaluation | None,
-    champion_version,
-    champion_meta,
-    verdict: Verdict,
-    test_path,
-    test_metadata,
+    meta: dict,
+    champion_meta: dict,
+    test_path: str,
+    test_metadata: dict,
+    min_slice_rows: int,
 ) -> str:
-    """The model card, in Markdown: verdict and rule, data, parameters, metrics side by side with the champion."""
+    """The model card, in Markdown: verdict and rule, data, parameters, metrics side by side with the champion, each
+    slice's figures and verdict, the fairness figures."""
+    candidate, champion, verdict = result.candidate, result.champion, result.verdict
+    version, champion_version = result.candidate_version, result.champion_version
     train = meta.get("train_data", {})
     lines = [
         f"# Model card: {model_name} version {version or '(unregistered)'}",
         "",
-        f"**Verdict: {'BLESSED' if verdict.blessed else 'NOT BLESSED'}** "
-        f"{'(alias `challenger` set)' if verdict.blessed else ''}",
+        f"**Verdict: {'BLESSED' if verdict.blessed else 'NOT BLESSED'}**"
+        + (" (alias `challenger` set)" if verdict.blessed else "")
+        + (f"; failed slices: {', '.join(f'`{n}`' for n in verdict.failed_slices)}" if verdict.failed_slices else ""),
         "",
         f"Rule: {verdict.rule}",
         "",
@@ -347,6 +477,8 @@ def model_card(
         "## Metrics on the test split",
         "",
     ]
+    if model.task != REGRESSION:
+        lines += ["precision, recall and f1: macro averages over the classes (each class counts once).", ""]
     if champion is None:
         lines += ["No champion: no comparison.", "", "| metric | candidate |", "|---|---|"]
         lines += [f"| {name} | {_fmt(value)} |" for name, value in candidate.metrics.items()]
@@ -378,13 +510,64 @@ def model_card(
             f"| {label} | " + " | ".join(map(str, row)) + " |"
             for label, row in zip(classes, candidate.confusion_matrix)
         ]
+    lines += _slice_section(result, model.task, min_slice_rows) + _fairness_section(result, model)
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomically(path: str, text: str) -> None:
-    from kfp_ct.components._common.datasets import atomic_path
+def _slice_section(result: EvaluateResult, task: str, min_slice_rows: int) -> list[str]:
+    """One table per slice spec: each slice's rows, its gated metrics (the primary metric when none is gated),
+    candidate's and champion's, and its verdict."""
+    if not result.slices:
+        return []
+    gated = [name for name, checks in check_thresholds(result.thresholds, task).items() if checks.get(PER_SLICE)]
+    shown = gated or [primary_metric(task, result.candidate.metrics)]
+    lines = [
+        "",
+        "## Slices",
+        "",
+        f"Numeric columns with more than {MAX_VALUES} distinct values are cut into {QUANTILE_BINS} quantile bins. "
+        + (
+            f"Per-slice thresholds on {', '.join(shown)}; slices with fewer than {min_slice_rows} rows are not judged."
+            if gated
+            else "No per-slice thresholds: the slices are shown, not judged."
+        ),
+    ]
+    for spec in dict.fromkeys(piece.spec for piece in result.slices):
+        header = " | ".join(f"{name} | champion's {name}" for name in shown)
+        lines += [
+            "",
+            f"### `{spec}`",
+            "",
+            f"| slice | rows | {header} | verdict |",
+            "|---|---|" + "---|---|" * len(shown) + "---|",
+        ]
+        for piece in (piece for piece in result.slices if piece.spec == spec):
+            figures = " | ".join(
+                f"{_fmt(piece.candidate.get(name))} | {_fmt((piece.champion or {}).get(name))}" for name in shown
+            )
+            verdict = result.verdict.slices.get(piece.name, "not judged")
+            lines.append(f"| {piece.value} | {piece.rows} | {figures} | {verdict} |")
+    return lines
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-    os.chmod(path, 0o644)
+
+def _fairness_section(result: EvaluateResult, model) -> list[str]:
+    if not result.fairness:
+        return []
+    header = " | ".join(f"{name} | champion's" for name in FAIRNESS)
+    lines = [
+        "",
+        "## Fairness",
+        "",
+        f"Differences between the groups of each sensitive column (fairlearn; 0: every group alike), positive class "
+        f"`{model.classes[1]}`: demographic parity compares the share of rows predicted positive, equalized odds the "
+        "true and false positive rates (the larger gap). The gate's figure is the largest over the columns.",
+        "",
+        f"| sensitive column | groups | {header} |",
+        "|---|---|" + "---|---|" * len(FAIRNESS),
+    ]
+    for column, figures in result.fairness.items():
+        cells = " | ".join(
+            f"{_fmt(figures['candidate'][name])} | {_fmt((figures['champion'] or {}).get(name))}" for name in FAIRNESS
+        )
+        lines.append(f"| `{column}` | {figures['groups']} | {cells} |")
+    return lines

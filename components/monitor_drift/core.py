@@ -580,8 +580,8 @@ def performance_decay(
     ones. Returns (fired, details); fired is None when it cannot be checked."""
     import tempfile
 
+    from kfp_ct.components._common.metrics import FALLBACK_PRIMARY, LOWER_IS_BETTER, PRIMARY, score
     from kfp_ct.components._common.model import load_champion
-    from kfp_ct.components.evaluate.core import FALLBACK_PRIMARY, LOWER_IS_BETTER, PRIMARY, score
 
     schema = datasets.open_dataset(current_path).schema_arrow
     if target_column not in schema.names:

@@ -51,7 +51,8 @@ def train_keras(
             python_function; signature over the raw feature columns, input example, the featurizer in
             {uri}/featurizer); metadata: model_name, version, run_id, model_uri, framework, estimator, and the
             validation metrics.
-        metrics: The validation metrics (classification: accuracy, f1, log_loss, roc_auc; regression: rmse, mae, r2).
+        metrics: The validation metrics, computed as evaluate's test metrics (classification: accuracy, precision,
+            recall, f1 (macro averages), roc_auc, log_loss; regression: rmse, mae, r2, mape).
     """
     from kfp_ct.components.train_keras.core import train_keras as train_core
 

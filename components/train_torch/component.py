@@ -52,7 +52,8 @@ def train_torch(
             {uri}/data/network.json; signature over the raw feature columns, input example, the featurizer in
             {uri}/featurizer); metadata: model_name, version, run_id, model_uri, framework, estimator, and the
             validation metrics.
-        metrics: The validation metrics (classification: accuracy, f1, log_loss, roc_auc; regression: rmse, mae, r2).
+        metrics: The validation metrics, computed as evaluate's test metrics (classification: accuracy, precision,
+            recall, f1 (macro averages), roc_auc, log_loss; regression: rmse, mae, r2, mape).
     """
     from kfp_ct.components.train_torch.core import train_torch as train_core
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kfp_ct.components._common import datasets, tracking
+from kfp_ct.components._common.metrics import score
 from kfp_ct.components._common.model import load_model
 from kfp_ct.components.evaluate import core as ev
 from kfp_ct.components.train_sklearn import core as sk
@@ -94,23 +95,34 @@ def test_regression_gate_end_to_end(bike_split, sqlite_tracking, model_name, tmp
         tracking_uri=sqlite_tracking,
     )
     test = datasets.read_frame(bike_split["test"])
-    metrics = ev.score(load_model(strong.model_path), test, "cnt")
+    metrics = score(load_model(strong.model_path), test, "cnt")
     assert set(metrics) == {"rmse", "mae", "r2", "mape"} and metrics["rmse"] > 0
 
-    first = ev.evaluate(weak.model_path, bike_split["test"], "cnt", model_name, tracking_uri=sqlite_tracking)
+    first = ev.evaluate(
+        model_path=weak.model_path,
+        test_path=bike_split["test"],
+        target_column="cnt",
+        model_name=model_name,
+        tracking_uri=sqlite_tracking,
+    )
     assert first.blessed and first.champion is None and first.candidate_version == weak.version
     tracking.promote(model_name, weak.version, tracking_uri=sqlite_tracking)
     with pytest.raises(ValueError, match="unknown metric 'roc_auc' for regression"):
         ev.evaluate(
-            strong.model_path, bike_split["test"], "cnt", model_name, {"roc_auc": {"min": 0.8}}, sqlite_tracking
+            model_path=strong.model_path,
+            test_path=bike_split["test"],
+            target_column="cnt",
+            model_name=model_name,
+            thresholds={"roc_auc": {"min": 0.8}},
+            tracking_uri=sqlite_tracking,
         )
     outcome = ev.evaluate(
-        strong.model_path,
-        bike_split["test"],
-        "cnt",
-        model_name,
-        {"rmse": {"max_increase": 0.0}, "r2": {"min": 0.5}},
-        sqlite_tracking,
+        model_path=strong.model_path,
+        test_path=bike_split["test"],
+        target_column="cnt",
+        model_name=model_name,
+        thresholds={"rmse": {"max_increase": 0.0}, "r2": {"min": 0.5}},
+        tracking_uri=sqlite_tracking,
     )
     assert outcome.blessed, outcome.verdict.reasons
     assert outcome.candidate.metrics["rmse"] < outcome.champion.metrics["rmse"]
@@ -119,7 +131,13 @@ def test_regression_gate_end_to_end(bike_split, sqlite_tracking, model_name, tmp
     assert "| rmse |" in outcome.card and "random_forest" in outcome.card
     # the weak one against the strong champion: not blessed, and the challenger alias stays where it was
     tracking.promote(model_name, strong.version, tracking_uri=sqlite_tracking)
-    again = ev.evaluate(weak.model_path, bike_split["test"], "cnt", model_name, tracking_uri=sqlite_tracking)
+    again = ev.evaluate(
+        model_path=weak.model_path,
+        test_path=bike_split["test"],
+        target_column="cnt",
+        model_name=model_name,
+        tracking_uri=sqlite_tracking,
+    )
     assert not again.blessed
     assert tracking.get_alias(model_name, "challenger", sqlite_tracking) == strong.version
 
@@ -134,10 +152,22 @@ def test_evaluate_names_a_wrong_target_or_missing_column(bike_split, sqlite_trac
         tracking_uri=sqlite_tracking,
     )
     with pytest.raises(ValueError, match="target column 'class' is not in the test data"):
-        ev.evaluate(model.model_path, bike_split["test"], "class", model_name, tracking_uri=sqlite_tracking)
+        ev.evaluate(
+            model_path=model.model_path,
+            test_path=bike_split["test"],
+            target_column="class",
+            model_name=model_name,
+            tracking_uri=sqlite_tracking,
+        )
     datasets.write_frame(datasets.read_frame(bike_split["test"]).drop(columns=["dteday"]), tmp_path / "t.parquet", "")
     with pytest.raises(ValueError, match="lacks the feature column\\(s\\) dteday"):
-        ev.evaluate(model.model_path, str(tmp_path / "t.parquet"), "cnt", model_name, tracking_uri=sqlite_tracking)
+        ev.evaluate(
+            model_path=model.model_path,
+            test_path=str(tmp_path / "t.parquet"),
+            target_column="cnt",
+            model_name=model_name,
+            tracking_uri=sqlite_tracking,
+        )
     assert tracking.get_alias(model_name, "challenger", sqlite_tracking) is None
 
 
@@ -168,7 +198,12 @@ def test_multiclass_with_a_rare_class(shared_data, sqlite_tracking, model_name, 
         tracking_uri=sqlite_tracking,
     )
     result = ev.evaluate(
-        outcome.model_path, str(tmp_path / "test.parquet"), "weathersit", model_name, None, sqlite_tracking
+        model_path=outcome.model_path,
+        test_path=str(tmp_path / "test.parquet"),
+        target_column="weathersit",
+        model_name=model_name,
+        thresholds=None,
+        tracking_uri=sqlite_tracking,
     )
     assert np.array(result.candidate.confusion_matrix).shape == (4, 4)
     assert result.candidate.roc_curve is None  # a ROC curve is for binary classification

@@ -160,7 +160,13 @@ def test_the_server_model_class_refuses_it(malicious):
 def test_evaluate_refuses_it_and_blesses_nothing(malicious, trained_model):
     name, uri = f"evil-{uuid.uuid4().hex[:8]}", trained_model["tracking_uri"]
     with pytest.raises(ValueError, match=malicious["named"]):
-        evaluate(malicious["path"], trained_model["test"], "class", name, tracking_uri=uri)
+        evaluate(
+            model_path=malicious["path"],
+            test_path=trained_model["test"],
+            target_column="class",
+            model_name=name,
+            tracking_uri=uri,
+        )
     assert tracking.get_alias(name, tracking.CHALLENGER, uri) is None
 
 
@@ -215,7 +221,13 @@ def test_a_deleted_champion_fails_the_gate(trained_model):
 
     gone = f"'champion' alias of '{name}' is gone: it pointed at version {first}, which no longer exists"
     with pytest.raises(tracking.AliasError, match=gone):
-        evaluate(trained_model["path"], trained_model["test"], "class", name, tracking_uri=uri)
+        evaluate(
+            model_path=trained_model["path"],
+            test_path=trained_model["test"],
+            target_column="class",
+            model_name=name,
+            tracking_uri=uri,
+        )
     assert tracking.get_alias(name, tracking.CHALLENGER, uri) is None
     with pytest.raises(tracking.AliasError, match=gone):
         performance_decay(trained_model["test"], "class", name, 0.1, uri)
@@ -224,7 +236,13 @@ def test_a_deleted_champion_fails_the_gate(trained_model):
 
     # pointing the champion at a version that serves is the way back
     tracking.promote(name, candidate, tracking_uri=uri)
-    outcome = evaluate(trained_model["path"], trained_model["test"], "class", name, tracking_uri=uri)
+    outcome = evaluate(
+        model_path=trained_model["path"],
+        test_path=trained_model["test"],
+        target_column="class",
+        model_name=name,
+        tracking_uri=uri,
+    )
     assert outcome.champion_version == candidate
 
 
@@ -236,7 +254,13 @@ def test_a_champion_whose_files_are_gone_fails_the_gate(trained_model, tmp_path)
     tracking.promote(name, version, tracking_uri=uri)
     shutil.rmtree(copy)
     with pytest.raises(tracking.AliasError, match=f"'champion' alias of '{name}' points at version {version}"):
-        evaluate(trained_model["path"], trained_model["test"], "class", name, tracking_uri=uri)
+        evaluate(
+            model_path=trained_model["path"],
+            test_path=trained_model["test"],
+            target_column="class",
+            model_name=name,
+            tracking_uri=uri,
+        )
     assert tracking.get_alias(name, tracking.CHALLENGER, uri) is None
 
 

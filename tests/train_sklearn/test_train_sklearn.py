@@ -30,7 +30,7 @@ def test_classifiers_on_elec2(estimator, elec2_split, sqlite_tracking, model_nam
         task="classification",
         train_metadata={"sha256": "feed", "source_uri": "gs://bucket/elec2.csv"},
     )
-    assert set(outcome.metrics) == {"accuracy", "f1", "log_loss", "roc_auc"}
+    assert set(outcome.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
     assert outcome.metrics["roc_auc"] > 0.75, outcome.metrics  # well above chance on the 4000-row slice
     printed = capsys.readouterr().out.splitlines()
     assert f"validation-roc_auc={outcome.metrics['roc_auc']:.8g}" in printed  # the Katib StdOut format
@@ -63,7 +63,7 @@ def test_regressors_on_bike(estimator, bike_split, sqlite_tracking, model_name, 
         seed=0,
         tracking_uri=sqlite_tracking,
     )
-    assert set(outcome.metrics) == {"rmse", "mae", "r2"}
+    assert set(outcome.metrics) == {"rmse", "mae", "r2", "mape"}
     floor = 0.2 if estimator == "linear_regression" else 0.6  # hour of day is far from linear
     assert outcome.metrics["r2"] > floor, outcome.metrics
     test = datasets.read_frame(bike_split["test"])  # whole days: the time split keeps a day's hours together

@@ -9,8 +9,8 @@ half-hours between train and test.
 from __future__ import annotations
 
 from kfp_ct.components._common import datasets
+from kfp_ct.components._common.metrics import score
 from kfp_ct.components._common.model import load_model
-from kfp_ct.components.evaluate import core as ev
 from kfp_ct.components.featurize import core as featurize
 from kfp_ct.components.train_sklearn import core as sk
 
@@ -43,5 +43,5 @@ def test_elec2_hist_gradient_boosting_reaches_auc_0_85_on_later_days(
         tracking_uri=sqlite_tracking,
     )
     test = datasets.read_frame(tmp_path / "test.parquet")
-    metrics = ev.score(load_model(outcome.model_path), test, "class")
+    metrics = score(load_model(outcome.model_path), test, "class")
     assert metrics["roc_auc"] >= 0.85, metrics

@@ -72,7 +72,13 @@ def test_versions_aliases_and_champion(trained, mlflow_server, tmp_path):
 def test_a_worse_challenger_is_not_blessed(trained, mlflow_server, elec2_split):
     name, versions = _registered_under_fresh_name(trained, mlflow_server)
     tracking.promote(name, versions["strong"], tracking_uri=mlflow_server)
-    outcome = ev.evaluate(trained["weak"].model_path, elec2_split["test"], "class", name, tracking_uri=mlflow_server)
+    outcome = ev.evaluate(
+        model_path=trained["weak"].model_path,
+        test_path=elec2_split["test"],
+        target_column="class",
+        model_name=name,
+        tracking_uri=mlflow_server,
+    )
     assert not outcome.blessed
     assert outcome.candidate.metrics["roc_auc"] < outcome.champion.metrics["roc_auc"]
     assert outcome.candidate_version == versions["weak"] and outcome.champion_version == versions["strong"]
@@ -80,7 +86,12 @@ def test_a_worse_challenger_is_not_blessed(trained, mlflow_server, elec2_split):
     assert tracking.get_alias(name, "challenger", mlflow_server) is None
     # with a tolerated drop far larger than the gap it would pass; with a small one it does not
     small = ev.evaluate(
-        trained["weak"].model_path, elec2_split["test"], "class", name, {"roc_auc": {"max_drop": 0.01}}, mlflow_server
+        model_path=trained["weak"].model_path,
+        test_path=elec2_split["test"],
+        target_column="class",
+        model_name=name,
+        thresholds={"roc_auc": {"max_drop": 0.01}},
+        tracking_uri=mlflow_server,
     )
     assert not small.blessed and "FAIL roc_auc drop" in small.verdict.reasons[0]
     assert tracking.get_alias(name, "challenger", mlflow_server) is None
@@ -130,12 +141,12 @@ def test_a_better_challenger_is_blessed(trained, mlflow_server, elec2_split, tmp
 def test_no_champion_and_below_threshold_is_not_blessed(trained, mlflow_server, elec2_split):
     name, versions = _registered_under_fresh_name(trained, mlflow_server)
     outcome = ev.evaluate(
-        trained["strong"].model_path,
-        elec2_split["test"],
-        "class",
-        name,
-        {"roc_auc": {"min": 0.999, "max_drop": 0.0}},
-        mlflow_server,
+        model_path=trained["strong"].model_path,
+        test_path=elec2_split["test"],
+        target_column="class",
+        model_name=name,
+        thresholds={"roc_auc": {"min": 0.999, "max_drop": 0.0}},
+        tracking_uri=mlflow_server,
     )
     assert not outcome.blessed and outcome.champion is None
     assert outcome.verdict.rule == "every threshold passes (absolute only: no champion)"
@@ -144,7 +155,14 @@ def test_no_champion_and_below_threshold_is_not_blessed(trained, mlflow_server, 
     assert "No champion: no comparison." in outcome.card and "NOT BLESSED" in outcome.card
     assert tracking.get_alias(name, "challenger", mlflow_server) is None
     # no champion and no thresholds: the first model is blessed
-    first = ev.evaluate(trained["weak"].model_path, elec2_split["test"], "class", name, None, mlflow_server)
+    first = ev.evaluate(
+        model_path=trained["weak"].model_path,
+        test_path=elec2_split["test"],
+        target_column="class",
+        model_name=name,
+        thresholds=None,
+        tracking_uri=mlflow_server,
+    )
     assert first.blessed and tracking.get_alias(name, "challenger", mlflow_server) == versions["weak"]
 
 
@@ -201,5 +219,11 @@ def test_a_champion_that_cannot_score_the_test_set_is_named(trained, mlflow_serv
         match=f"the champion \\(version {versions['strong']} of '{name}'\\) is a "
         "classification model; the candidate is a regression model",
     ):
-        ev.evaluate(bike.model_path, bike_split["test"], "cnt", name, tracking_uri=mlflow_server)
+        ev.evaluate(
+            model_path=bike.model_path,
+            test_path=bike_split["test"],
+            target_column="cnt",
+            model_name=name,
+            tracking_uri=mlflow_server,
+        )
     assert tracking.get_alias(name, "challenger", mlflow_server) is None

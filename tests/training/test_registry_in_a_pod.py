@@ -91,7 +91,9 @@ def test_evaluate_in_a_pod_without_tracking_uri_fails_naming_the_parameter(
             tracking_uri=sqlite_tracking,
         )
     with pytest.raises(ValueError, match=_refused("no tracking URI is set")):
-        ev.evaluate(outcome.model_path, elec2_split["test"], "class", model_name)
+        ev.evaluate(
+            model_path=outcome.model_path, test_path=elec2_split["test"], target_column="class", model_name=model_name
+        )
     assert list(pod.iterdir()) == []
 
 

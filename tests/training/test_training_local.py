@@ -53,6 +53,8 @@ def test_featurize_train_evaluate_under_kfp_local(kfp_local, shared_data, tmp_pa
             target_column="class",
             model_name=model_name,
             thresholds={"roc_auc": {"min": 0.6}},
+            slices=["day", "date=0"],  # date: not a feature, yet in the test split (the latest rows: none is 0)
+            sensitive_columns=["day"],
         )
         return Outputs(
             train=features.outputs["train"],
@@ -72,7 +74,13 @@ def test_featurize_train_evaluate_under_kfp_local(kfp_local, shared_data, tmp_pa
     assert run.outputs["model"].metadata["version"] == "1"
     assert run.outputs["blessed"] is True
     assert run.outputs["metrics"].metadata["roc_auc"] >= 0.6
+    metrics = run.outputs["metrics"].metadata
+    assert {f"slice_day_{day}_roc_auc" for day in range(1, 8)} <= set(metrics) and metrics["failed_slices"] == 0
+    assert metrics["slice_date_0_rows"] == 0  # a filter matching no row: shown, skipped
+    assert 0 <= metrics["fairness_day_equalized_odds_difference"] == metrics["equalized_odds_difference"] <= 1
     with open(run.outputs["card"].path) as f:
-        assert "**Verdict: BLESSED**" in f.read()
+        card = f.read()
+    assert "**Verdict: BLESSED**" in card and "### `day`" in card and "## Fairness" in card
+    assert run.outputs["card"].metadata["failed_slices"] == []
     assert tracking.versions("local-elec2", uri) == ["1"]
     assert tracking.get_alias("local-elec2", "challenger", uri) == "1"
