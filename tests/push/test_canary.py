@@ -249,6 +249,20 @@ def test_load_rows_reads_captured_traffic_of_one_model(tmp_path):
         load_rows("http://example.invalid/rows.parquet", ["x"])
 
 
+@pytest.mark.integration
+def test_load_rows_from_an_object_store_folder_or_file(gcs_bucket, tmp_path):
+    """Captured traffic in a bucket (the GCS emulator): a hive-partitioned folder, or one Parquet file."""
+    for hour, rows in ((1, 3), (2, 4)):
+        path = tmp_path / f"part-{hour}.parquet"
+        pd.DataFrame({"x": [float(i) for i in range(rows)], "kind": ["a"] * rows}).to_parquet(path)
+        gcs_bucket.blob(f"captured/model=elec2/dt=2026-11-30/hour={hour}/part-0.parquet").upload_from_filename(path)
+    root = f"gs://{gcs_bucket.name}/captured"
+    assert len(load_rows(root, ["x", "kind"], "elec2")) == 7
+    assert len(load_rows(f"{root}/model=elec2/dt=2026-11-30/hour=2/part-0.parquet", ["x"])) == 4
+    with pytest.raises(FileNotFoundError):
+        load_rows(f"gs://{gcs_bucket.name}/nothing-here", ["x"])
+
+
 def test_prediction_shift_for_labels_and_values():
     assert prediction_shift(["UP", "UP", "DOWN", None], ["UP", "DOWN", "DOWN", "UP"], "classification") == (1 / 3, 3)
     shift, compared = prediction_shift([10.0, 20.0, -10.0], [11.0, 18.0, -10.0], "regression")
