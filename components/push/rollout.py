@@ -265,9 +265,14 @@ class Rollout:
 
     def _judged(self, isvc: dict) -> str | None:
         """None when the judge finds the canary within its bounds against the stable revision, else why not."""
-        stable, canary = self.stable_url(isvc), self.canary_url(isvc)
+        stable, canary = self.stable_url(isvc), (_latest_traffic(isvc).get("url") or "").rstrip("/")
         if stable is None:
             failure = "canary analysis: the status names no URL for the previous revision (traffic tag 'prev')"
+        elif not canary:
+            failure = (
+                "canary analysis: the status names no URL for the canary revision (traffic tag 'latest', set with "
+                f"the {manifests.TAG_ROUTING_ANNOTATION} annotation)"
+            )
         else:
             try:
                 self.judge(stable, canary)

@@ -225,8 +225,15 @@ def test_a_rejected_canary_is_rolled_back_to_zero():
     assert api.traffic("elec2") == {V1: 100}
 
 
-def test_a_canary_without_a_prev_tag_url_is_not_promoted():
-    """Without the `prev` traffic tag (no URL for the stable revision) there is nothing to judge against."""
+@pytest.mark.parametrize(
+    "untag, message",
+    [
+        ("prev", r"no URL for the previous revision \(traffic tag 'prev'\)"),
+        ("latest", r"no URL for the canary revision \(traffic tag 'latest', set with the serving.kserve.io/enable-tag"),
+    ],
+)
+def test_a_canary_without_both_tag_urls_is_not_promoted(untag, message):
+    """Without the tagged URL of either revision there is nothing to judge: the canary goes back to 0%."""
     api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
     _run(api, V1, Smoke(api, "elec2"))
     reconcile = api._reconcile
@@ -234,15 +241,17 @@ def test_a_canary_without_a_prev_tag_url_is_not_promoted():
     def untagged(key):
         reconcile(key)
         for entry in api.objects[key]["status"].get("components", {}).get("predictor", {}).get("traffic", []):
-            entry.pop("tag", None)
+            if entry.get("tag") == untag:
+                entry.pop("tag")
+                entry.pop("url")
 
     api._reconcile = untagged
     clock = Clock()
-    with pytest.raises(RolloutError, match="names no URL for the previous revision"):
+    with pytest.raises(RolloutError, match=message):
         rollout(
             api,
             _manifest(V2),
-            Smoke(api, "elec2"),
+            lambda url: None,
             10,
             judge=lambda s, c: None,
             sleep=clock.sleep,
