@@ -10,6 +10,8 @@ def push(
     model: dsl.Input[dsl.Model],
     model_name: str,
     manifest: dsl.Output[dsl.Artifact],
+    canary_report: dsl.Output[dsl.HTML],
+    metrics: dsl.Output[dsl.Metrics],
     target: str = "local",
     storage_uri: str = "kfp-ct-models",
     namespace: str = "kubeflow-user-example-com",
@@ -24,6 +26,12 @@ def push(
     min_replicas: int = 1,
     max_replicas: int = 3,
     rollout_timeout_s: int = 600,
+    test: Optional[dsl.Input[dsl.Dataset]] = None,
+    canary_bake_s: int = 0,
+    canary_rows_uri: str = "",
+    canary_max_error_rate: float = 0.01,
+    canary_max_latency_ratio: float = 1.5,
+    canary_max_prediction_shift: float = 0.1,
 ) -> str:
     """Publishes a model version, proves it serves, and deploys it to KServe (or makes it the local champion).
 
@@ -36,6 +44,14 @@ def push(
     smoke-tested once Ready, then promoted to 100% or rolled back to 0% (in RawDeployment/Standard mode: a full
     rollout gated on the smoke test, rolled back to the previous storageUri). With target="local" the registered
     version becomes the `champion` alias in MLflow (the previous champion stays registered).
+
+    With canary_bake_s > 0 the candidate is also judged on traffic before it is promoted: a sample of real rows (the
+    test dataset, or canary_rows_uri) is replayed for canary_bake_s seconds to the canary and to the stable model (on
+    KServe the canary and previous revisions, through their tag URLs; locally the champion and the candidate, each on
+    the catalog's server on loopback), and every comparison must stay within its bound: the canary's error rate,
+    its p99 latency over the stable's, and how far its predictions diverge from the stable's (share of changed labels
+    for classification, relative error for regression). Otherwise the canary is rolled back to 0% (locally the
+    champion alias does not move) and the step fails, naming each bound broken and the figures.
 
     Args:
         model: The model to push (a kfp-ct MLflow model directory, as the trainers write it).
@@ -60,32 +76,53 @@ def push(
         min_replicas: Minimum predictor replicas (0 lets Serverless scale to zero).
         max_replicas: Maximum predictor replicas.
         rollout_timeout_s: How long each rollout step may wait for the InferenceService to be Ready.
+        test: Rows to replay to the canary (the test split); canary_rows_uri takes precedence when set.
+        canary_bake_s: How long the canary analysis replays rows to both models; 0 for no analysis (a smoke test
+            only). With target=kserve it needs deployment_mode=Serverless and canary_traffic_percent within 1..99.
+        canary_rows_uri: A Parquet dataset (a file or a folder, hive-partitioned or not, e.g. captured traffic under
+            model=NAME/dt=DAY/hour=H/; a path, gs://, s3:// or minio://) holding the model's input columns, to
+            replay instead of the test dataset.
+        canary_max_error_rate: The largest share of failed canary requests that still passes (0..1).
+        canary_max_latency_ratio: The largest canary p99 latency over the stable's p99 that still passes.
+        canary_max_prediction_shift: The largest divergence of the canary's predictions from the stable's that still
+            passes: share of changed labels (classification) or sum|canary - stable| / sum|stable| (regression).
 
     Returns:
         manifest: The InferenceService YAML at {uri} (what was applied, or would be with target=local); metadata:
-            url, storage_uri, target, registered_model, version, previous_champion.
+            url, storage_uri, target, registered_model, version, previous_champion, canary_analysis (the figures,
+            the bounds and the verdict, or why no analysis ran).
+        canary_report: The canary analysis as a page: each comparison, its bound and its verdict.
+        metrics: The canary analysis figures (error rates, p99 latencies and their ratio, prediction shift).
         Output: The V1 predict URL of the InferenceService (http://.../v1/models/NAME:predict).
     """
     from kfp_ct.components.push.core import push as push_core
     from kfp_ct.components.push.core import write_manifest
     from kfp_ct.components.push.manifests import Resources
 
-    resources = Resources(cpu_request, memory_request, cpu_limit, memory_limit, gpu_count)
     result = push_core(
-        model.path,
-        model_name,
-        target,
-        storage_uri,
-        namespace,
-        canary_traffic_percent,
-        deployment_mode,
-        tracking_uri,
-        resources,
-        min_replicas,
-        max_replicas,
-        rollout_timeout_s,
+        model_dir=model.path,
+        model_name=model_name,
+        target=target,
+        storage_uri=storage_uri,
+        namespace=namespace,
+        canary_traffic_percent=canary_traffic_percent,
+        deployment_mode=deployment_mode,
+        tracking_uri=tracking_uri,
+        resources=Resources(cpu_request, memory_request, cpu_limit, memory_limit, gpu_count),
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        rollout_timeout_s=rollout_timeout_s,
+        test_path=test.path if test is not None else None,
+        canary_bake_s=canary_bake_s,
+        canary_rows_uri=canary_rows_uri,
+        canary_max_error_rate=canary_max_error_rate,
+        canary_max_latency_ratio=canary_max_latency_ratio,
+        canary_max_prediction_shift=canary_max_prediction_shift,
         registered_version=model.metadata.get("version"),
     )
     write_manifest(result.manifest, manifest.path)
-    manifest.metadata.update(result.metadata())
+    manifest.metadata.update(result.metadata)
+    result.log_metrics(metrics)
+    with open(canary_report.path, "w") as f:
+        f.write(result.canary_html())
     return result.url

@@ -13,10 +13,16 @@
    smoke test, with rollback to the previous storageUri, in raw mode).
    target="local": the registered version becomes the `champion` in the MLflow registry (the previous champion stays
    registered, for rollback), and the manifest that would be applied is recorded.
+
+With `canary_bake_s > 0` the candidate is also judged on replayed traffic before it is promoted (canary.py): on
+KServe between the canary and the previous revision (their tag URLs) while the canary holds its share of the traffic;
+locally between two catalog model servers on loopback, the champion's and the candidate's. A canary that breaks a
+bound is rolled back (0% of the traffic; locally the champion alias does not move) and the push fails.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -25,15 +31,19 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from kfp_ct.components._common import storage
-from kfp_ct.components.push import manifests
+from kfp_ct.components._common.results import Result
+from kfp_ct.components.push import canary, manifests
 
 DEFAULT_STORAGE_URI = "kfp-ct-models"
 """A folder in the working directory (beside the default MLflow sqlite file); use gs:// or s3://bucket/prefix on a
 cluster."""
 TARGETS = ("local", "kserve")
+NO_BAKE = "canary_bake_s is 0: no canary analysis"
 SERVER_START_TIMEOUT_S = 120
 
 
@@ -42,7 +52,10 @@ class InfraValidationError(RuntimeError):
 
 
 @dataclass
-class PushResult:
+class PushResult(Result):
+    """What was pushed and where it serves; `canary` holds the canary analysis when one ran, else `canary_note`
+    says why none did. `metadata` (for the manifest artifact) and `metrics` (the canary's figures) follow."""
+
     url: str
     storage_uri: str
     manifest: dict
@@ -51,16 +64,29 @@ class PushResult:
     version: str | None = None
     previous_champion: str | None = None
     events: list[str] = field(default_factory=list)
+    canary: canary.CanaryAnalysis | None = None
+    canary_note: str = NO_BAKE
 
-    def metadata(self) -> dict:
-        return {
+    def __post_init__(self):
+        self.metadata = {
             "url": self.url,
             "storage_uri": self.storage_uri,
             "target": self.target,
             "registered_model": self.registered_model or "",
             "version": self.version or "",
             "previous_champion": self.previous_champion or "",
+            "canary_analysis": self.canary.to_dict() if self.canary else {"skipped": self.canary_note},
         }
+        self.metrics = self.canary.metrics() if self.canary else {}
+
+    def canary_html(self) -> str:
+        """The canary analysis as a page (or a page saying why there was none)."""
+        if self.canary is not None:
+            return self.canary.html()
+        return (
+            '<!doctype html><html><head><meta charset="utf-8"><title>Canary analysis</title></head><body>'
+            f"<h1>No canary analysis</h1><p>{html.escape(self.canary_note)}</p></body></html>"
+        )
 
 
 # --- infra validation ------------------------------------------------------------------------------------------------
@@ -168,6 +194,49 @@ def v2_answer(response: dict) -> dict:
     return answer
 
 
+@contextmanager
+def serving(model_uri: str, model_name: str, log_path: str, timeout_s: float = SERVER_START_TIMEOUT_S) -> Iterator[str]:
+    """The catalog's model server on `model_uri`, as the serving image runs it, on a free loopback port: yields its
+    base URL once ready, and stops it on leaving. Its output goes to `log_path`. Raises InfraValidationError (with
+    the log) when it exits or is not ready within `timeout_s`."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                manifests.SERVER_MODULE,
+                "--model_uri",
+                model_uri,
+                "--model_name",
+                model_name,
+                "--http_port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log_tail() -> str:
+        with open(log_path, errors="replace") as f:
+            return f.read()[-3000:]
+
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(f"{base}/v2/models/{model_name}/ready", process, timeout_s, log_tail)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def infra_validate(
     model_uri: str,
     model_dir: str,
@@ -195,35 +264,7 @@ def infra_validate(
             f"the model cannot predict its own input example: {type(err).__name__}: {err}"
         ) from err
     columns = model.input_columns
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = os.path.join(log_dir, "model-server.log")
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                manifests.SERVER_MODULE,
-                "--model_uri",
-                model_uri,
-                "--model_name",
-                model_name,
-                "--http_port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log_tail() -> str:
-        with open(log_path, errors="replace") as f:
-            return f.read()[-3000:]
-
-    try:
-        _wait_ready(f"{base}/v2/models/{model_name}/ready", process, timeout_s, log_tail)
+    with serving(model_uri, model_name, os.path.join(log_dir, "model-server.log"), timeout_s) as base:
         status, v1 = _post(f"{base}/v1/models/{model_name}:predict", {"instances": records})
         if status != 200:
             raise InfraValidationError(f"V1 predict answered HTTP {status}: {v1}")
@@ -236,13 +277,6 @@ def infra_validate(
             with urllib.request.urlopen(base + path, timeout=10) as response:
                 if response.status != 200:
                     raise InfraValidationError(f"{path} answered HTTP {response.status}")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
     return {"records": records, "expected": expected}
 
 
@@ -311,7 +345,76 @@ def _check_registry(meta: dict, tracking_uri: str | None) -> None:
         tracking.check_run(meta["mlflow_run_id"], tracking_uri)
 
 
+def _canary_judge(
+    model_dir: str,
+    model_name: str,
+    target: str,
+    deployment_mode: str,
+    canary_traffic_percent: int,
+    test_path: str | None,
+    canary_bake_s: float,
+    canary_rows_uri: str,
+    bounds: canary.Bounds,
+    log,
+) -> canary.Judge | None:
+    """The judge of the canary (None when canary_bake_s is 0), with its rows loaded: every check of the canary
+    settings runs here, before anything is published."""
+    from kfp_ct.components._common.model import load_model
+
+    if canary_bake_s < 0:
+        raise ValueError(f"canary_bake_s must be >= 0, got {canary_bake_s}")
+    if canary_bake_s == 0:
+        return None
+    if target == "kserve" and not manifests.is_serverless(deployment_mode):
+        raise ValueError(
+            f"canary_bake_s > 0 needs deployment_mode='Serverless' (a canary revision beside the previous one), got "
+            f"'{deployment_mode}', which rolls out fully"
+        )
+    if target == "kserve" and not 0 < canary_traffic_percent < 100:
+        raise ValueError(
+            f"canary_bake_s > 0 needs a canary: canary_traffic_percent within 1..99, got {canary_traffic_percent}"
+        )
+    rows_uri = canary_rows_uri or test_path
+    if not rows_uri:
+        raise ValueError(
+            "canary_bake_s > 0 needs rows to replay: a test dataset input, or canary_rows_uri (a Parquet dataset with "
+            "the model's input columns, e.g. captured traffic)"
+        )
+    model = load_model(model_dir)
+    rows = canary.load_rows(rows_uri, [name for name, _ in model.input_columns], model_name)
+    return canary.Judge(model_name, rows, model.task, bounds, canary_bake_s, rows_uri, log)
+
+
+def _local_canary(
+    judge: canary.Judge,
+    registered: str,
+    tracking_uri: str | None,
+    published: str,
+    model_name: str,
+    timeout_s: float,
+    log,
+) -> tuple[canary.CanaryAnalysis | None, str]:
+    """Judges the published candidate against the champion, each served by the catalog's server on loopback;
+    (analysis, note). Raises CanaryRejected."""
+    from kfp_ct.components._common import tracking
+
+    with tempfile.TemporaryDirectory(prefix="kfp-ct-canary-") as tmp:
+        champion = tracking.champion(registered, tracking_uri, dst=os.path.join(tmp, "champion"))
+        if champion is None:
+            note = f"{registered} has no champion yet: nothing to compare the candidate with"
+            log(note)
+            return None, note
+        version, champion_dir = champion
+        with (
+            serving(champion_dir, model_name, os.path.join(tmp, "champion.log"), timeout_s) as stable,
+            serving(published, model_name, os.path.join(tmp, "candidate.log"), timeout_s) as candidate,
+        ):
+            analysis = judge(stable, candidate)
+    return analysis, f"compared with the champion, version {version}"
+
+
 def push(
+    *,
     model_dir: str,
     model_name: str,
     target: str = "local",
@@ -324,6 +427,12 @@ def push(
     min_replicas: int = 1,
     max_replicas: int = 3,
     rollout_timeout_s: float = 600,
+    test_path: str | None = None,
+    canary_bake_s: float = 0,
+    canary_rows_uri: str = "",
+    canary_max_error_rate: float = 0.01,
+    canary_max_latency_ratio: float = 1.5,
+    canary_max_prediction_shift: float = 0.1,
     poll_s: float = 5,
     api=None,
     validation_timeout_s: float = SERVER_START_TIMEOUT_S,
@@ -332,9 +441,9 @@ def push(
 ) -> PushResult:
     """Publishes, validates and deploys the model directory `model_dir` (see the module docstring).
 
-    Every check (names, storage scheme, manifest, the registry and the model's run in it) runs before anything is
-    published; a failure after publishing withdraws the published version (and a registry version push itself
-    registered), unless the version already serves on the cluster.
+    Every check (names, storage scheme, manifest, the canary's settings and rows, the registry and the model's run in
+    it) runs before anything is published; a failure after publishing withdraws the published version (and a
+    registry version push itself registered), unless the version already serves on the cluster.
     """
     from kfp_ct.components._common import tracking
     from kfp_ct.components._common.model import read_metadata
@@ -352,6 +461,19 @@ def push(
             f"s3://bucket/prefix), got '{storage_uri}'"
         )
     meta = read_metadata(model_dir)  # fails here, before anything is copied, when it is not a kfp-ct model
+    bounds = canary.Bounds(canary_max_error_rate, canary_max_latency_ratio, canary_max_prediction_shift)
+    judge = _canary_judge(
+        model_dir,
+        model_name,
+        target,
+        deployment_mode,
+        canary_traffic_percent,
+        test_path,
+        canary_bake_s,
+        canary_rows_uri,
+        bounds,
+        log,
+    )
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or meta.get("tracking_uri")
     uses_registry = target == "local" or bool(tracking_uri and meta.get("mlflow_run_id"))
     if uses_registry:
@@ -377,6 +499,7 @@ def push(
     log(f"published {model_dir} to {published}")
     registered = version = None
     created = False
+    note = NO_BAKE
     try:
         checked = infra_validate(published, model_dir, model_name, validation_timeout_s)
         log(f"infra validation passed: V1 and V2 answers to the input example match the model ({published})")
@@ -387,6 +510,11 @@ def push(
                 meta, model_name, published, tracking_uri, registered_version
             )
         if target == "local":
+            analysis = None
+            if judge is not None:
+                analysis, note = _local_canary(
+                    judge, registered, tracking_uri, published, model_name, validation_timeout_s, log
+                )
             previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri)
             log(f"{registered} version {version} is the champion (previous: {previous})")
             return PushResult(
@@ -397,18 +525,36 @@ def push(
                 registered,
                 version,
                 previous,
+                canary=analysis,
+                canary_note=note,
             )
+        from kfp_ct.components._common.kube import custom_objects_api
         from kfp_ct.components.push import rollout
 
-        api = api if api is not None else rollout.custom_objects_api()
+        api = api if api is not None else custom_objects_api()
         smoke = http_smoke_test(model_name, checked["records"], checked["expected"])
-        result = rollout.rollout(api, manifest, smoke, canary_traffic_percent, rollout_timeout_s, poll_s, log=log)
+        result = rollout.rollout(
+            api, manifest, smoke, canary_traffic_percent, rollout_timeout_s, poll_s, judge=judge, log=log
+        )
     except BaseException:
         _undo(published, registered if created else None, version, tracking_uri, log)
         raise
     # the version serves now: a registry failure from here on leaves it published (and raises)
     previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri) if uses_registry else None
-    return PushResult(result.url, published, manifest, target, registered, version, previous, result.events)
+    if judge is not None and judge.analysis is None:
+        note = "no previous revision served: a first deployment has nothing to compare with"
+    return PushResult(
+        result.url,
+        published,
+        manifest,
+        target,
+        registered,
+        version,
+        previous,
+        result.events,
+        canary=judge.analysis if judge is not None else None,
+        canary_note=note,
+    )
 
 
 def _undo(published: str, registered: str | None, version: str | None, tracking_uri: str | None, log) -> None:

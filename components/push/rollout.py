@@ -2,7 +2,8 @@
 
 Serverless (Knative) mode: the new spec goes out with `canaryTrafficPercent`, so the previous revision keeps most of
 the traffic; once the new generation is Ready the canary revision (its own URL, through tag routing) is smoke-tested,
-then promoted to 100% (canaryTrafficPercent removed) or rolled back to 0%.
+then, with a `judge`, judged on replayed traffic against the previous revision (reached through its own `prev` tag URL;
+see canary.py), and promoted to 100% (canaryTrafficPercent removed) or rolled back to 0%.
 
 Raw (RawDeployment/Standard) mode has no revisions to split traffic between: the new spec is rolled out fully, the
 endpoint smoke-tested, and on failure the previous spec (its storageUri kept in an annotation) is put back.
@@ -40,17 +41,6 @@ class RolloutResult:
     events: list[str] = field(default_factory=list)
 
 
-def custom_objects_api():
-    """A CustomObjectsApi from the in-cluster config, or the local kubeconfig outside a cluster."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CustomObjectsApi()
-
-
 def _status_code(err) -> int | None:
     return getattr(err, "status", None)
 
@@ -73,6 +63,15 @@ def _latest_traffic(isvc: dict) -> dict:
     return {}
 
 
+def _stable_traffic(isvc: dict) -> dict:
+    """The traffic entry of the previously rolled-out revision during a canary: KServe tags it `prev` (and, with the
+    enable-tag-routing annotation, the canary `latest`); each tagged entry's `url` reaches that revision only."""
+    for entry in _predictor_status(isvc).get("traffic") or []:
+        if entry.get("tag") == "prev" and not entry.get("latestRevision"):
+            return entry
+    return {}
+
+
 def _storage_uri(isvc: dict) -> str | None:
     return (((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}).get("storageUri")
 
@@ -88,6 +87,7 @@ class Rollout:
         canary_traffic_percent: int = 10,
         timeout_s: float = 600,
         poll_s: float = 5,
+        judge: Callable[[str, str], object] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         log: Callable[[str], None] = print,
@@ -104,6 +104,7 @@ class Rollout:
         self.mode = manifest["metadata"].get("annotations", {}).get(manifests.DEPLOYMENT_MODE_ANNOTATION, "Serverless")
         self.serverless = manifests.is_serverless(self.mode)
         self.smoke_test = smoke_test
+        self.judge = judge
         self.canary = canary_traffic_percent
         self.timeout_s, self.poll_s, self.sleep, self.clock, self.log = timeout_s, poll_s, sleep, clock, log
         self.events: list[str] = []
@@ -244,6 +245,11 @@ class Rollout:
         """The URL that reaches the newest revision only (tag routing), falling back to the service URL."""
         return (_latest_traffic(isvc).get("url") or self.base_url(isvc)).rstrip("/")
 
+    def stable_url(self, isvc: dict) -> str | None:
+        """The URL that reaches the previously rolled-out revision only (its `prev` tag), if the status has one."""
+        url = _stable_traffic(isvc).get("url")
+        return url.rstrip("/") if url else None
+
     def predict_url(self, isvc: dict) -> str:
         return f"{self.base_url(isvc)}/v1/models/{self.name}:predict"
 
@@ -256,6 +262,26 @@ class Rollout:
         except Exception as err:
             self._note(f"smoke test failed at {url}: {err}")
             return f"smoke test failed at {url}: {err}"
+
+    def _judged(self, isvc: dict) -> str | None:
+        """None when the judge finds the canary within its bounds against the stable revision, else why not."""
+        stable, canary = self.stable_url(isvc), (_latest_traffic(isvc).get("url") or "").rstrip("/")
+        if stable is None:
+            failure = "canary analysis: the status names no URL for the previous revision (traffic tag 'prev')"
+        elif not canary:
+            failure = (
+                "canary analysis: the status names no URL for the canary revision (traffic tag 'latest', set with "
+                f"the {manifests.TAG_ROUTING_ANNOTATION} annotation)"
+            )
+        else:
+            try:
+                self.judge(stable, canary)
+                self._note(f"canary analysis passed ({canary} against {stable})")
+                return None
+            except Exception as err:
+                failure = str(err)
+        self._note(failure)
+        return failure
 
     def run(self) -> RolloutResult:
         new_storage = _storage_uri(self.manifest)
@@ -302,6 +328,8 @@ class Rollout:
         try:
             isvc = self.wait_ready(generation, "canary", self._check_traffic(self.canary))
             failure = self._smoke(self.canary_url(isvc))
+            if failure is None and self.judge is not None:
+                failure = self._judged(isvc)
         except RolloutError as err:
             failure = str(err)
         if failure:
@@ -351,7 +379,9 @@ def rollout(
     canary_traffic_percent: int = 10,
     timeout_s: float = 600,
     poll_s: float = 5,
+    judge: Callable[[str, str], object] | None = None,
     **kwargs,
 ) -> RolloutResult:
-    """Creates or updates the InferenceService `manifest`, gated on `smoke_test(base_url)`; see the module doc."""
-    return Rollout(api, manifest, smoke_test, canary_traffic_percent, timeout_s, poll_s, **kwargs).run()
+    """Creates or updates the InferenceService `manifest`, gated on `smoke_test(base_url)` and, for a canary, on
+    `judge(stable_url, canary_url)`; see the module doc."""
+    return Rollout(api, manifest, smoke_test, canary_traffic_percent, timeout_s, poll_s, judge, **kwargs).run()

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
+from kfp_ct.components._common.kube import custom_objects_api
 from kfp_ct.components.tune.results import EARLY_STOPPED, FAILED, KILLED, SUCCEEDED, SearchResult, TrialResult
 from kfp_ct.components.tune.settings import (
     KATIB_ONLY_ALGORITHMS,
@@ -373,17 +374,6 @@ def experiment_dict(experiment) -> dict:
 
 
 # --- submitting and waiting --------------------------------------------------------------------------------------
-
-
-def custom_objects_api():
-    """CustomObjectsApi for the cluster we run in (in-cluster service account), else the local kubeconfig."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CustomObjectsApi()
 
 
 def conditions(experiment: dict) -> dict[str, dict]:

@@ -17,8 +17,18 @@ MODEL_NAME = "elec2"
 WEEKDAYS = {1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat", 7: "sun"}
 
 
-def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0) -> dict:
-    """A kfp-ct model of an elec2 slice; a text column (weekday) is derived from `day` so text inputs are served too."""
+def train_elec2(
+    out,
+    tracking_uri: str,
+    registered: str,
+    data_dir,
+    seed: int = 0,
+    estimator: str = "hist_gradient_boosting",
+    hyperparameters: dict | None = None,
+    flip_labels: bool = False,
+) -> dict:
+    """A kfp-ct model of an elec2 slice; a text column (weekday) is derived from `day` so text inputs are served too.
+    `flip_labels` trains on the opposite labels (a model that disagrees with the others on almost every row)."""
     import pandas as pd
 
     from kfp_ct.components._common import datasets
@@ -27,6 +37,8 @@ def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0
 
     frame = pd.read_csv(data_dir / "elec2" / "elec2.csv", nrows=ELEC2_ROWS)
     frame["weekday"] = frame["day"].map(WEEKDAYS)
+    if flip_labels:
+        frame["class"] = frame["class"].map({"UP": "DOWN", "DOWN": "UP"})
     datasets.write_frame(frame, out / "data.parquet", "elec2.csv")
     featurize(
         str(out / "data.parquet"),
@@ -41,7 +53,8 @@ def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0
         featurizer_path=str(out / "featurizer"),
         model_path=str(out / "model"),
         model_name=registered,
-        hyperparameters={"max_iter": 20},
+        estimator=estimator,
+        hyperparameters={"max_iter": 20} if hyperparameters is None else hyperparameters,
         seed=seed,
         tracking_uri=tracking_uri,
     )

@@ -25,6 +25,18 @@ def _revision_config(spec: dict) -> str:
     return json.dumps(predictor, sort_keys=True)
 
 
+class AllStorage(dict):
+    """Endpoints for FakeCustomObjectsApi where every storageUri is served at `url` (a revision keeps the URL it was
+    created with: change `endpoints` between rollouts to give the next revision another server)."""
+
+    def __init__(self, url: str | None):
+        super().__init__()
+        self.url = url
+
+    def get(self, key, default=None):
+        return self.url
+
+
 class FakeCustomObjectsApi:
     """`endpoints` maps a storageUri to the base URL its pods answer on (None: the pods never get Ready)."""
 

@@ -49,7 +49,13 @@ def served(mlflow_server, shared_data, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("fail_closed")
     model = train_elec2(out, mlflow_server, "elec2-fail-closed", shared_data)
     store = out / "store"
-    push(model["path"], "elec2-fail-closed", storage_uri=str(store), tracking_uri=mlflow_server, log=_quiet)
+    push(
+        model_dir=model["path"],
+        model_name="elec2-fail-closed",
+        storage_uri=str(store),
+        tracking_uri=mlflow_server,
+        log=_quiet,
+    )
     return {**model, "store": store}
 
 
@@ -125,7 +131,13 @@ def test_push_to_a_wrong_registry_publishes_and_registers_nothing(served, mlflow
     listing = storage_listing(tmp_path)
     before = registry_state(mlflow_server), storage_listing(served["store"])
     with pytest.raises((FileNotFoundError, ConnectionError, LookupError), match=expected):
-        push(served["path"], "elec2-fail-closed", storage_uri=str(served["store"]), tracking_uri=uri, log=_quiet)
+        push(
+            model_dir=served["path"],
+            model_name="elec2-fail-closed",
+            storage_uri=str(served["store"]),
+            tracking_uri=uri,
+            log=_quiet,
+        )
     assert storage_listing(tmp_path) == listing  # no sqlite file was created
     assert (registry_state(mlflow_server), storage_listing(served["store"])) == before
 
@@ -134,7 +146,13 @@ def test_push_with_an_invalid_name_changes_nothing(served, mlflow_server):
     before = registry_state(mlflow_server), storage_listing(served["store"])
     for name in ("../../etc", "Model_Name!"):
         with pytest.raises(ValueError, match="cannot name an InferenceService"):
-            push(served["path"], name, storage_uri=str(served["store"]), tracking_uri=mlflow_server, log=_quiet)
+            push(
+                model_dir=served["path"],
+                model_name=name,
+                storage_uri=str(served["store"]),
+                tracking_uri=mlflow_server,
+                log=_quiet,
+            )
     assert (registry_state(mlflow_server), storage_listing(served["store"])) == before
 
 
@@ -145,8 +163,8 @@ def test_push_failing_after_publishing_withdraws_the_published_version(served, m
     logged = []
     with pytest.raises(Exception, match="999"):
         push(
-            served["path"],
-            "elec2-fail-closed",
+            model_dir=served["path"],
+            model_name="elec2-fail-closed",
             storage_uri=str(served["store"]),
             tracking_uri=mlflow_server,
             registered_version="999",

@@ -175,3 +175,87 @@ def test_bad_arguments():
         Rollout(api, _manifest(V1), lambda url: None, canary_traffic_percent=101)
     with pytest.raises(ValueError, match="timeout_s"):
         Rollout(api, _manifest(V1), lambda url: None, timeout_s=0)
+
+
+def test_canary_is_judged_between_the_prev_and_latest_tag_urls():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"))
+    calls = []
+
+    def judge(stable_url, canary_url):
+        calls.append((stable_url, canary_url, api.traffic("elec2")))
+
+    clock = Clock()
+    result = rollout(
+        api,
+        _manifest(V2),
+        Smoke(api, "elec2"),
+        10,
+        poll_s=5,
+        judge=judge,
+        sleep=clock.sleep,
+        clock=clock,
+        log=lambda message: None,
+    )
+    assert calls == [(URL1, URL2, {V1: 90, V2: 10})]  # judged while the canary held its share
+    assert api.traffic("elec2") == {V2: 100} and result.storage_uri == V2
+    assert f"canary analysis passed ({URL2} against {URL1})" in result.events
+
+
+def test_a_rejected_canary_is_rolled_back_to_zero():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"))
+
+    def judge(stable_url, canary_url):
+        raise RuntimeError("canary analysis failed: error rate 12.00% > canary_max_error_rate 1.00%")
+
+    clock = Clock()
+    with pytest.raises(RolloutError, match=r"rolled back to 0% .*error rate 12\.00% > canary_max_error_rate"):
+        rollout(
+            api,
+            _manifest(V2),
+            Smoke(api, "elec2"),
+            10,
+            judge=judge,
+            sleep=clock.sleep,
+            clock=clock,
+            log=lambda message: None,
+        )
+    assert api.live("elec2")["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert api.traffic("elec2") == {V1: 100}
+
+
+@pytest.mark.parametrize(
+    "untag, message",
+    [
+        ("prev", r"no URL for the previous revision \(traffic tag 'prev'\)"),
+        ("latest", r"no URL for the canary revision \(traffic tag 'latest', set with the serving.kserve.io/enable-tag"),
+    ],
+)
+def test_a_canary_without_both_tag_urls_is_not_promoted(untag, message):
+    """Without the tagged URL of either revision there is nothing to judge: the canary goes back to 0%."""
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"))
+    reconcile = api._reconcile
+
+    def untagged(key):
+        reconcile(key)
+        for entry in api.objects[key]["status"].get("components", {}).get("predictor", {}).get("traffic", []):
+            if entry.get("tag") == untag:
+                entry.pop("tag")
+                entry.pop("url")
+
+    api._reconcile = untagged
+    clock = Clock()
+    with pytest.raises(RolloutError, match=message):
+        rollout(
+            api,
+            _manifest(V2),
+            lambda url: None,
+            10,
+            judge=lambda s, c: None,
+            sleep=clock.sleep,
+            clock=clock,
+            log=lambda message: None,
+        )
+    assert api.traffic("elec2") == {V1: 100}

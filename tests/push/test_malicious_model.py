@@ -175,7 +175,13 @@ def test_push_refuses_it_promotes_and_registers_nothing(malicious, trained_model
     before = (tracking.get_alias(registered, tracking.CHAMPION, uri), _versions(registered, uri))
     store = tmp_path / "store"
     with pytest.raises(InfraValidationError, match=malicious["named"]):
-        push(malicious["path"], "elec2", storage_uri=str(store), tracking_uri=uri, log=lambda line: None)
+        push(
+            model_dir=malicious["path"],
+            model_name="elec2",
+            storage_uri=str(store),
+            tracking_uri=uri,
+            log=lambda line: None,
+        )
     assert (tracking.get_alias(registered, tracking.CHAMPION, uri), _versions(registered, uri)) == before
     assert storage.list_versions(str(store)) == []  # the published copy was withdrawn
 

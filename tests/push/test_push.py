@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import yaml
-from fake_kube import FakeCustomObjectsApi
+from fake_kube import AllStorage, FakeCustomObjectsApi
 from loopback import free_port
 
 from kfp_ct.components._common import storage, tracking
@@ -29,7 +29,11 @@ def test_push_local_validates_publishes_and_promotes(trained_model, tmp_path):
     registered, tracking_uri = trained_model["registered"], trained_model["tracking_uri"]
     before = tracking.get_alias(registered, "champion", tracking_uri)
     result = push(
-        trained_model["path"], "elec2", storage_uri=str(tmp_path / "store"), tracking_uri=tracking_uri, log=_quiet
+        model_dir=trained_model["path"],
+        model_name="elec2",
+        storage_uri=str(tmp_path / "store"),
+        tracking_uri=tracking_uri,
+        log=_quiet,
     )
     assert result.url == f"http://elec2.{NS}.svc.cluster.local/v1/models/elec2:predict"
     assert storage.list_versions(str(tmp_path / "store")) == [result.storage_uri]
@@ -65,8 +69,8 @@ def test_infra_validation_stops_a_broken_model_and_the_champion_stays(trained_mo
     store = tmp_path / "store"
     with pytest.raises(InfraValidationError, match=message):
         push(
-            _broken_copy(trained_model, tmp_path, how),
-            "elec2",
+            model_dir=_broken_copy(trained_model, tmp_path, how),
+            model_name="elec2",
             storage_uri=str(store),
             tracking_uri=tracking_uri,
             registered_version=candidate,
@@ -90,28 +94,17 @@ def test_server_that_cannot_load_the_copy_stops_the_push(trained_model, tmp_path
     monkeypatch.setattr(storage, "publish_directory", publish_then_damage)
     with pytest.raises(InfraValidationError, match="(?s)model server exited.*model file corrupted: model.skops"):
         push(
-            trained_model["path"],
-            "elec2",
+            model_dir=trained_model["path"],
+            model_name="elec2",
             storage_uri=str(tmp_path / "store"),
             tracking_uri=trained_model["tracking_uri"],
             log=_quiet,
         )
 
 
-class _AllStorage(dict):
-    """Fake cluster endpoints: every storageUri is served at `url`."""
-
-    def __init__(self, url):
-        super().__init__()
-        self.url = url
-
-    def get(self, key, default=None):
-        return self.url
-
-
 def test_push_kserve_gcs_canary_promote_and_rollback(trained_model, model_server, gcs_bucket):
     """gs:// storage on the emulator; the fake cluster's pods answer on the real model server (same model)."""
-    api = FakeCustomObjectsApi(_AllStorage(model_server), lag=1)
+    api = FakeCustomObjectsApi(AllStorage(model_server), lag=1)
     uri = f"gs://{gcs_bucket.name}/models/elec2"
     kwargs = dict(
         target="kserve",
@@ -122,9 +115,9 @@ def test_push_kserve_gcs_canary_promote_and_rollback(trained_model, model_server
         rollout_timeout_s=30,
         log=_quiet,
     )
-    first = push(trained_model["path"], "elec2", **kwargs)
+    first = push(model_dir=trained_model["path"], model_name="elec2", **kwargs)
     assert first.url == f"{model_server}/v1/models/elec2:predict"
-    second = push(trained_model["path"], "elec2", canary_traffic_percent=20, **kwargs)
+    second = push(model_dir=trained_model["path"], model_name="elec2", canary_traffic_percent=20, **kwargs)
     assert storage.list_versions(uri) == [first.storage_uri, second.storage_uri]
     assert [m["spec"]["predictor"].get("canaryTrafficPercent") for m in api.received] == [None, 20, None]
     assert api.traffic("elec2") == {second.storage_uri: 100}
@@ -133,9 +126,9 @@ def test_push_kserve_gcs_canary_promote_and_rollback(trained_model, model_server
         == trained_model["version"]
     )
 
-    api.endpoints = _AllStorage(f"http://127.0.0.1:{free_port()}")  # the new revision's pods answer nothing
+    api.endpoints = AllStorage(f"http://127.0.0.1:{free_port()}")  # the new revision's pods answer nothing
     with pytest.raises(RolloutError, match="rolled back to 0%.*smoke test failed"):
-        push(trained_model["path"], "elec2", **kwargs)
+        push(model_dir=trained_model["path"], model_name="elec2", **kwargs)
     live = api.live("elec2")
     assert live["spec"]["predictor"]["canaryTrafficPercent"] == 0
     assert api.traffic("elec2") == {second.storage_uri: 100}
@@ -143,13 +136,13 @@ def test_push_kserve_gcs_canary_promote_and_rollback(trained_model, model_server
 
 def test_push_refuses_bad_arguments(trained_model, tmp_path):
     with pytest.raises(ValueError, match="needs a storage_uri KServe's storage-initializer can read"):
-        push(trained_model["path"], "elec2", target="kserve", storage_uri=str(tmp_path))
+        push(model_dir=trained_model["path"], model_name="elec2", target="kserve", storage_uri=str(tmp_path))
     with pytest.raises(ValueError, match="unknown target 'cluster'"):
-        push(trained_model["path"], "elec2", target="cluster")
+        push(model_dir=trained_model["path"], model_name="elec2", target="cluster")
     with pytest.raises(ValueError, match="cannot name an InferenceService"):
-        push(trained_model["path"], "Elec2_Model")
+        push(model_dir=trained_model["path"], model_name="Elec2_Model")
     with pytest.raises(FileNotFoundError, match="not a model directory"):
-        push(str(tmp_path), "elec2", storage_uri=str(tmp_path / "store"))
+        push(model_dir=str(tmp_path), model_name="elec2", storage_uri=str(tmp_path / "store"))
     assert not (tmp_path / "store").exists()
 
 
@@ -168,13 +161,19 @@ def own_temp_dir(tmp_path, monkeypatch):
 
 def test_a_push_leaves_nothing_in_the_temp_dir_on_success_or_failure(trained_model, tmp_path, own_temp_dir):
     registered, tracking_uri = trained_model["registered"], trained_model["tracking_uri"]
-    push(trained_model["path"], "elec2", storage_uri=str(tmp_path / "store"), tracking_uri=tracking_uri, log=_quiet)
+    push(
+        model_dir=trained_model["path"],
+        model_name="elec2",
+        storage_uri=str(tmp_path / "store"),
+        tracking_uri=tracking_uri,
+        log=_quiet,
+    )
     assert sorted(os.listdir(own_temp_dir)) == []
     candidate = tracking.register_version(registered, trained_model["path"], tracking_uri=tracking_uri)
     with pytest.raises(InfraValidationError, match="no_such_column"):
         push(
-            _broken_copy(trained_model, tmp_path, "predict_raises"),
-            "elec2",
+            model_dir=_broken_copy(trained_model, tmp_path, "predict_raises"),
+            model_name="elec2",
             storage_uri=str(tmp_path / "store"),
             tracking_uri=tracking_uri,
             registered_version=candidate,

@@ -15,10 +15,14 @@ def test_component_python_func(trained_model, tmp_path):
 
     model = dsl.Model(uri=trained_model["path"], metadata={"version": trained_model["version"]})
     manifest = dsl.Artifact(uri=str(tmp_path / "manifest.yaml"))
+    report = dsl.HTML(uri=str(tmp_path / "canary.html"))
+    metrics = dsl.Metrics(uri=str(tmp_path / "metrics"))
     url = push.python_func(
         model=model,
         model_name="elec2-component",
         manifest=manifest,
+        canary_report=report,
+        metrics=metrics,
         storage_uri=str(tmp_path / "store"),
         tracking_uri=trained_model["tracking_uri"],
         deployment_mode="RawDeployment",
@@ -37,6 +41,8 @@ def test_component_python_func(trained_model, tmp_path):
         "nvidia.com/gpu": "1",
     }
     assert manifest.metadata["url"] == url and manifest.metadata["target"] == "local"
+    assert manifest.metadata["canary_analysis"] == {"skipped": "canary_bake_s is 0: no canary analysis"}
+    assert "No canary analysis" in (tmp_path / "canary.html").read_text()
     assert manifest.metadata["storage_uri"] in storage.list_versions(str(tmp_path / "store"))
     assert (
         tracking.get_alias(trained_model["registered"], "champion", trained_model["tracking_uri"])

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fake_kube import FakeCustomObjectsApi
+from fake_kube import AllStorage, FakeCustomObjectsApi
 
 from kfp_ct.components._common import storage
 from kfp_ct.components.push import manifests
@@ -72,8 +72,8 @@ def test_push_to_s3_is_served_after_kserves_storage_initializer(
 ):
     uri = f"s3://{s3_bucket}/models/elec2"
     result = push(
-        trained_model["path"],
-        "elec2",
+        model_dir=trained_model["path"],
+        model_name="elec2",
         storage_uri=uri,
         tracking_uri=trained_model["tracking_uri"],
         log=lambda message: None,
@@ -120,8 +120,8 @@ def test_push_to_a_missing_bucket_leaves_nothing(trained_model, s3_server):
     before = tracking.get_alias(trained_model["registered"], "champion", trained_model["tracking_uri"])
     with pytest.raises(FileNotFoundError, match="bucket not found: s3://no-such-bucket-kfp-ct"):
         push(
-            trained_model["path"],
-            "elec2",
+            model_dir=trained_model["path"],
+            model_name="elec2",
             storage_uri="s3://no-such-bucket-kfp-ct/models",
             tracking_uri=trained_model["tracking_uri"],
             log=lambda message: None,
@@ -130,14 +130,10 @@ def test_push_to_a_missing_bucket_leaves_nothing(trained_model, s3_server):
 
 
 def test_kserve_target_with_s3_storage_runs_as_the_s3_service_account(trained_model, model_server, s3_bucket):
-    class AllStorage(dict):
-        def get(self, key, default=None):
-            return model_server
-
-    api = FakeCustomObjectsApi(AllStorage(), lag=1)
+    api = FakeCustomObjectsApi(AllStorage(model_server), lag=1)
     result = push(
-        trained_model["path"],
-        "elec2",
+        model_dir=trained_model["path"],
+        model_name="elec2",
         target="kserve",
         storage_uri=f"s3://{s3_bucket}/models",
         tracking_uri=trained_model["tracking_uri"],
