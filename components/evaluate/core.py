@@ -264,13 +264,24 @@ def evaluate(
     verdict = decide(
         candidate.metrics, champion_eval.metrics if champion_eval else None, thresholds, candidate_model.task
     )
+    if verdict.blessed and version is None:
+        raise LookupError(
+            f"the candidate is blessed but has no registered version of '{model_name}' (no version "
+            "in its metadata, and none registered from its MLflow run): train it with a catalog "
+            "trainer against the same tracking URI"
+        )
+    if version is not None:
+        tracking.record_evaluation(
+            model_name,
+            version,
+            blessed=verdict.blessed,
+            rule=verdict.rule,
+            metrics=candidate.metrics,
+            checks=verdict.reasons,
+            champion_version=champion_version,
+            tracking_uri=tracking_uri,
+        )
     if verdict.blessed:
-        if version is None:
-            raise LookupError(
-                f"the candidate is blessed but has no registered version of '{model_name}' (no version "
-                "in its metadata, and none registered from its MLflow run): train it with a catalog "
-                "trainer against the same tracking URI"
-            )
         tracking.set_alias(model_name, tracking.CHALLENGER, version, tracking_uri)
     card = model_card(
         model_name,
