@@ -217,6 +217,7 @@ def _roll_back_service(
     service must serve the champion's copy now (`current_storage_uri`), with no canary under way."""
     from kfp_ct.components.push import manifests, rollout
     from kfp_ct.components.push.core import http_smoke_test, infra_validate
+    from kfp_ct.components.push.rollout import _storage_uri
 
     where = f"InferenceService {namespace}/{model_name}"
     if not storage_uri:
@@ -228,10 +229,18 @@ def _roll_back_service(
     live = _live_service(api, namespace, model_name)
     if live is None:
         raise DeliveryError(f"there is no {where} to roll back")
+    serving = _storage_uri(live)
     canary = live["spec"]["predictor"].get("canaryTrafficPercent")
-    if canary not in (None, 0, 100):
+    if canary == 0:
+        # a failed canary's leftover: the spec names the copy that failed, and a rollout that had to be undone
+        # would put that spec back, which routes to whatever was rolled out last
+        raise DeliveryError(
+            f"{where} still carries canaryTrafficPercent: 0 from a canary that was rolled back (its spec names "
+            f"{serving}, which does not serve): set spec.predictor.model.storageUri back to the champion's copy "
+            f"{current_storage_uri} and remove canaryTrafficPercent, then roll back"
+        )
+    if canary not in (None, 100):
         raise DeliveryError(f"{where} has a canary under way ({canary}% of the traffic): wait for it to end")
-    serving = _serving_storage_uri(live)
     if serving != current_storage_uri:
         raise DeliveryError(
             f"{where} serves {serving}, not the champion's published copy {current_storage_uri}: refusing to "
@@ -261,16 +270,6 @@ def _roll_back_service(
     result = rollout.rollout(api, manifest, smoke, 100, rollout_timeout_s, poll_s, log=log)
     log(f"{where} serves version {version} again ({result.url})")
     return storage_uri
-
-
-def _serving_storage_uri(live: dict) -> str | None:
-    """The storageUri that gets the traffic: the spec's, or after a canary rolled back to 0% the previous one."""
-    from kfp_ct.components.push import manifests
-    from kfp_ct.components.push.rollout import _storage_uri
-
-    if live["spec"]["predictor"].get("canaryTrafficPercent") == 0:
-        return (live["metadata"].get("annotations") or {}).get(manifests.PREVIOUS_STORAGE_ANNOTATION)
-    return _storage_uri(live)
 
 
 def _live_service(api, namespace: str, name: str) -> dict | None:

@@ -15,7 +15,7 @@ from kfp_ct.components._common import storage, tracking
 from kfp_ct.components.evaluate.core import evaluate
 from kfp_ct.components.push.core import push
 from kfp_ct.components.push.manifests import MODEL_VERSION_LABEL
-from kfp_ct.components.push.rollout import RolloutError
+from kfp_ct.components.push.rollout import GROUP, PLURAL, VERSION, RolloutError
 from kfp_ct.pipelines import delivery
 from kfp_ct.pipelines.cli import main
 
@@ -132,8 +132,8 @@ def test_a_champion_moved_outside_kfp_ct_is_not_rolled_back(mlflow_server, share
 
     # a version registered under this name that holds another model is never pushed under it
     other = f"{model_name}-other"
-    source = tracking.client(uri).get_model_version_download_uri(model_name, v1)
-    foreign = tracking.register_version(other, source, tracking_uri=uri)
+    registered = tracking.client(uri).get_model_version(model_name, v1)
+    foreign = tracking.register_version(other, registered.source, registered.run_id, tracking_uri=uri)
     tracking.record_evaluation(
         other, foreign, blessed=True, rule="test", metrics={}, checks=[], champion_version=None, tracking_uri=uri
     )
@@ -196,11 +196,26 @@ def test_rollback_and_status_of_an_inference_service(mlflow_server, gcs_bucket, 
     split = {t["version"]: t["percent"] for t in service["traffic"]}
     assert split == {v2: 100, None: 0} and service["canary_traffic_percent"] == 0
 
+    # the failed canary's leftover (its spec names the withdrawn copy) is refused until the spec is clean again
+    sent = len(api.received)
+    with pytest.raises(delivery.DeliveryError, match="still carries canaryTrafficPercent: 0 .*then roll back"):
+        delivery.rollback(model_name, tracking_uri=uri, namespace=NS, api=api)
+    assert len(api.received) == sent and tracking.get_alias(model_name, tracking.CHAMPION, uri) == v2
+    live = api.live(model_name)
+    del live["spec"]["predictor"]["canaryTrafficPercent"]
+    live["spec"]["predictor"]["model"]["storageUri"] = second.storage_uri
+    cleaned = api.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, model_name, live)
+    for _ in range(api.lag):  # the fake controller reconciles after `lag` reads
+        api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, model_name)
+    assert api.live(model_name)["status"]["observedGeneration"] == cleaned["metadata"]["generation"]
+    assert api.traffic(model_name) == {second.storage_uri: 100}
+
     # the previous champion's pods do not answer: the rollout puts v2 back and the registry does not move
     api.endpoints[first.storage_uri] = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RolloutError, match="rolled back"):
         delivery.rollback(model_name, tracking_uri=uri, namespace=NS, api=api, poll_s=0.01, rollout_timeout_s=30)
     assert tracking.get_alias(model_name, tracking.CHAMPION, uri) == v2
+    assert api.traffic(model_name) == {second.storage_uri: 100}
     assert [e["version"] for e in tracking.champion_history(model_name, uri)] == [v1, v2]
 
     api.endpoints[first.storage_uri] = url1
