@@ -232,8 +232,9 @@ def evaluate(
     model_metadata: dict | None = None,
     test_metadata: dict | None = None,
 ) -> EvaluateOutcome:
-    """Scores the candidate and the champion of `model_name` on the test split, decides, and when blessed points
-    the `challenger` alias at the candidate's registered version."""
+    """Scores the candidate and the champion of `model_name` on the test split, decides, records the verdict on the
+    candidate's registered version (tracking.record_evaluation: read by `kfp-ct status` and `promote`), and when
+    blessed points the `challenger` alias at it."""
     from kfp_ct.components._common import datasets, tracking
     from kfp_ct.components._common.model import load_champion, load_model, read_metadata
 
