@@ -237,3 +237,29 @@ def test_rollback_and_status_of_an_inference_service(mlflow_server, gcs_bucket, 
     with pytest.raises(delivery.DeliveryError, match="no previous champion"):
         delivery.rollback(model_name, tracking_uri=uri, namespace=NS, api=api)
     assert len(api.received) == sent
+
+
+def test_a_champion_from_before_the_history_can_be_rolled_back_to(sqlite_tracking, model_name, tmp_path):
+    """A champion set before push recorded the history is recorded first when the next one is promoted."""
+    uri = sqlite_tracking
+    old, new = (tracking.register_version(model_name, str(tmp_path / name), tracking_uri=uri) for name in "ab")
+    tracking.set_alias(model_name, tracking.CHAMPION, old, uri)  # as push did before the history existed
+    assert tracking.champion_history(model_name, uri) == []
+    assert tracking.promote(model_name, new, tracking.CHAMPION, uri, storage_uri="gs://b/models/v2") == old
+    history = tracking.champion_history(model_name, uri)
+    assert [(e["version"], e["since"] is None) for e in history] == [(old, True), (new, False)]
+    assert tracking.client(uri).get_model_version(model_name, new).tags[tracking.STORAGE_TAG] == "gs://b/models/v2"
+    delivery.reject(model_name, version=old, reason="leaks the label", tracking_uri=uri)
+    with pytest.raises(delivery.DeliveryError, match="was rejected \\(leaks the label\\): not rolling back"):
+        delivery.rollback(model_name, tracking_uri=uri)
+    assert tracking.get_alias(model_name, tracking.CHAMPION, uri) == new
+    tracking.client(uri).delete_model_version_tag(model_name, old, tracking.REJECTED_TAG)
+    assert delivery.rollback(model_name, tracking_uri=uri, log=_quiet) == {"version": old, "rolled_back": new}
+    assert tracking.get_alias(model_name, tracking.CHAMPION, uri) == old
+    with pytest.raises(delivery.DeliveryError, match="no previous champion"):
+        delivery.rollback(model_name, tracking_uri=uri)
+
+    tracking.client(uri).set_registered_model_tag(model_name, tracking.HISTORY_TAG, '{"version": 1}')
+    with pytest.raises(ValueError, match="is not a champion history"):
+        delivery.rollback(model_name, tracking_uri=uri)
+    assert tracking.get_alias(model_name, tracking.CHAMPION, uri) == old
