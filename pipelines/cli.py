@@ -241,6 +241,128 @@ def cmd_secret(args) -> None:
         raise SystemExit(str(err)) from None
 
 
+def _delivery(operation):
+    """Runs a delivery operation; a refusal (nothing changed) or a failed check becomes one line and exit code 1."""
+    from kfp_ct.components.push.core import InfraValidationError
+    from kfp_ct.components.push.rollout import RolloutError
+
+    try:
+        return operation()
+    except (ValueError, LookupError, ConnectionError, FileNotFoundError, InfraValidationError, RolloutError) as err:
+        raise SystemExit(f"{type(err).__name__}: {err}") from None
+
+
+def cmd_promote(args) -> None:
+    from kfp_ct.components.push.manifests import Resources
+    from kfp_ct.pipelines import delivery
+
+    result = _delivery(
+        lambda: delivery.promote(
+            args.model,
+            version=args.version,
+            force=args.force,
+            tracking_uri=args.tracking_uri,
+            target=args.target,
+            storage_uri=args.storage_uri,
+            namespace=args.namespace,
+            canary_traffic_percent=args.canary_traffic_percent,
+            deployment_mode=args.deployment_mode,
+            resources=Resources(args.cpu_request, args.memory_request, args.cpu_limit, args.memory_limit, args.gpus),
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            rollout_timeout_s=args.rollout_timeout_s,
+        )
+    )
+    print(f"{args.model} version {result.version} is the champion (previous: {result.previous_champion}): {result.url}")
+
+
+def cmd_reject(args) -> None:
+    from kfp_ct.pipelines import delivery
+
+    outcome = _delivery(
+        lambda: delivery.reject(args.model, version=args.version, reason=args.reason, tracking_uri=args.tracking_uri)
+    )
+    cleared = "; the challenger alias is removed" if outcome["cleared_challenger"] else ""
+    print(f"{args.model} version {outcome['version']} rejected: {outcome['reason']}{cleared}")
+
+
+def cmd_rollback(args) -> None:
+    from kfp_ct.pipelines import delivery
+
+    _delivery(
+        lambda: delivery.rollback(
+            args.model,
+            tracking_uri=args.tracking_uri,
+            namespace=args.namespace,
+            rollout_timeout_s=args.rollout_timeout_s,
+        )
+    )
+
+
+def cmd_status(args) -> None:
+    from kfp_ct.pipelines import delivery
+
+    report = _delivery(lambda: delivery.status(args.model, tracking_uri=args.tracking_uri, namespace=args.namespace))
+    print(json.dumps(report, indent=1) if args.json else delivery.format_status(report))
+
+
+def add_delivery_commands(commands) -> None:
+    """promote, reject, rollback and status (kfp_ct.pipelines.delivery)."""
+    from kfp_ct.components.push.core import DEFAULT_STORAGE_URI, TARGETS
+
+    def subcommand(name, func, help_text, namespace_help=None):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("model", help="the registered model (and InferenceService) name")
+        sub.add_argument("--tracking-uri", help="the MLflow registry (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
+        if namespace_help:
+            sub.add_argument("--namespace", "-n", help=namespace_help)
+        sub.set_defaults(func=func)
+        return sub
+
+    promote = subcommand(
+        "promote",
+        cmd_promote,
+        "push a version (default: the challenger) as a pipeline run would: publish, infra-validate, roll out, champion",
+    )
+    promote.add_argument("--version", help="the registered version (default: the one the challenger alias names)")
+    promote.add_argument(
+        "--force", action="store_true", help="promote a version evaluate did not bless, or one that was rejected"
+    )
+    promote.add_argument("--target", choices=TARGETS, default="local")
+    promote.add_argument("--storage-uri", default=DEFAULT_STORAGE_URI, help="where versions are published")
+    promote.add_argument("--namespace", "-n", default="kubeflow-user-example-com")
+    promote.add_argument("--canary-traffic-percent", type=int, default=10)
+    promote.add_argument("--deployment-mode", default="Serverless")
+    promote.add_argument("--cpu-request", default="500m")
+    promote.add_argument("--memory-request", default="1Gi")
+    promote.add_argument("--cpu-limit", default="2")
+    promote.add_argument("--memory-limit", default="2Gi")
+    promote.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu per predictor replica")
+    promote.add_argument("--min-replicas", type=int, default=1)
+    promote.add_argument("--max-replicas", type=int, default=3)
+    promote.add_argument("--rollout-timeout-s", type=float, default=600)
+
+    reject = subcommand("reject", cmd_reject, "turn a version down: record why, and remove its challenger alias")
+    reject.add_argument("--version", required=True)
+    reject.add_argument("--reason", required=True, help="why (recorded as the version's tag kfp_ct.rejected)")
+
+    rollback = subcommand(
+        "rollback",
+        cmd_rollback,
+        "make the previous champion the champion again",
+        "also set this namespace's InferenceService back to the previous champion's published copy",
+    )
+    rollback.add_argument("--rollout-timeout-s", type=float, default=600)
+
+    status = subcommand(
+        "status",
+        cmd_status,
+        "versions, aliases, metrics and blessing rules, champion history (and the live traffic split)",
+        "also show this namespace's InferenceService and its traffic split",
+    )
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kfp-ct", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -341,6 +463,8 @@ def main(argv: list[str] | None = None) -> None:
         if name == "submit":
             sub.add_argument("--run-name")
         sub.set_defaults(func=func)
+
+    add_delivery_commands(commands)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -61,8 +61,12 @@ def continuous_training_pipeline(
     storage_uri: str = "file://models",
     namespace: str = "kubeflow-user-example-com",
     canary_traffic_percent: int = 10,
+    require_approval: bool = False,
 ):
     """Checks the window at `current_uri` against the reference and retrains when a trigger fires.
+
+    With `require_approval=True` a blessed candidate only gets the `challenger` alias; nothing is deployed until
+    `kfp-ct promote` (or `kfp-ct reject` turns it down).
 
     A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
     `time_column` means no time column, an empty `tracking_uri` MLFLOW_TRACKING_URI (else a sqlite file).
@@ -162,6 +166,7 @@ def continuous_training_pipeline(
                 slices=slices,
                 sensitive_columns=sensitive_columns,
                 min_slice_rows=min_slice_rows,
+                require_approval=require_approval,
                 tracking_uri=tracking_uri,
                 push_target=push_target,
                 storage_uri=storage_uri,

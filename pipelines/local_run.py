@@ -177,6 +177,8 @@ def verdicts(tasks: list[TaskOutputs]) -> dict:
         elif kind == "evaluate":
             out["blessed"] = bool(figures["blessed"])
             out.update({k: v for k, v in figures.items() if k != "blessed"})
+            if out["blessed"]:
+                out["challenger"] = _metadata(task, "model_card").get("version")
         elif kind == "push" and task.status == "succeeded":
             out["pushed_version"] = figures["pushed_version"]
     return out
@@ -202,6 +204,11 @@ def verdict_text(verdict: dict, status: str) -> str:
         parts.append("blessed" if verdict["blessed"] else "not blessed: the champion stays")
     if verdict.get("pushed_version"):
         parts.append(f"pushed and promoted version {verdict['pushed_version']}")
+    elif verdict.get("blessed"):  # a succeeded run skips push only with require_approval
+        parts.append(
+            f"awaiting approval: version {verdict.get('challenger')} is the challenger, nothing deployed "
+            "(kfp-ct promote deploys it, kfp-ct reject turns it down)"
+        )
     return ", ".join(parts)
 
 

@@ -48,8 +48,11 @@ def train_evaluate_push(
     namespace: str,
     canary_traffic_percent: int,
     seed: int,
+    require_approval: bool,
 ):
-    """The training steps shared by the training and the continuous-training pipelines; one branch per framework."""
+    """The training steps shared by the training and the continuous-training pipelines; one branch per framework.
+    With `require_approval` a blessed candidate stays at the `challenger` alias and nothing is pushed (`kfp-ct
+    promote` pushes it later)."""
     for name, trainer in TRAINERS.items():
         with dsl.If(framework == name, name=f"framework-{name}"):
             options = {"estimator": estimator} if name == "sklearn" else {}
@@ -86,18 +89,19 @@ def train_evaluate_push(
                 retries=RETRIES,
             )
             with dsl.If(verdict.outputs["Output"] == True, name=f"blessed-{name}"):  # noqa: E712 (a KFP condition)
-                step(
-                    push(
-                        model=trained.outputs["model"],
-                        model_name=model_name,
-                        target=push_target,
-                        storage_uri=storage_uri,
-                        namespace=namespace,
-                        canary_traffic_percent=canary_traffic_percent,
-                        tracking_uri=tracking_uri,
-                    ),
-                    image=model_image,
-                )
+                with dsl.If(require_approval == False, name=f"no-approval-needed-{name}"):  # noqa: E712
+                    step(
+                        push(
+                            model=trained.outputs["model"],
+                            model_name=model_name,
+                            target=push_target,
+                            storage_uri=storage_uri,
+                            namespace=namespace,
+                            canary_traffic_percent=canary_traffic_percent,
+                            tracking_uri=tracking_uri,
+                        ),
+                        image=model_image,
+                    )
 
 
 @dsl.pipeline(
@@ -136,8 +140,12 @@ def training_pipeline(
     storage_uri: str = "file://models",
     namespace: str = "kubeflow-user-example-com",
     canary_traffic_percent: int = 10,
+    require_approval: bool = False,
 ):
     """Trains a model on `source_uri` and pushes it when evaluate blesses it against the champion.
+
+    With `require_approval=True` a blessed candidate only gets the `challenger` alias; nothing is deployed until
+    `kfp-ct promote` (or `kfp-ct reject` turns it down).
 
     A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
     `tracking_uri` means MLFLOW_TRACKING_URI (else a sqlite file), an empty `search_space` the trainer's default."""
@@ -194,6 +202,7 @@ def training_pipeline(
         namespace=namespace,
         canary_traffic_percent=canary_traffic_percent,
         seed=seed,
+        require_approval=require_approval,
     )
     tuning = dict(
         train=features.outputs["train"],

@@ -14,6 +14,15 @@ Aliases name the roles of a registered model's versions: `challenger` (blessed b
 set by `promote`). `set_alias` also records the version in the registered model's tag `kfp_ct.alias.<alias>`:
 MLflow drops an alias with the version it points at, and the tag tells "the champion was deleted" (an error, see
 `resolve_alias`) apart from "there never was a champion" (a first model).
+
+What the catalog records in the registry, besides the aliases (read back by `kfp-ct status`, `promote`, `reject` and
+`rollback`, kfp_ct.pipelines.delivery):
+- on each evaluated version (`record_evaluation`): `kfp_ct.blessed` (true or false), `kfp_ct.blessing_rule` (the rule
+  that decided) and `kfp_ct.evaluation` (JSON: the test metrics, the champion compared with, each check's verdict);
+- on each version that became the champion (`promote`): `kfp_ct.storage_uri`, the published copy that serves;
+- on the registered model: `kfp_ct.champion_history`, a JSON list of {"version", "since"} in the order the versions
+  became the champion (the last is the champion), which `rollback` walks back;
+- on a version a person turned down (`reject`): `kfp_ct.rejected` (the reason) and `kfp_ct.rejected_at`.
 """
 
 from __future__ import annotations
@@ -29,6 +38,11 @@ from pathlib import Path
 from kfp_ct.components._common.credentials import SECRET_NAME, environment
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+BLESSED_TAG, RULE_TAG, EVALUATION_TAG = "kfp_ct.blessed", "kfp_ct.blessing_rule", "kfp_ct.evaluation"
+STORAGE_TAG = "kfp_ct.storage_uri"
+HISTORY_TAG = "kfp_ct.champion_history"
+HISTORY_LIMIT = 200  # champions kept in the history tag (about 50 characters each; MLflow allows 100,000)
+REJECTED_TAG, REJECTED_AT_TAG = "kfp_ct.rejected", "kfp_ct.rejected_at"
 DEFAULT_DB = "mlflow.db"
 LOCAL_RUN = "KFP_CT_LOCAL_RUN"  # set by kfp_ct.pipelines.local_run for the steps it runs
 
@@ -308,11 +322,110 @@ def set_alias(model_name: str, alias: str, version: str | int, tracking_uri: str
     return previous
 
 
-def promote(model_name: str, version: str | int, alias: str = CHAMPION, tracking_uri: str | None = None) -> str | None:
-    """Makes `version` the `alias` (champion by default); returns the version that held it before."""
+def clear_alias(model_name: str, alias: str, tracking_uri: str | None = None) -> None:
+    """Removes `alias` and its tag `alias_tag(alias)`: the model has no such alias any more, on purpose (unlike an
+    alias lost with its version, which `resolve_alias` refuses)."""
+    mlflow_client = client(tracking_uri)
+    if get_alias(model_name, alias, tracking_uri) is not None:
+        mlflow_client.delete_registered_model_alias(model_name, alias)
+    registered = _registered_model(mlflow_client, model_name)
+    if registered is not None and alias_tag(alias) in (registered.tags or {}):
+        mlflow_client.delete_registered_model_tag(model_name, alias_tag(alias))
+
+
+def now_utc() -> str:
+    """The current time, UTC, ISO 8601 to the second (the times the catalog records in tags)."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def champion_history(model_name: str, tracking_uri: str | None = None) -> list[dict]:
+    """The champions of `model_name` in the order they became the champion, the last being the champion: a list of
+    {"version", "since"} (see the module docstring); empty when none was recorded. A tag that is not such a list
+    raises ValueError naming it."""
+    import json
+
+    registered = _registered_model(client(tracking_uri), model_name)
+    text = (registered.tags or {}).get(HISTORY_TAG) if registered is not None else None
+    if text is None:
+        return []
+    try:
+        history = json.loads(text)
+        if not isinstance(history, list) or not all(isinstance(e, dict) and "version" in e for e in history):
+            raise ValueError("not a list of {version, since}")
+    except ValueError as err:
+        raise ValueError(
+            f"the tag '{HISTORY_TAG}' of '{model_name}' is not a champion history ({err}): {text[:200]}"
+        ) from None
+    return [{"version": str(e["version"]), "since": e.get("since")} for e in history]
+
+
+def write_champion_history(model_name: str, history: list[dict], tracking_uri: str | None = None) -> None:
+    """Replaces the registered model's champion history with `history` (its last HISTORY_LIMIT entries)."""
+    import json
+
+    text = json.dumps(history[-HISTORY_LIMIT:], separators=(",", ":"))
+    client(tracking_uri).set_registered_model_tag(model_name, HISTORY_TAG, text)
+
+
+def promote(
+    model_name: str,
+    version: str | int,
+    alias: str = CHAMPION,
+    tracking_uri: str | None = None,
+    storage_uri: str | None = None,
+) -> str | None:
+    """Makes `version` the `alias` (champion by default); returns the version that held it before.
+
+    A new champion is appended to the champion history (a champion that predates the history is recorded first, so
+    that it can be rolled back to), and `storage_uri`, the published copy that serves it, is recorded on the version.
+    """
     mlflow_client = client(tracking_uri)
     mlflow_client.get_model_version(model_name, str(version))  # fails clearly when the version does not exist
-    return set_alias(model_name, alias, version, tracking_uri)
+    if alias != CHAMPION:
+        return set_alias(model_name, alias, version, tracking_uri)
+    history = champion_history(model_name, tracking_uri)
+    previous = set_alias(model_name, alias, version, tracking_uri)
+    if storage_uri:
+        mlflow_client.set_model_version_tag(model_name, str(version), STORAGE_TAG, storage_uri)
+    if previous is not None and (not history or history[-1]["version"] != previous):
+        history.append({"version": previous, "since": None})
+    if not history or history[-1]["version"] != str(version):
+        history.append({"version": str(version), "since": now_utc()})
+        write_champion_history(model_name, history, tracking_uri)
+    return previous
+
+
+def record_evaluation(
+    model_name: str,
+    version: str | int,
+    *,
+    blessed: bool,
+    rule: str,
+    metrics: dict,
+    checks: list[str],
+    champion_version: str | None,
+    tracking_uri: str | None = None,
+) -> None:
+    """Records evaluate's verdict on a registered version: whether it was blessed, the rule that decided, and (JSON)
+    its test metrics, the champion it was compared with and each check's verdict (see the module docstring)."""
+    import json
+    import math
+
+    evaluation = {
+        "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
+        "champion_version": champion_version,
+        "checks": checks,
+        "evaluated_at": now_utc(),
+    }
+    mlflow_client = client(tracking_uri)
+    for key, value in (
+        (EVALUATION_TAG, json.dumps(evaluation)),
+        (RULE_TAG, rule),
+        (BLESSED_TAG, "true" if blessed else "false"),
+    ):
+        mlflow_client.set_model_version_tag(model_name, str(version), key, value)
 
 
 def download_version(

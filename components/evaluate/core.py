@@ -307,8 +307,9 @@ def evaluate(
     test_metadata: dict | None = None,
 ) -> EvaluateResult:
     """Scores the candidate and the champion of `model_name` on the test split (whole, per slice, and per group of
-    each sensitive column), decides, and when blessed points the `challenger` alias at the candidate's registered
-    version."""
+    each sensitive column), decides, records the verdict on the candidate's registered version
+    (tracking.record_evaluation: read by `kfp-ct status` and `promote`), and when blessed points the `challenger`
+    alias at it."""
     from kfp_ct.components._common import datasets, tracking
     from kfp_ct.components._common.model import load_champion, load_model, read_metadata
 
@@ -365,13 +366,24 @@ def evaluate(
     verdict = decide(
         candidate.metrics, champion.metrics if champion else None, thresholds, task, pieces, min_slice_rows
     )
+    if verdict.blessed and version is None:
+        raise LookupError(
+            f"the candidate is blessed but has no registered version of '{model_name}' (no version "
+            "in its metadata, and none registered from its MLflow run): train it with a catalog "
+            "trainer against the same tracking URI"
+        )
+    if version is not None:
+        tracking.record_evaluation(
+            model_name,
+            version,
+            blessed=verdict.blessed,
+            rule=verdict.rule,
+            metrics=candidate.metrics,
+            checks=verdict.reasons,
+            champion_version=champion_version,
+            tracking_uri=tracking_uri,
+        )
     if verdict.blessed:
-        if version is None:
-            raise LookupError(
-                f"the candidate is blessed but has no registered version of '{model_name}' (no version "
-                "in its metadata, and none registered from its MLflow run): train it with a catalog "
-                "trainer against the same tracking URI"
-            )
         tracking.set_alias(model_name, tracking.CHALLENGER, version, tracking_uri)
     result = EvaluateResult(
         blessed=verdict.blessed,

@@ -503,7 +503,7 @@ def push(
     try:
         checked = infra_validate(published, model_dir, model_name, validation_timeout_s)
         log(f"infra validation passed: V1 and V2 answers to the input example match the model ({published})")
-        labels = {"kfp-ct.io/model-version": published.rstrip("/").rsplit("/", 1)[-1][:63]}
+        labels = manifests.version_labels(published)
         manifest = manifests.inference_service(replace(spec, storage_uri=published, labels=labels))
         if uses_registry:
             registered, version, created = _registry_version(
@@ -515,7 +515,7 @@ def push(
                 analysis, note = _local_canary(
                     judge, registered, tracking_uri, published, model_name, validation_timeout_s, log
                 )
-            previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri)
+            previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri, storage_uri=published)
             log(f"{registered} version {version} is the champion (previous: {previous})")
             return PushResult(
                 manifests.service_url(model_name, namespace, deployment_mode),
@@ -540,7 +540,11 @@ def push(
         _undo(published, registered if created else None, version, tracking_uri, log)
         raise
     # the version serves now: a registry failure from here on leaves it published (and raises)
-    previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri) if uses_registry else None
+    previous = (
+        tracking.promote(registered, version, tracking.CHAMPION, tracking_uri, storage_uri=published)
+        if uses_registry
+        else None
+    )
     if judge is not None and judge.analysis is None:
         note = "no previous revision served: a first deployment has nothing to compare with"
     return PushResult(

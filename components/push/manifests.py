@@ -81,6 +81,14 @@ class ServiceSpec:
     service_account: str | None = None  # the predictor's ServiceAccount (s3:// storage: see s3_storage_access)
 
 
+MODEL_VERSION_LABEL = "kfp-ct.io/model-version"
+
+
+def version_labels(storage_uri: str) -> dict:
+    """The InferenceService's labels naming the published version it serves (the last folder of its storageUri)."""
+    return {MODEL_VERSION_LABEL: storage_uri.rstrip("/").rsplit("/", 1)[-1][:63]}
+
+
 def check_name(name: str, what: str = "model_name") -> str:
     """Checks that `name` can name an InferenceService (see _common.checks.check_serving_name)."""
     return checks.check_serving_name(name, what)

@@ -45,19 +45,19 @@ def _status_code(err) -> int | None:
     return getattr(err, "status", None)
 
 
-def _ready_condition(isvc: dict) -> dict:
+def ready_condition(isvc: dict) -> dict:
     for condition in (isvc.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
             return condition
     return {}
 
 
-def _predictor_status(isvc: dict) -> dict:
+def predictor_status(isvc: dict) -> dict:
     return ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
 
 
 def _latest_traffic(isvc: dict) -> dict:
-    for entry in _predictor_status(isvc).get("traffic") or []:
+    for entry in predictor_status(isvc).get("traffic") or []:
         if entry.get("latestRevision"):
             return entry
     return {}
@@ -66,13 +66,13 @@ def _latest_traffic(isvc: dict) -> dict:
 def _stable_traffic(isvc: dict) -> dict:
     """The traffic entry of the previously rolled-out revision during a canary: KServe tags it `prev` (and, with the
     enable-tag-routing annotation, the canary `latest`); each tagged entry's `url` reaches that revision only."""
-    for entry in _predictor_status(isvc).get("traffic") or []:
+    for entry in predictor_status(isvc).get("traffic") or []:
         if entry.get("tag") == "prev" and not entry.get("latestRevision"):
             return entry
     return {}
 
 
-def _storage_uri(isvc: dict) -> str | None:
+def served_storage_uri(isvc: dict) -> str | None:
     return (((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}).get("storageUri")
 
 
@@ -166,7 +166,7 @@ class Rollout:
                 )
             status = isvc.get("status") or {}
             observed = status.get("observedGeneration", 0)
-            ready = _ready_condition(isvc)
+            ready = ready_condition(isvc)
             if observed >= generation:
                 problem = check(isvc) if check else None
                 if problem is None and (ready.get("status") == "True" or not require_ready):
@@ -189,7 +189,7 @@ class Rollout:
     def _check_new_revision(self, isvc: dict) -> str | None:
         if not self.serverless:
             return None
-        predictor = _predictor_status(isvc)
+        predictor = predictor_status(isvc)
         created, ready = predictor.get("latestCreatedRevision"), predictor.get("latestReadyRevision")
         if not created or created != ready:
             return f"latest created revision {created} is not ready yet (latest ready: {ready})"
@@ -203,7 +203,7 @@ class Rollout:
             latest = _latest_traffic(isvc)
             if latest.get("percent") != percent:
                 return f"latest revision has {latest.get('percent')}% of the traffic, expected {percent}%"
-            if percent == 100 and _predictor_status(isvc).get("latestRolledoutRevision") != latest.get("revisionName"):
+            if percent == 100 and predictor_status(isvc).get("latestRolledoutRevision") != latest.get("revisionName"):
                 return "latest revision is not rolled out yet"
             return None
 
@@ -230,7 +230,7 @@ class Rollout:
     @staticmethod
     def base_url(isvc: dict) -> str:
         status = isvc.get("status") or {}
-        predictor = _predictor_status(isvc)
+        predictor = predictor_status(isvc)
         for url in (
             (status.get("address") or {}).get("url"),
             status.get("url"),
@@ -284,11 +284,11 @@ class Rollout:
         return failure
 
     def run(self) -> RolloutResult:
-        new_storage = _storage_uri(self.manifest)
+        new_storage = served_storage_uri(self.manifest)
         live = self.get()
         if live is None:
             return self._first_deployment(new_storage)
-        previous_storage = _storage_uri(live)
+        previous_storage = served_storage_uri(live)
         if self.serverless and 0 < self.canary < 100:
             return self._canary(new_storage, previous_storage)
         return self._full(new_storage, previous_storage, live)

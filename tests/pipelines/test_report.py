@@ -35,7 +35,9 @@ def test_the_graph_has_every_task_and_a_gate_per_branch(continuous):
     drift = next(node_id for node_id, n in nodes.items() if n.folder == "monitor-drift")
     assert (drift, retrain) in edges and (retrain, f"{retrain}/featurize") in edges
     push = next(node_id for node_id, n in nodes.items() if n.folder == "push")
-    assert retrain in nodes[push].gates and len(nodes[push].gates) == 4  # new data, triggered, sklearn, blessed
+    assert (
+        retrain in nodes[push].gates and len(nodes[push].gates) == 5
+    )  # new data, triggered, sklearn, blessed, no approval
 
 
 def test_a_window_without_drift_skips_the_whole_branch(continuous):
@@ -125,6 +127,10 @@ def test_verdicts_in_a_sentence():
         == "drift in 1 of 11 columns, no trigger fired: nothing retrained, the champion stays"
     )
     assert verdict_text({"blessed": False}, "succeeded") == "trained, not blessed: the champion stays"
+    assert verdict_text({"blessed": True, "challenger": "3"}, "succeeded") == (
+        "trained, blessed, awaiting approval: version 3 is the challenger, nothing deployed "
+        "(kfp-ct promote deploys it, kfp-ct reject turns it down)"
+    )
     assert verdict_text({}, "succeeded") == "every task succeeded"
     assert verdict_text(steady, "failed") == "the run failed"
 

@@ -110,3 +110,29 @@ def test_a_window_compared_with_itself_triggers_nothing(kfp_local, mlflow_server
     )
     assert steady.task("monitor-drift").parameters["Output"] is False
     assert not any(task.name.startswith(("train-", "push")) for task in steady.tasks)
+
+
+def test_a_blessed_candidate_awaits_approval_and_nothing_is_deployed(
+    kfp_local, mlflow_server, elec2_dataset, tmp_path, model_name, capfd
+):
+    summary = run_local(
+        PIPELINES["training_pipeline"],
+        {
+            "source_uri": elec2_dataset[0],
+            "target_column": "class",
+            "model_name": model_name,
+            "tracking_uri": mlflow_server,
+            "hyperparameters": {"max_iter": 20},
+            "storage_uri": (tmp_path / "models").as_uri(),
+            "require_approval": True,
+        },
+        kfp_local,
+    )
+    assert summary.task("evaluate").parameters["Output"] is True
+    assert not any(task.name.startswith("push") for task in summary.tasks)
+    assert tracking.get_alias(model_name, tracking.CHALLENGER, mlflow_server) == "1"
+    assert tracking.get_alias(model_name, tracking.CHAMPION, mlflow_server) is None
+    assert not (tmp_path / "models").exists()
+    verdicts = summary.record["verdicts"]
+    assert verdicts["blessed"] is True and verdicts["challenger"] == "1" and "pushed_version" not in verdicts
+    assert "awaiting approval: version 1 is the challenger, nothing deployed" in capfd.readouterr().out
