@@ -36,11 +36,12 @@ import tempfile
 
 import numpy as np
 
+from kfp_ct.components._common import schema
+
 MAX_ROWS = 100_000
 MAX_BODY_BYTES = 32 << 20  # the default request body limit
 DRAIN_SECONDS = 5.0  # how long the rest of a refused body is read and dropped before the 413
 NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
-_NUMERIC_TYPES = {"double", "float", "long", "integer"}
 _log = logging.getLogger(__name__)
 
 
@@ -80,7 +81,7 @@ class Columns:
         self.names = [name for name, _ in input_columns]
         self.types = [mlflow_type for _, mlflow_type in input_columns]
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.numeric = [t in _NUMERIC_TYPES for t in self.types]
+        self.numeric = [t in schema.NUMERIC_MLFLOW_TYPES for t in self.types]
         self.all_numeric = all(self.numeric)
 
     def describe(self) -> str:
@@ -408,7 +409,7 @@ class _CompiledSklearn:
         return cls(pipeline.steps[-1][1], model.featurizer.n_classes, list(position), numeric, one_hot, offset)
 
     def features(self, columns: list[np.ndarray]) -> np.ndarray:
-        from kfp_ct.components.featurize.core import MISSING
+        from kfp_ct.components._common.featurizer import MISSING
 
         n = len(columns[0])
         x = np.zeros((n, self.width), dtype=np.float32)

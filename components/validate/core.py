@@ -35,9 +35,11 @@ schemas diff line by line; a list of two items (a [value, count] pair, two class
       }
     }
 
-A classification target is a string or bool column, or an int column with at most MAX_CLASSES distinct values;
-an int or float target otherwise is a regression target. Against a reference, a column with categories there is
-checked for unseen categories, one with a range for values out of range.
+A column's type and the target's task are `kfp_ct.components._common.schema`'s rules (the ones featurize,
+monitor_drift and the server apply too): a string, bool or dictionary-encoded target is a class label, an int target
+one with few distinct values (at most 20, and few per row), any other int or float target a regression target. Against
+a reference, a column with categories there is checked for unseen categories, one with a range for values out of
+range.
 
 Anomalies. Blocking ones fail validation (`ValidationResult.raise_for_blocking`); warnings go to the report.
 
@@ -82,9 +84,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kfp_ct.components._common import datasets
+from kfp_ct.components._common.schema import (
+    CLASSIFICATION,
+    MAX_CLASSES,
+    MAX_INTEGER_CLASSES,
+    column_type,
+    comparable,
+    infer_task,
+)
 
 FORMAT = "kfp-ct.schema/v1"
-MAX_CLASSES = 20
 RANGE_TYPES = ("int", "float", "datetime", "date")
 CATEGORY_TYPES = ("int", "string", "bool")
 EXAMPLES = 5
@@ -145,26 +154,6 @@ class ValidationResult:
 
 
 # ---- types and values ------------------------------------------------------------------------------------------
-
-
-def column_type(arrow_type: pa.DataType) -> str:
-    """The schema type (int, float, string, bool, datetime, date, null, other) of an Arrow type."""
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    checks = [
-        (pa.types.is_boolean, "bool"),
-        (pa.types.is_integer, "int"),
-        (pa.types.is_floating, "float"),
-        (pa.types.is_decimal, "float"),
-        (pa.types.is_string, "string"),
-        (pa.types.is_large_string, "string"),
-        (pa.types.is_timestamp, "datetime"),
-        (pa.types.is_date, "date"),
-        (pa.types.is_null, "null"),
-    ]
-    if hasattr(pa.types, "is_string_view"):
-        checks.append((pa.types.is_string_view, "string"))
-    return next((name for check, name in checks if check(arrow_type)), "other")
 
 
 def _normalize(array: pa.Array, kind: str) -> pa.Array:
@@ -353,7 +342,7 @@ def _rules(reference: dict | None, name: str, arrow_type: pa.DataType) -> _Rules
     """The checks on a column, when it is in the reference with a type its values can be compared with."""
     expected = (reference or {}).get("columns", {}).get(name)
     kind = column_type(arrow_type)
-    if expected is None or not _comparable(expected.get("type"), kind):
+    if expected is None or not comparable(expected.get("type"), kind):
         return None
     if expected.get("categories") is not None and kind in CATEGORY_TYPES:
         values = [v for v, _ in expected["categories"]]
@@ -375,29 +364,18 @@ def _normalize_type(arrow_type: pa.DataType, kind: str) -> pa.DataType:
     return pa.string() if kind == "string" and not pa.types.is_large_string(arrow_type) else arrow_type
 
 
-def _comparable(expected: str | None, found: str) -> bool:
-    return expected == found or {expected, found} == {"int", "float"}
-
-
 # ---- the pass and the findings ---------------------------------------------------------------------------------
 
 
 def _target_schema(stats: _ColumnStats | None, target_column: str) -> dict:
     if stats is None:
         return {"column": target_column, "type": None, "task": None, "classes": None}
+    distinct = None if stats.counts is None else len(stats.counts)
+    task = infer_task(stats.kind, distinct, stats.rows - stats.nulls, pa.types.is_dictionary(stats.arrow_type))
     classes = None
-    if stats.counts is not None and (stats.kind in ("string", "bool") or len(stats.counts) <= MAX_CLASSES):
+    if task == CLASSIFICATION and stats.counts is not None:
         classes = [_to_json(v) for v in sorted(stats.counts)]
-    if stats.kind in ("string", "bool") or (stats.kind == "int" and classes is not None):
-        task = "classification"
-    else:
-        task = "regression" if stats.kind in ("int", "float") else None
-    return {
-        "column": target_column,
-        "type": stats.kind,
-        "task": task,
-        "classes": classes if task == "classification" else None,
-    }
+    return {"column": target_column, "type": stats.kind, "task": task, "classes": classes}
 
 
 def _check_args(tolerances: dict, max_categories: int, max_classes: int) -> None:
@@ -419,7 +397,7 @@ def check(
     unseen_category_tolerance: float = 0.05,
     target_null_tolerance: float = 0.0,
     max_categories: int = 100,
-    max_classes: int = 100,
+    max_classes: int = MAX_CLASSES,
     block_new_nulls: bool = False,
     strict: bool = False,
 ) -> ValidationResult:
@@ -446,7 +424,9 @@ def check(
         _ColumnStats(
             f.name,
             f.type,
-            max(max_categories, max_classes + 1) if f.name == target_column else max_categories,
+            max(max_categories, max_classes + 1, MAX_INTEGER_CLASSES + 1)
+            if f.name == target_column
+            else max_categories,
             _rules(reference, f.name, f.type),
         )
         for f in file_schema

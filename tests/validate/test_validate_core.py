@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kfp_ct.components._common import datasets
+from kfp_ct.components._common import datasets, schema
 from kfp_ct.components.validate import core
 
 
@@ -101,7 +101,7 @@ def test_infers_types_nulls_ranges_categories_and_the_target(tmp_path):
     ("values", "task", "classes"),
     [
         ([0, 1, 1, 0, 2], "classification", [0, 1, 2]),
-        (list(range(core.MAX_CLASSES + 1)), "regression", None),
+        (list(range(schema.MAX_INTEGER_CLASSES + 1)), "regression", None),
         ([0.5, 1.5, 2.5, 0.5], "regression", None),
         ([True, False, True], "classification", [False, True]),
     ],
