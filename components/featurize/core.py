@@ -193,6 +193,21 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
+def target_task(target: pd.Series, task: str | None = None) -> str:
+    """`task` when given (checked), else the task `schema.infer_task` gives the target column."""
+    if task is not None:
+        if task not in (CLASSIFICATION, REGRESSION):
+            raise ValueError(f"unknown task '{task}': expected classification or regression")
+        return task
+    inferred = schema.series_task(target)
+    if inferred is None:
+        raise ValueError(
+            f"target column '{target.name}' is of type {schema.series_type(target)}: no task follows from it (a "
+            "target is text, boolean or a number); pass task"
+        )
+    return inferred
+
+
 def check_classes(train: pd.DataFrame, target_column: str) -> None:
     distinct = train[target_column].nunique()
     if distinct < 2:
@@ -242,15 +257,7 @@ def featurize(
     if not impute_non_finite:
         features = [name for name in frame.columns if name not in {target_column, *(exclude_columns or ())}]
         check_finite(frame, features, "fix the data, or pass impute_non_finite=True to impute them as missing values")
-    if task is None:
-        task = schema.series_task(frame[target_column])
-        if task is None:
-            raise ValueError(
-                f"target column '{target_column}' is of type {schema.series_type(frame[target_column])}: no task "
-                "follows from it (a target is text, boolean or a number); pass task"
-            )
-    elif task not in (CLASSIFICATION, REGRESSION):
-        raise ValueError(f"unknown task '{task}': expected classification or regression")
+    task = target_task(frame[target_column], task)
     if task == CLASSIFICATION:
         check_classes(frame, target_column)
     train, test = split(frame, target_column, task, test_fraction, seed, time_column)
