@@ -24,6 +24,7 @@ def push(
     min_replicas: int = 1,
     max_replicas: int = 3,
     rollout_timeout_s: int = 600,
+    test: Optional[dsl.Input[dsl.Dataset]] = None,
 ) -> str:
     """Publishes a model version, proves it serves, and deploys it to KServe (or makes it the local champion).
 
@@ -60,6 +61,9 @@ def push(
         min_replicas: Minimum predictor replicas (0 lets Serverless scale to zero).
         max_replicas: Maximum predictor replicas.
         rollout_timeout_s: How long each rollout step may wait for the InferenceService to be Ready.
+        test: The model's test split (featurize's test output). When given, the server's numpy fast path is
+            compared with the model on every row of it, and a proof of equality is published with the model; the
+            server uses the fast path only for a model carrying that proof, else it runs the model itself.
 
     Returns:
         manifest: The InferenceService YAML at {uri} (what was applied, or would be with target=local); metadata:
@@ -85,6 +89,7 @@ def push(
         max_replicas,
         rollout_timeout_s,
         registered_version=model.metadata.get("version"),
+        test_path=test.path if test is not None else None,
     )
     write_manifest(result.manifest, manifest.path)
     manifest.metadata.update(result.metadata())

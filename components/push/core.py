@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -329,12 +330,14 @@ def push(
     validation_timeout_s: float = SERVER_START_TIMEOUT_S,
     registered_version: str | None = None,
     log=print,
+    test_path: str | None = None,
 ) -> PushResult:
     """Publishes, validates and deploys the model directory `model_dir` (see the module docstring).
 
-    Every check (names, storage scheme, manifest, the registry and the model's run in it) runs before anything is
-    published; a failure after publishing withdraws the published version (and a registry version push itself
-    registered), unless the version already serves on the cluster.
+    With `test_path` (the model's test split) the serving fast path is proven on the whole split first and the
+    proof published with the model (`_with_proof`). Every check (names, storage scheme, manifest, the registry and
+    the model's run in it) runs before anything is published; a failure after publishing withdraws the published
+    version (and a registry version push itself registered), unless the version already serves on the cluster.
     """
     from kfp_ct.components._common import tracking
     from kfp_ct.components._common.model import read_metadata
@@ -373,7 +376,8 @@ def push(
 
     if scheme == "":
         storage_uri = os.path.abspath(os.path.expanduser(storage.split_uri(storage_uri)[2]))
-    published = storage.publish_directory(model_dir, storage_uri)
+    with tempfile.TemporaryDirectory(prefix="kfp-ct-push-") as staging:
+        published = storage.publish_directory(_with_proof(model_dir, test_path, staging, log), storage_uri)
     log(f"published {model_dir} to {published}")
     registered = version = None
     created = False
@@ -409,6 +413,31 @@ def push(
     # the version serves now: a registry failure from here on leaves it published (and raises)
     previous = tracking.promote(registered, version, tracking.CHAMPION, tracking_uri) if uses_registry else None
     return PushResult(result.url, published, manifest, target, registered, version, previous, result.events)
+
+
+def _with_proof(model_dir: str, test_path: str | None, staging: str, log) -> str:
+    """The folder to publish: `model_dir`, or a copy of it in `staging` that carries push's own proof that the
+    server's fast path equals the model on the whole test split at `test_path` (see `fast_path`). A proof already in
+    `model_dir` is never published: without a test split, no fast path, or a failed proof, the server runs the model
+    itself."""
+    from kfp_ct.components._common import fast_path
+
+    proof = None
+    if test_path:
+        from kfp_ct.components._common.model import load_model
+
+        try:
+            proof = fast_path.prove(load_model(model_dir), test_path)
+        except fast_path.FastPathMismatch as err:
+            log(f"no serving fast path: {err}; the server runs the model itself")
+    if proof is None and not os.path.exists(os.path.join(model_dir, fast_path.PROOF_FILE)):
+        return model_dir
+    staged = os.path.join(staging, "model")
+    shutil.copytree(model_dir, staged, ignore=shutil.ignore_patterns(fast_path.PROOF_FILE))
+    if proof is not None:
+        fast_path.write_proof(proof, staged)
+        log(f"serving fast path proven equal to the model on the {proof['test_rows']} rows of the test split")
+    return staged
 
 
 def _undo(published: str, registered: str | None, version: str | None, tracking_uri: str | None, log) -> None:

@@ -45,6 +45,7 @@ def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0
         seed=seed,
         tracking_uri=tracking_uri,
     )
+    prove_fast_path(str(out / "model"), str(out / "test.parquet"))
     return {
         "path": str(out / "model"),
         "test": str(out / "test.parquet"),
@@ -52,6 +53,14 @@ def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0
         "registered": registered,
         "version": outcome.version,
     }
+
+
+def prove_fast_path(model_dir: str, test_path: str) -> None:
+    """Writes the serving fast path's proof into `model_dir`, as push does into the version it publishes."""
+    from kfp_ct.components._common import fast_path
+    from kfp_ct.components._common.model import load_model
+
+    fast_path.write_proof(fast_path.prove(load_model(model_dir), test_path), model_dir)
 
 
 def start_model_server(model_uri: str, model_name: str, log_path, env=None, timeout: float = 120):
