@@ -67,11 +67,11 @@ def train(workdir: Path, rows: int | None, max_iter: int) -> dict:
     frame = pd.read_csv(ELEC2, nrows=rows)
     datasets.write_frame(frame, workdir / "elec2.parquet", str(ELEC2))
     featurize(
-        str(workdir / "elec2.parquet"),
-        "class",
-        str(workdir / "train.parquet"),
-        str(workdir / "test.parquet"),
-        str(workdir / "featurizer"),
+        dataset_path=str(workdir / "elec2.parquet"),
+        target_column="class",
+        train_path=str(workdir / "train.parquet"),
+        test_path=str(workdir / "test.parquet"),
+        featurizer_path=str(workdir / "featurizer"),
     )
     train_sklearn(
         str(workdir / "train.parquet"),

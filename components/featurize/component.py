@@ -51,27 +51,19 @@ def featurize(
     from kfp_ct.components.featurize.core import featurize as featurize_core
 
     result = featurize_core(
-        dataset.path,
-        target_column,
-        train.path,
-        test.path,
-        featurizer.path,
-        test_fraction,
-        seed,
-        time_column,
-        task,
-        exclude_columns,
-        dataset.metadata.get("source_uri") or dataset.uri,
-        impute_non_finite,
+        dataset_path=dataset.path,
+        target_column=target_column,
+        train_path=train.path,
+        test_path=test.path,
+        featurizer_path=featurizer.path,
+        test_fraction=test_fraction,
+        seed=seed,
+        time_column=time_column,
+        task=task,
+        exclude_columns=exclude_columns,
+        impute_non_finite=impute_non_finite,
+        source_uri=dataset.metadata.get("source_uri") or dataset.uri,
     )
-    train.metadata.update(result["train"])
-    test.metadata.update(result["test"])
-    featurizer.metadata.update(
-        {
-            "task": result["task"],
-            "classes": result["classes"],
-            "target_column": target_column,
-            "features": result["features"],
-            "output_features": result["output_features"],
-        }
-    )
+    train.metadata.update(result.train)
+    test.metadata.update(result.test)
+    featurizer.metadata.update(result.metadata)

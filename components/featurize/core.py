@@ -20,6 +20,7 @@ import pandas as pd
 
 from kfp_ct.components._common import schema
 from kfp_ct.components._common.featurizer import Featurizer, build_transformer, label_key, split_id, to_datetime
+from kfp_ct.components._common.results import Result
 from kfp_ct.components._common.schema import CLASSIFICATION, REGRESSION
 
 # ----------------------------------------------------------------------------------------------- fitting
@@ -219,13 +220,21 @@ def check_classes(train: pd.DataFrame, target_column: str) -> None:
 
 
 @dataclass
-class FeaturizeResult:
-    featurizer: Featurizer
-    train_rows: int
-    test_rows: int
+class FeaturizeResult(Result):
+    """What featurize decided and wrote: the task and classes, the metadata of the train and test splits, and the
+    number of feature columns and of output features; `metadata` (of the featurizer artifact): task, classes,
+    target_column, features, output_features."""
+
+    task: str
+    classes: list | None
+    train: dict
+    test: dict
+    features: int
+    output_features: int
 
 
 def featurize(
+    *,
     dataset_path: str,
     target_column: str,
     train_path: str,
@@ -236,13 +245,13 @@ def featurize(
     time_column: str | None = None,
     task: str | None = None,
     exclude_columns: list[str] | None = None,
-    source_uri: str = "",
     impute_non_finite: bool = False,
-) -> dict:
+    source_uri: str = "",
+) -> FeaturizeResult:
     """Splits the dataset at `dataset_path` and fits the featurizer on its train split.
 
-    Writes the train and test splits (Parquet, every column kept) and the featurizer directory; nothing is written
-    unless all three succeed. Returns {"task", "classes", "train": metadata, "test": metadata, "features"}.
+    Writes the train and test splits (Parquet, every column kept, tagged with `source_uri` and the splits' id) and
+    the featurizer directory; nothing is written unless all three succeed.
     """
     from kfp_ct.components._common import datasets
 
@@ -285,11 +294,19 @@ def featurize(
         for path in written:
             Path(path).unlink(missing_ok=True)
         raise
-    return {
-        "task": task,
-        "classes": featurizer.classes,
-        "train": {**train_meta, "split": "train", "split_id": ids},
-        "test": {**test_meta, "split": "test", "split_id": ids},
-        "features": len(featurizer.feature_columns),
-        "output_features": len(featurizer.spec()["output_features"]),
-    }
+    features, output_features = len(featurizer.feature_columns), len(featurizer.spec()["output_features"])
+    return FeaturizeResult(
+        task=task,
+        classes=featurizer.classes,
+        train={**train_meta, "split": "train", "split_id": ids},
+        test={**test_meta, "split": "test", "split_id": ids},
+        features=features,
+        output_features=output_features,
+        metadata={
+            "task": task,
+            "classes": featurizer.classes,
+            "target_column": target_column,
+            "features": features,
+            "output_features": output_features,
+        },
+    )

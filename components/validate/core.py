@@ -41,7 +41,7 @@ one with few distinct values (at most 20, and few per row), any other int or flo
 a reference, a column with categories there is checked for unseen categories, one with a range for values out of
 range.
 
-Anomalies. Blocking ones fail validation (`ValidationResult.raise_for_blocking`); warnings go to the report.
+Anomalies. Blocking ones fail validation (`ValidateResult.raise_for_blocking`); warnings go to the report.
 
 | kind                 | blocking | when                                                                            |
 |----------------------|----------|---------------------------------------------------------------------------------|
@@ -84,6 +84,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kfp_ct.components._common import datasets
+from kfp_ct.components._common.results import Result
 from kfp_ct.components._common.schema import (
     CLASSIFICATION,
     MAX_CLASSES,
@@ -116,13 +117,29 @@ class Anomaly:
 
 
 @dataclass
-class ValidationResult:
-    """The inferred schema of a dataset and every anomaly found in it."""
+class ValidateResult(Result):
+    """The inferred schema of a dataset and every anomaly found in it; `metrics`: rows, columns, anomalies,
+    blocking, warnings; `metadata` (of the schema artifact): rows, columns, target, task."""
 
     dataset_path: str
     schema: dict
     anomalies: list[Anomaly] = field(default_factory=list)
     reference_path: str | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = {
+            "rows": self.schema["rows"],
+            "columns": len(self.schema["columns"]),
+            "anomalies": len(self.anomalies),
+            "blocking": len(self.blocking),
+            "warnings": len(self.warnings),
+        }
+        self.metadata = {
+            "rows": self.schema["rows"],
+            "columns": len(self.schema["columns"]),
+            "target": self.schema["target"]["column"],
+            "task": self.schema["target"]["task"] or "",
+        }
 
     @property
     def blocking(self) -> list[Anomaly]:
@@ -142,15 +159,6 @@ class ValidationResult:
                 f"validation of {self.dataset_path}{against} found {len(blocking)} blocking "
                 f"anomal{'y' if len(blocking) == 1 else 'ies'}:\n{lines}"
             )
-
-    def metrics(self) -> dict:
-        return {
-            "rows": self.schema["rows"],
-            "columns": len(self.schema["columns"]),
-            "anomalies": len(self.anomalies),
-            "blocking": len(self.blocking),
-            "warnings": len(self.warnings),
-        }
 
 
 # ---- types and values ------------------------------------------------------------------------------------------
@@ -233,7 +241,7 @@ class _ColumnStats:
 
     def update(self, array: pa.Array) -> None:
         array = _normalize(array, self.kind)
-        self.rows += len(array)  # check() sets the final count too, for a dataset with no batch
+        self.rows += len(array)  # validate() sets the final count too, for a dataset with no batch
         nulls = pc.sum(pc.is_null(array, nan_is_null=True)).as_py() if self.kind == "float" else array.null_count
         self.nulls += nulls or 0
         if self.kind == "float" and pa.types.is_floating(array.type):
@@ -387,11 +395,11 @@ def _check_args(tolerances: dict, max_categories: int, max_classes: int) -> None
             raise ValueError(f"{name} must be at least 1, found {value}")
 
 
-def check(
+def validate(
+    *,
     dataset_path: str,
     target_column: str,
     reference_schema_path: str | None = None,
-    *,
     null_tolerance: float = 0.05,
     out_of_range_tolerance: float = 0.05,
     unseen_category_tolerance: float = 0.05,
@@ -400,7 +408,7 @@ def check(
     max_classes: int = MAX_CLASSES,
     block_new_nulls: bool = False,
     strict: bool = False,
-) -> ValidationResult:
+) -> ValidateResult:
     """Infers the schema of the Parquet dataset `dataset_path` and lists every anomaly, in one streaming pass.
 
     Without a reference, only what needs none is checked (all-null columns, the target, constant columns, an empty
@@ -451,12 +459,12 @@ def check(
     _dataset_findings(findings, schema, by_name, target_column, tolerances, reference, max_classes)
     if reference is not None:
         _reference_findings(findings, schema, by_name, reference, {**tolerances, "block_new_nulls": block_new_nulls})
-    return ValidationResult(str(dataset_path), schema, findings.anomalies, reference_schema_path)
+    return ValidateResult(str(dataset_path), schema, findings.anomalies, reference_schema_path)
 
 
 def infer_schema(dataset_path: str, target_column: str, max_categories: int = 100) -> dict:
     """The schema of the Parquet dataset `dataset_path` (see the module docstring), in one streaming pass."""
-    return check(dataset_path, target_column, max_categories=max_categories).schema
+    return validate(dataset_path=dataset_path, target_column=target_column, max_categories=max_categories).schema
 
 
 class _Findings:
@@ -707,7 +715,7 @@ text-align:left;vertical-align:top}th{background:#f0f0f0}.blocking{background:#f
 .ok{color:#1a7f37}.fail{color:#c62828}code{font-size:12px}"""
 
 
-def render_report(result: ValidationResult) -> str:
+def render_report(result: ValidateResult) -> str:
     """A self-contained HTML page (no external assets): the verdict, the anomalies and the schema."""
     schema, e = result.schema, html.escape
     verdict = (
@@ -771,7 +779,7 @@ def _distinct(column: dict, max_categories: int) -> str:
     return f"> {max_categories}" if column["type"] in CATEGORY_TYPES else ""  # floats and times are not counted
 
 
-def write_report(result: ValidationResult, path: str) -> None:
+def write_report(result: ValidateResult, path: str) -> None:
     """Writes the HTML report atomically."""
     with datasets.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(render_report(result))

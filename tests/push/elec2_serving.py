@@ -29,11 +29,11 @@ def train_elec2(out, tracking_uri: str, registered: str, data_dir, seed: int = 0
     frame["weekday"] = frame["day"].map(WEEKDAYS)
     datasets.write_frame(frame, out / "data.parquet", "elec2.csv")
     featurize(
-        str(out / "data.parquet"),
-        "class",
-        str(out / "train.parquet"),
-        str(out / "test.parquet"),
-        str(out / "featurizer"),
+        dataset_path=str(out / "data.parquet"),
+        target_column="class",
+        train_path=str(out / "train.parquet"),
+        test_path=str(out / "test.parquet"),
+        featurizer_path=str(out / "featurizer"),
         seed=seed,
     )
     outcome = train_sklearn(

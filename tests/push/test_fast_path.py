@@ -115,7 +115,14 @@ def test_a_structure_the_fast_path_does_not_mirror_gets_no_proof(sqlite_tracking
     frame = pd.DataFrame({"x": rng.normal(size=300), "c": rng.choice(["a", "b"], 300), "y": ["u", "v"] * 150})
     datasets.write_frame(frame, tmp_path / "d.parquet", "test")
     paths = [str(tmp_path / name) for name in ("train.parquet", "test.parquet", "featurizer")]
-    featurize(str(tmp_path / "d.parquet"), "y", *paths, impute_non_finite=True)
+    featurize(
+        dataset_path=str(tmp_path / "d.parquet"),
+        target_column="y",
+        train_path=paths[0],
+        test_path=paths[1],
+        featurizer_path=paths[2],
+        impute_non_finite=True,
+    )
     train_sklearn(paths[0], paths[2], str(tmp_path / "model"), model_name, tracking_uri=sqlite_tracking)
     model = load_model(tmp_path / "model")
     assert fast_path.CompiledSklearn.build(model) is None
