@@ -33,8 +33,9 @@ def featurize(
         seed: Seed of the shuffled or stratified split.
         time_column: Column holding each row's time (numbers, dates or ISO 8601 text); when given, the split is by
             time. A value that does not parse as a time fails, naming the column and the value.
-        task: classification or regression; inferred from the target column when not given (text, boolean and
-            integer columns with few distinct values are classes).
+        task: classification or regression; inferred from the target column when not given, by the rule validate
+            applies too: text, boolean and categorical columns are classes, and so are integer columns with at most
+            20 distinct values that are at most 5% of the rows (or at most 3 values); other numbers are regression.
         exclude_columns: Columns that are not features (identifiers, or columns that leak the target).
         impute_non_finite: Impute inf and -inf in numeric features as missing values (median), in training and in
             serving alike; by default a feature holding them fails, naming the column (an infinite target always
