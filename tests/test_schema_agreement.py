@@ -27,7 +27,8 @@ TABLES = [
 @pytest.fixture(scope="module", params=[table for table, _ in TABLES])
 def sample(request, shared_data, tmp_path_factory):
     """(path of a Parquet sample of the table, its Arrow schema, the table's target): the table ingested, then
-    SAMPLE_ROWS rows drawn at random, and one string column also stored dictionary-encoded (pandas' category)."""
+    SAMPLE_ROWS rows drawn at random; each string column also stored dictionary-encoded (pandas' category), and each
+    date column also as ISO 8601 text (as pandas writes a CSV it read without parsing dates)."""
     import numpy as np
 
     from kfp_ct.components.ingest.core import ingest
@@ -40,6 +41,8 @@ def sample(request, shared_data, tmp_path_factory):
     strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
     for name in strings:
         table = table.append_column(f"{name}_category", table.column(name).dictionary_encode())
+    for name in [f.name for f in table.schema if pa.types.is_date(f.type)]:
+        table = table.append_column(f"{name}_text", table.column(name).cast(pa.string()))
     path = root / "sample.parquet"
     datasets.write_table(table, path, request.param)
     return str(path), table.schema, dict(TABLES)[request.param]
@@ -60,8 +63,11 @@ def test_column_kinds_agree(sample, tmp_path):
     from kfp_ct.components.push.server import Columns
 
     path, arrow_schema, target = sample
-    expected = {f.name: schema.column_kind(f.type) for f in arrow_schema}
+    expected = {f.name: schema.column_kind(f.type) for f in arrow_schema}  # by the stored type
     assert set(expected.values()) >= {schema.NUMERIC}
+    date_text = {f"{f.name}_text": schema.DATETIME for f in arrow_schema if pa.types.is_date(f.type)}
+    assert all(expected[name] == schema.CATEGORICAL for name in date_text)
+    for_models = {**expected, **date_text}  # date text is a date/time to a model
 
     # validate: the schema's type of each column is the type the rule gives its Arrow type
     types, _ = _validate_types(path, target)
@@ -71,9 +77,10 @@ def test_column_kinds_agree(sample, tmp_path):
     frame = datasets.read_frame(path)
     fitted = featurize.fit_featurizer(frame, target, featurize.target_task(frame[target]))
     by_featurize = {column["name"]: column["kind"] for column in fitted.feature_columns}
-    assert by_featurize == {name: kind for name, kind in expected.items() if name != target}
+    assert by_featurize == {name: kind for name, kind in for_models.items() if name != target}
 
-    # monitor_drift: tested columns (numerical or categorical, by its own statistics) and the ones it skips
+    # monitor_drift: tested columns (numerical or categorical, by its own statistics; date text as text, as
+    # Evidently does) and the ones it skips
     names, kinds, skipped = drift._select_columns(arrow_schema, arrow_schema, None, [], {}, path, path)
     by_drift = {name: schema.NUMERIC if ColumnStats(kinds[name]).numeric else schema.CATEGORICAL for name in names}
     assert by_drift == {name: kind for name, kind in expected.items() if kind in (schema.NUMERIC, schema.CATEGORICAL)}

@@ -129,12 +129,10 @@ class CompiledSklearn:
         return out
 
 
-def server_columns(model, frame) -> list[np.ndarray]:
-    """The columns of `frame` as the server hands them to a scorer: the model's `conform`, numbers as float64."""
-    from kfp_ct.components._common.model import conform
-
-    conformed = conform(model.featurizer, frame)
-    numeric = dict((column["name"], column["kind"] == "numeric") for column in model.featurizer.feature_columns)
+def server_columns(model, conformed) -> list[np.ndarray]:
+    """The columns of a frame the model's `conform` gave, as the server hands them to a scorer: numbers as float64,
+    text as objects (str or None), in the model's input order."""
+    numeric = {column["name"]: column["kind"] == "numeric" for column in model.featurizer.feature_columns}
     return [
         conformed[name].to_numpy(dtype=np.float64) if numeric[name] else conformed[name].to_numpy(dtype=object)
         for name, _ in model.input_columns
@@ -175,8 +173,8 @@ def prove(model, test_path: str | os.PathLike) -> dict | None:
     model.featurizer.check_columns(frame, f"the test split {test_path}")
     if frame.empty:
         raise ValueError(f"the test split {test_path} has no rows: nothing to prove the fast path on")
-    columns = server_columns(model, frame)
     conformed = conform(model.featurizer, frame)
+    columns = server_columns(model, conformed)
     for what, fast, own in (
         ("features", compiled.features(columns), model.scorer.pipeline.steps[0][1].transform(conformed)),
         ("scores", compiled(columns), np.asarray(model.scorer(conformed), dtype=np.float64)),

@@ -1,8 +1,8 @@
 """What a column is, and what a target makes the task: the one rule every component applies.
 
 A column's **type** is decided by how the dataset stores it (its Arrow type in the Parquet file, or the pandas dtype
-that Arrow type reads as), never by sniffing its values: validate and monitor_drift stream Arrow batches and must
-reach the answer featurize reaches on a DataFrame of the same file. The types (validate's schema vocabulary):
+that Arrow type reads as), never by its values: validate and monitor_drift stream Arrow batches and reach the answer
+featurize reaches on a DataFrame of the same file. The types (validate's schema vocabulary):
 
     int, float          numbers (decimals are float)
     string, bool        text and booleans
@@ -10,15 +10,18 @@ reach the answer featurize reaches on a DataFrame of the same file. The types (v
     null                a column with no value at all (Arrow's null type)
     other               anything else (binary, lists, structs, durations, ...)
 
-A dictionary-encoded column (pandas' category dtype) has the type of its values. Text that happens to hold dates
-stays text: ingest gives ISO 8601 dates and times in CSV their date/timestamp types already, and a text column is
-never turned into times on the strength of a sample.
+A dictionary-encoded column (pandas' category dtype) has the type of its values.
 
-A column's **kind** is what the model and the drift tests make of it: `numeric` (int, float), `categorical` (string,
-bool, and any dictionary-encoded column: its values are labels), `datetime` (datetime, date), or None (null, other:
-neither featurized nor tested). Its **MLflow type** (the model's signature, what the server checks payloads
-against) follows from both: long, double, datetime, boolean or string (`mlflow_type`); the server reads numbers for
-long and double (`NUMERIC_MLFLOW_TYPES`), ISO 8601 text for datetime, and text otherwise.
+A column's **kind** is what a model makes of it: `numeric` (int, float), `categorical` (string, bool, and any
+dictionary-encoded column: its values are labels), `datetime` (datetime, date, and **date text**: a plain string
+column whose first `TEXT_SAMPLE` non-null values are all ISO 8601 dates or times, `text_is_datetime`), or None (null,
+other: neither featurized nor tested). Date text is the one rule that reads values, so only the steps that have them
+at hand apply it (featurize, and through the model's signature the server); validate checks such a column as the
+string it is stored as, and monitor_drift tests it as text, as Evidently does (`column_kind` decides from the type
+alone; `series_kind` adds date text). ingest stores ISO 8601 dates and times of a CSV with their date/timestamp
+types, so after ingest every step sees the same kind. Its **MLflow type** (the model's signature, what the server
+checks payloads against) follows from type and kind: long, double, datetime, boolean or string (`mlflow_type`); the
+server reads numbers for long and double (`NUMERIC_MLFLOW_TYPES`), ISO 8601 text for datetime, and text otherwise.
 
 Two columns (a reference and a current one, or a schema and a dataset) have **comparable types** when the types
 are equal or both are numbers (int <-> float: values still compare as numbers).
@@ -51,6 +54,7 @@ MAX_INTEGER_CLASSES = 20  # an int target with more distinct values is a quantit
 ALWAYS_CLASSES = 3  # an int target with at most this many distinct values is a label whatever the row count
 CLASS_SHARE = 0.05  # else a label has at most this share of its rows as distinct values (>= 20 rows a class)
 MAX_CLASSES = 100  # default max_classes: the trainers refuse more classes, validate warns above it
+TEXT_SAMPLE = 1000  # date text: this many first non-null values of a text column are all ISO 8601 dates or times
 
 _KINDS = {"int": NUMERIC, "float": NUMERIC, "string": CATEGORICAL, "bool": CATEGORICAL, "datetime": DATETIME}
 _KINDS["date"] = DATETIME
@@ -121,11 +125,30 @@ def column_kind(arrow_type: pa.DataType) -> str | None:
     return kind_of(column_type(arrow_type), pa.types.is_dictionary(arrow_type))
 
 
-def series_kind(series: pd.Series) -> str | None:
-    """The kind of a pandas column (the category dtype is dictionary-encoded in Parquet: categorical)."""
+def text_is_datetime(series: pd.Series) -> bool:
+    """Whether a text column is date text: its first `TEXT_SAMPLE` non-null values all look like and parse as ISO 8601
+    dates or times (YYYY-MM-DD, with an optional time and zone)."""
     import pandas as pd
 
-    return kind_of(series_type(series), isinstance(series.dtype, pd.CategoricalDtype))
+    sample = series.dropna().head(TEXT_SAMPLE)
+    if not len(sample) or not sample.map(lambda value: isinstance(value, str)).all():
+        return False
+    if not (sample.str.len().between(8, 35).all() and sample.str.match(r"^\d{4}-\d{2}-\d{2}").all()):
+        return False
+    return bool(pd.to_datetime(sample, errors="coerce", format="ISO8601").notna().all())
+
+
+def series_kind(series: pd.Series) -> str | None:
+    """The kind of a pandas column: by its type (the category dtype is dictionary-encoded in Parquet: categorical),
+    and date text is datetime."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return kind_of(series_type(series), dictionary=True)
+    column_type = series_type(series)
+    if column_type == "string" and text_is_datetime(series):
+        return DATETIME
+    return kind_of(column_type)
 
 
 def mlflow_type(column_type: str, kind: str | None) -> str:

@@ -32,7 +32,7 @@ def test_elec2_hist_gradient_boosting_reaches_auc_0_85_on_later_days(
         time_column="day_index",
         exclude_columns=["date", "day_index", "approx_date"],
     )
-    assert split["test"]["rows"] == 9_072  # the last 189 of 944 days
+    assert split.test["rows"] == 9_072  # the last 189 of 944 days
     outcome = sk.train_sklearn(
         str(tmp_path / "train.parquet"),
         str(tmp_path / "featurizer"),
