@@ -59,7 +59,7 @@ def free_port() -> int:
 def train(workdir: Path, rows: int | None, max_iter: int) -> dict:
     import pandas as pd
 
-    from kfp_ct.components._common import datasets
+    from kfp_ct.components._common import datasets, fast_path
     from kfp_ct.components._common.model import load_model
     from kfp_ct.components.featurize.core import featurize
     from kfp_ct.components.train_sklearn.core import train_sklearn
@@ -67,11 +67,11 @@ def train(workdir: Path, rows: int | None, max_iter: int) -> dict:
     frame = pd.read_csv(ELEC2, nrows=rows)
     datasets.write_frame(frame, workdir / "elec2.parquet", str(ELEC2))
     featurize(
-        str(workdir / "elec2.parquet"),
-        "class",
-        str(workdir / "train.parquet"),
-        str(workdir / "test.parquet"),
-        str(workdir / "featurizer"),
+        dataset_path=str(workdir / "elec2.parquet"),
+        target_column="class",
+        train_path=str(workdir / "train.parquet"),
+        test_path=str(workdir / "test.parquet"),
+        featurizer_path=str(workdir / "featurizer"),
     )
     train_sklearn(
         train_path=str(workdir / "train.parquet"),
@@ -82,6 +82,8 @@ def train(workdir: Path, rows: int | None, max_iter: int) -> dict:
         tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
     )
     model = load_model(workdir / "model")
+    # the proof push publishes with a model (the fast path equals the model on the whole test split)
+    fast_path.write_proof(fast_path.prove(model, workdir / "test.parquet"), workdir / "model")
     names = [name for name, _ in model.input_columns]
     test = pd.read_parquet(workdir / "test.parquet").head(500)[names]
     records = json.loads(test.to_json(orient="records"))

@@ -54,11 +54,11 @@ def prepare_data(directory: Path, rows: int | None) -> dict:
     frame = pd.read_csv(DATA, nrows=rows)
     datasets.write_frame(frame, directory / "dataset.parquet", str(DATA))
     featurize(
-        str(directory / "dataset.parquet"),
-        "class",
-        str(directory / "train.parquet"),
-        str(directory / "test.parquet"),
-        str(directory / "featurizer"),
+        dataset_path=str(directory / "dataset.parquet"),
+        target_column="class",
+        train_path=str(directory / "train.parquet"),
+        test_path=str(directory / "test.parquet"),
+        featurizer_path=str(directory / "featurizer"),
         task="classification",
         seed=0,
     )

@@ -93,6 +93,7 @@ def train_evaluate_push(
                     step(
                         push(
                             model=trained.outputs["model"],
+                            test=test,
                             model_name=model_name,
                             target=push_target,
                             storage_uri=storage_uri,

@@ -229,11 +229,11 @@ def _featurize(dataset, target, out, **kwargs):
 
     path, meta = dataset
     result = featurize(
-        path,
-        target,
-        str(out / "train.parquet"),
-        str(out / "test.parquet"),
-        str(out / "featurizer"),
+        dataset_path=path,
+        target_column=target,
+        train_path=str(out / "train.parquet"),
+        test_path=str(out / "test.parquet"),
+        featurizer_path=str(out / "featurizer"),
         source_uri=meta["source_uri"],
         **kwargs,
     )

@@ -7,7 +7,7 @@ A model artifact is a directory:
                                 feature columns; metadata (framework, adapter, task, classes, library versions,
                                 train data sha256 and URI, hyperparameters, seed, validation metrics, MLflow run)
     {path}/input_example.json   a few raw rows
-    {path}/featurizer/          the fitted featurizer (see kfp_ct.components.featurize.core)
+    {path}/featurizer/          the fitted featurizer (see kfp_ct.components._common.featurizer)
     {path}/...                  the framework's files, written by its adapter
 
 Models are data, never code. Frameworks plug in through an adapter class in their trainer's module, listed in
@@ -48,15 +48,9 @@ import numpy as np
 import pandas as pd
 
 from kfp_ct.components._common.datasets import atomic_dir
-from kfp_ct.components.featurize.core import (
-    CLASSIFICATION,
-    TRANSFORMER_FILE,
-    Featurizer,
-    load_featurizer,
-)
-from kfp_ct.components.featurize.core import (
-    TRUSTED_TYPES as FEATURIZER_TRUSTED_TYPES,
-)
+from kfp_ct.components._common.featurizer import TRANSFORMER_FILE, Featurizer, load_featurizer
+from kfp_ct.components._common.featurizer import TRUSTED_TYPES as FEATURIZER_TRUSTED_TYPES
+from kfp_ct.components._common.schema import CLASSIFICATION
 
 FEATURIZER_DIR = "featurizer"
 METADATA_KEY = "kfp_ct"
@@ -301,7 +295,7 @@ def _required(file: str | os.PathLike) -> str:
 def check_skops(file: str | os.PathLike, trusted: list[str]) -> str:
     """`file` when it is a skops file that needs no types beyond skops' defaults and exactly those in `trusted`;
     otherwise ValueError naming the file (and the types)."""
-    from kfp_ct.components.featurize.core import skops_io
+    from kfp_ct.components._common.featurizer import skops_io
 
     file = _required(file)
     try:
@@ -317,7 +311,7 @@ def check_skops(file: str | os.PathLike, trusted: list[str]) -> str:
 def load_skops(file: str | os.PathLike, trusted: list[str]):
     """The object in the skops file `file`, trusting exactly the type names in `trusted` beyond skops' own
     defaults (see `check_skops`)."""
-    from kfp_ct.components.featurize.core import skops_io
+    from kfp_ct.components._common.featurizer import skops_io
 
     return skops_io().load(check_skops(file, trusted), trusted=list(trusted))
 

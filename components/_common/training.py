@@ -45,13 +45,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kfp_ct.components._common.featurizer import check_split, load_featurizer
 from kfp_ct.components._common.metrics import task_metrics
 from kfp_ct.components._common.results import Result
+from kfp_ct.components._common.schema import CLASSIFICATION, MAX_CLASSES
 from kfp_ct.components._common.tracking import without_credentials
-from kfp_ct.components.featurize.core import CLASSIFICATION, check_split, load_featurizer
 
 VALIDATION_FRACTION = 0.2
-MAX_CLASSES = 100  # the trainers' default limit: more classes make fitting and saving take minutes to hours
 METRIC_PREFIX = "validation-"  # printed metric lines read validation-roc_auc=0.93 (Katib objective names)
 
 

@@ -33,8 +33,9 @@ def featurize(
         seed: Seed of the shuffled or stratified split.
         time_column: Column holding each row's time (numbers, dates or ISO 8601 text); when given, the split is by
             time. A value that does not parse as a time fails, naming the column and the value.
-        task: classification or regression; inferred from the target column when not given (text, boolean and
-            integer columns with few distinct values are classes).
+        task: classification or regression; inferred from the target column when not given, by the rule validate
+            applies too: text, boolean and categorical columns are classes, and so are integer columns with at most
+            20 distinct values that are at most 5% of the rows (or at most 3 values); other numbers are regression.
         exclude_columns: Columns that are not features (identifiers, or columns that leak the target).
         impute_non_finite: Impute inf and -inf in numeric features as missing values (median), in training and in
             serving alike; by default a feature holding them fails, naming the column (an infinite target always
@@ -51,29 +52,21 @@ def featurize(
     from kfp_ct.components.featurize.core import featurize as featurize_core
 
     result = featurize_core(
-        dataset.path,
-        target_column,
-        train.path,
-        test.path,
-        featurizer.path,
-        test_fraction,
-        seed,
-        time_column,
-        task,
-        exclude_columns,
-        dataset.metadata.get("source_uri") or dataset.uri,
-        impute_non_finite,
+        dataset_path=dataset.path,
+        target_column=target_column,
+        train_path=train.path,
+        test_path=test.path,
+        featurizer_path=featurizer.path,
+        test_fraction=test_fraction,
+        seed=seed,
+        time_column=time_column,
+        task=task,
+        exclude_columns=exclude_columns,
+        impute_non_finite=impute_non_finite,
+        source_uri=dataset.metadata.get("source_uri") or dataset.uri,
     )
-    train.metadata.update(result["train"])
+    train.metadata.update(result.train)
     if dataset.metadata.get("window"):  # the time window ingest read: the trainers record it for reference_data
         train.metadata["window"] = dataset.metadata["window"]
-    test.metadata.update(result["test"])
-    featurizer.metadata.update(
-        {
-            "task": result["task"],
-            "classes": result["classes"],
-            "target_column": target_column,
-            "features": result["features"],
-            "output_features": result["output_features"],
-        }
-    )
+    test.metadata.update(result.test)
+    featurizer.metadata.update(result.metadata)

@@ -49,7 +49,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from kfp_ct.components._common import datasets
+from kfp_ct.components._common import datasets, schema
 from kfp_ct.components._common.results import Result
 from kfp_ct.components.monitor_drift import stats
 from kfp_ct.components.monitor_drift.report import render_no_new_data, render_report
@@ -126,28 +126,12 @@ class DriftResult:
 
 
 def _kind(arrow_type: pa.DataType) -> str:
-    if pa.types.is_integer(arrow_type):
-        return "int"
-    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        return "float"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "string"
-    if pa.types.is_dictionary(arrow_type):
+    """What the drift tests make of a column: its `schema.column_type` (int, float, null: numerical; string, bool:
+    categorical; datetime, date, other: not tested), except that a dictionary-encoded column is "dictionary":
+    categorical whatever its values (`schema.column_kind`)."""
+    if pa.types.is_dictionary(arrow_type) and schema.column_kind(arrow_type) == schema.CATEGORICAL:
         return "dictionary"
-    if pa.types.is_boolean(arrow_type):
-        return "bool"
-    if pa.types.is_null(arrow_type):
-        return "null"
-    if pa.types.is_temporal(arrow_type):
-        return "datetime"
-    return "other"
-
-
-_FAMILY = {"int": "numeric", "float": "numeric", "string": "text", "dictionary": "text", "bool": "bool"}
-
-
-def _family(kind: str) -> str:
-    return _FAMILY.get(kind, kind)
+    return schema.column_type(arrow_type)
 
 
 def _select_columns(
@@ -190,14 +174,15 @@ def _select_columns(
         )
     kinds, skipped, mismatched = {}, {}, []
     for name in candidates:
-        ref_kind, cur_kind = _kind(ref_schema.field(name).type), _kind(cur_schema.field(name).type)
-        if "null" not in (ref_kind, cur_kind) and _family(ref_kind) != _family(cur_kind):
+        ref_type, cur_type = (schema.column_type(s.field(name).type) for s in (ref_schema, cur_schema))
+        if "null" not in (ref_type, cur_type) and not schema.comparable(ref_type, cur_type):
             mismatched.append(
                 f"'{name}' is {ref_schema.field(name).type} in reference but {cur_schema.field(name).type} in current"
             )
             continue
-        kind = cur_kind if cur_kind != "null" else ref_kind
-        if kind in ("datetime", "other"):
+        arrow_type = (cur_schema if cur_type != "null" else ref_schema).field(name).type
+        kind = _kind(arrow_type)
+        if kind != "null" and schema.column_kind(arrow_type) not in (schema.NUMERIC, schema.CATEGORICAL):
             if columns is not None:
                 raise ValueError(
                     f"column '{name}' has type {cur_schema.field(name).type}: drift is tested on "

@@ -76,7 +76,10 @@ def push(
         min_replicas: Minimum predictor replicas (0 lets Serverless scale to zero).
         max_replicas: Maximum predictor replicas.
         rollout_timeout_s: How long each rollout step may wait for the InferenceService to be Ready.
-        test: Rows to replay to the canary (the test split); canary_rows_uri takes precedence when set.
+        test: The model's test split (featurize's test output). When given, the server's numpy fast path is
+            compared with the model on every row of it, and a proof of equality is published with the model (the
+            server uses the fast path only for a model carrying that proof, else it runs the model itself); its rows
+            are also what the canary analysis replays, unless canary_rows_uri is set.
         canary_bake_s: How long the canary analysis replays rows to both models; 0 for no analysis (a smoke test
             only). With target=kserve it needs deployment_mode=Serverless and canary_traffic_percent within 1..99.
         canary_rows_uri: A Parquet dataset (a file or a folder, hive-partitioned or not, e.g. captured traffic under

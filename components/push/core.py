@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -441,9 +442,12 @@ def push(
 ) -> PushResult:
     """Publishes, validates and deploys the model directory `model_dir` (see the module docstring).
 
-    Every check (names, storage scheme, manifest, the canary's settings and rows, the registry and the model's run in
-    it) runs before anything is published; a failure after publishing withdraws the published version (and a
-    registry version push itself registered), unless the version already serves on the cluster.
+    With `test_path` (the model's test split) the serving fast path is proven on the whole split first and the
+    proof published with the model (`_with_proof`); the same rows are what the canary analysis replays unless
+    `canary_rows_uri` is set. Every check (names, storage scheme, manifest, the canary's settings and rows, the
+    registry and the model's run in it) runs before anything is published; a failure after publishing withdraws the
+    published version (and a registry version push itself registered), unless the version already serves on the
+    cluster.
     """
     from kfp_ct.components._common import tracking
     from kfp_ct.components._common.model import read_metadata
@@ -495,7 +499,8 @@ def push(
 
     if scheme == "":
         storage_uri = os.path.abspath(os.path.expanduser(storage.split_uri(storage_uri)[2]))
-    published = storage.publish_directory(model_dir, storage_uri)
+    with tempfile.TemporaryDirectory(prefix="kfp-ct-push-") as staging:
+        published = storage.publish_directory(_with_proof(model_dir, test_path, staging, log), storage_uri)
     log(f"published {model_dir} to {published}")
     registered = version = None
     created = False
@@ -559,6 +564,31 @@ def push(
         canary=judge.analysis if judge is not None else None,
         canary_note=note,
     )
+
+
+def _with_proof(model_dir: str, test_path: str | None, staging: str, log) -> str:
+    """The folder to publish: `model_dir`, or a copy of it in `staging` that carries push's own proof that the
+    server's fast path equals the model on the whole test split at `test_path` (see `fast_path`). A proof already in
+    `model_dir` is never published: without a test split, no fast path, or a failed proof, the server runs the model
+    itself."""
+    from kfp_ct.components._common import fast_path
+
+    proof = None
+    if test_path:
+        from kfp_ct.components._common.model import load_model
+
+        try:
+            proof = fast_path.prove(load_model(model_dir), test_path)
+        except fast_path.FastPathMismatch as err:
+            log(f"no serving fast path: {err}; the server runs the model itself")
+    if proof is None and not os.path.exists(os.path.join(model_dir, fast_path.PROOF_FILE)):
+        return model_dir
+    staged = os.path.join(staging, "model")
+    shutil.copytree(model_dir, staged, ignore=shutil.ignore_patterns(fast_path.PROOF_FILE))
+    if proof is not None:
+        fast_path.write_proof(proof, staged)
+        log(f"serving fast path proven equal to the model on the {proof['test_rows']} rows of the test split")
+    return staged
 
 
 def _undo(published: str, registered: str | None, version: str | None, tracking_uri: str | None, log) -> None:

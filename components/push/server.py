@@ -35,11 +35,12 @@ import os
 
 import numpy as np
 
+from kfp_ct.components._common import schema
+
 MAX_ROWS = 100_000
 MAX_BODY_BYTES = 32 << 20  # the default request body limit
 DRAIN_SECONDS = 5.0  # how long the rest of a refused body is read and dropped before the 413
 NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
-_NUMERIC_TYPES = {"double", "float", "long", "integer"}
 _log = logging.getLogger(__name__)
 
 
@@ -56,7 +57,7 @@ class Columns:
         self.names = [name for name, _ in input_columns]
         self.types = [mlflow_type for _, mlflow_type in input_columns]
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.numeric = [t in _NUMERIC_TYPES for t in self.types]
+        self.numeric = [t in schema.NUMERIC_MLFLOW_TYPES for t in self.types]
         self.all_numeric = all(self.numeric)
 
     def describe(self) -> str:
@@ -282,7 +283,7 @@ class _Predictor:
         self.classification = model.task == "classification"
         self.classes = np.asarray(model.classes, dtype=object) if self.classification else None
         self._frame = pd.DataFrame
-        self.compiled = None
+        self.compiled = None  # the fast path push proved for this model (fast_path.load), when it has one
 
     def __call__(self, columns: list[np.ndarray]):
         if self.compiled is not None:
@@ -297,157 +298,6 @@ class _Predictor:
                 )
             return self.classes[np.argmax(proba, axis=1)], proba
         return scores.reshape(-1).astype(np.float64), None
-
-
-class _CompiledSklearn:
-    """A numpy-only scorer for the catalog's scikit-learn models whose featurizer holds only the numeric (median
-    impute, standard scale) and one-hot parts: the same float32 features and the same estimator calls, without the
-    per-request cost of pandas and of ColumnTransformer (milliseconds for one row). It reuses the estimator that
-    `load_model` read (skops, exact trusted types); nothing is loaded a second time.
-
-    `build` returns None for any other structure, and the result is checked against the model's own predictions at
-    load time (input example, all-missing rows, unseen categories); on any difference the server keeps the generic
-    path. Only fitted attributes are read; nothing is refitted.
-    """
-
-    def __init__(self, estimator, n_classes, names, numeric, one_hot, width):
-        self.estimator = estimator
-        self.n_classes = n_classes
-        self.numeric = numeric  # (output offset, [input positions], statistics, mean, scale)
-        self.one_hot = one_hot  # [(output offset, input position, {category: index})]
-        self.width = width
-        self.estimator_classes = np.asarray(estimator.classes_, dtype=np.int64) if n_classes is not None else None
-
-    @classmethod
-    def build(cls, model) -> _CompiledSklearn | None:
-        from sklearn.compose import ColumnTransformer
-        from sklearn.impute import SimpleImputer
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-        pipeline = getattr(model.scorer, "pipeline", None)  # the sklearn adapter's scorer, loaded by load_model
-        if model.framework != "sklearn" or pipeline is None:
-            return None
-        transformer = model.featurizer.transformer
-        if (
-            not isinstance(transformer, Pipeline)
-            or len(transformer.steps) != 2
-            or type(transformer.steps[1][1]).__name__ != "Float32"
-        ):
-            return None
-        columns = transformer.steps[0][1]
-        if not isinstance(columns, ColumnTransformer):
-            return None
-        position = {name: i for i, (name, _) in enumerate(model.input_columns)}
-        numeric, one_hot, offset = None, [], 0
-        for name, part, selected in columns.transformers_:
-            if name == "remainder" and part == "drop":
-                continue
-            if not isinstance(part, Pipeline) or not all(isinstance(c, str) and c in position for c in selected):
-                return None
-            steps = [step for _, step in part.steps]
-            if (
-                len(steps) == 2
-                and isinstance(steps[0], SimpleImputer)
-                and isinstance(steps[1], StandardScaler)
-                and steps[0].strategy == "median"
-                and not steps[0].add_indicator
-                and numeric is None
-            ):
-                imputer, scaler = steps
-                if imputer.statistics_.shape[0] != len(selected):
-                    return None
-                mean = scaler.mean_ if scaler.with_mean else np.zeros(len(selected))
-                scale = scaler.scale_ if scaler.with_std else np.ones(len(selected))
-                numeric = (
-                    offset,
-                    [position[c] for c in selected],
-                    np.asarray(imputer.statistics_, np.float64),
-                    np.asarray(mean, np.float64),
-                    np.asarray(scale, np.float64),
-                )
-                offset += len(selected)
-            elif (
-                len(steps) == 2
-                and type(steps[0]).__name__ == "CategoryStrings"
-                and isinstance(steps[1], OneHotEncoder)
-                and steps[1].drop is None
-                and steps[1].handle_unknown == "ignore"
-                and not getattr(steps[1], "_infrequent_enabled", False)
-            ):
-                for column, categories in zip(selected, steps[1].categories_):
-                    lookup = {str(category): j for j, category in enumerate(categories.tolist())}
-                    one_hot.append((offset, position[column], lookup))
-                    offset += len(categories)
-            else:
-                return None
-        return cls(pipeline.steps[-1][1], model.featurizer.n_classes, list(position), numeric, one_hot, offset)
-
-    def features(self, columns: list[np.ndarray]) -> np.ndarray:
-        from kfp_ct.components.featurize.core import MISSING
-
-        n = len(columns[0])
-        x = np.zeros((n, self.width), dtype=np.float32)
-        if self.numeric is not None:
-            offset, positions, statistics, mean, scale = self.numeric
-            block = np.column_stack([columns[p] for p in positions]).astype(np.float64, copy=False)
-            block = np.where(np.isnan(block), statistics, block)
-            x[:, offset : offset + len(positions)] = (block - mean) / scale
-        for offset, position, lookup in self.one_hot:
-            for row, value in enumerate(columns[position].tolist()):
-                j = lookup.get(MISSING if value is None else value)
-                if j is not None:
-                    x[row, offset + j] = 1.0
-        return x
-
-    def __call__(self, columns: list[np.ndarray]) -> np.ndarray:
-        x = self.features(columns)
-        if self.n_classes is None:
-            return np.asarray(self.estimator.predict(x), dtype=np.float64)
-        out = np.zeros((len(x), self.n_classes), dtype=np.float64)
-        out[:, self.estimator_classes] = self.estimator.predict_proba(x)
-        return out
-
-
-def _verified_compiled(model, columns_spec: Columns) -> _CompiledSklearn | None:
-    """The compiled scorer if it gives exactly the model's own scores on probe rows, else None."""
-    import pandas as pd
-
-    try:
-        compiled = _CompiledSklearn.build(model)
-    except Exception as err:  # an unexpected structure: keep the generic path
-        _log.warning("kfp-ct: no compiled fast path (%s: %s)", type(err).__name__, err)
-        return None
-    if compiled is None:
-        return None
-    example = os.path.join(model.path, "input_example.json")
-    try:
-        import json
-
-        with open(example) as f:
-            data = json.load(f)
-        records = [dict(zip(data["columns"], row)) for row in data["data"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    probes = records + [
-        {name: None for name in columns_spec.names},
-        {
-            name: (None if numeric else "__kfp_ct_unseen__")
-            for name, numeric in zip(columns_spec.names, columns_spec.numeric)
-        },
-    ]
-    columns = columns_spec.from_instances(probes)
-    frame = pd.DataFrame(dict(zip(columns_spec.names, columns)))
-    try:
-        same_features = np.array_equal(compiled.features(columns), model.featurizer.transform(frame), equal_nan=True)
-        same_scores = np.array_equal(compiled(columns), np.asarray(model.scorer(frame), dtype=np.float64))
-    except Exception as err:
-        _log.warning("kfp-ct: compiled fast path failed its check (%s: %s)", type(err).__name__, err)
-        return None
-    if not (same_features and same_scores):
-        _log.warning("kfp-ct: compiled fast path differs from the model's own scores: not used")
-        return None
-    return compiled
 
 
 def make_model_class():
@@ -467,6 +317,7 @@ def make_model_class():
         def load(self) -> bool:
             from threadpoolctl import threadpool_limits
 
+            from kfp_ct.components._common import fast_path
             from kfp_ct.components._common.model import load_model
 
             # One request is small and requests run concurrently: OpenMP threads inside one prediction cost far more
@@ -482,12 +333,12 @@ def make_model_class():
             self.columns = Columns(self.model.input_columns)
             self.predictor = _Predictor(self.model)
             if os.environ.get("KFP_CT_SERVER_FAST_PATH", "1") != "0":
-                self.predictor.compiled = _verified_compiled(self.model, self.columns)
+                self.predictor.compiled = fast_path.load(self.model)  # only with push's proof for these files
             _log.info(
-                "kfp-ct: serving %s (%s) with the %s scorer",
+                "kfp-ct: serving %s (%s) with %s",
                 self.name,
                 self.model.framework,
-                "compiled numpy" if self.predictor.compiled is not None else "generic",
+                "its proven numpy fast path" if self.predictor.compiled is not None else "the model itself",
             )
             self.classes = list(self.model.classes) if self.model.task == "classification" else None
             self.ready = True

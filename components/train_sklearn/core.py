@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kfp_ct.components._common.model import FEATURIZER_TRUSTED_TYPES
+from kfp_ct.components._common.schema import CLASSIFICATION
 from kfp_ct.components._common.training import MAX_CLASSES, FitResult, TrainingResult, validation_metrics
-from kfp_ct.components.featurize.core import CLASSIFICATION
 
 # Each estimator's hyperparameters and their defaults; anything else is refused by name.
 HYPERPARAMETERS: dict[str, dict[str, object]] = {
@@ -170,8 +170,8 @@ class SklearnAdapter:
 
         import mlflow.sklearn
 
+        from kfp_ct.components._common.featurizer import skops_io
         from kfp_ct.components._common.model import pip_requirements
-        from kfp_ct.components.featurize.core import skops_io
 
         pipeline = self.pipeline(estimator, featurizer)
         probe = path + ".types.skops"  # the types this pipeline holds, checked against TRUSTED_TYPES
@@ -230,7 +230,7 @@ def train_sklearn(
     any data is read.
     """
     from kfp_ct.components._common import training
-    from kfp_ct.components.featurize.core import load_featurizer
+    from kfp_ct.components._common.featurizer import load_featurizer
 
     allowed = hyperparameters_for(estimator)
     training.check_hyperparameters(hyperparameters, allowed, estimator)

@@ -53,12 +53,13 @@ def validate(
         report: An HTML page: the verdict, a table of the anomalies and the schema.
         metrics: rows, columns, anomalies, blocking and warnings.
     """
-    from kfp_ct.components.validate.core import check, write_report, write_schema
+    from kfp_ct.components.validate.core import validate as validate_core
+    from kfp_ct.components.validate.core import write_report, write_schema
 
-    result = check(
-        dataset.path,
-        target_column,
-        reference_schema.path if reference_schema is not None else None,
+    result = validate_core(
+        dataset_path=dataset.path,
+        target_column=target_column,
+        reference_schema_path=reference_schema.path if reference_schema is not None else None,
         null_tolerance=null_tolerance,
         out_of_range_tolerance=out_of_range_tolerance,
         unseen_category_tolerance=unseen_category_tolerance,
@@ -71,15 +72,7 @@ def validate(
     for anomaly in result.anomalies:
         print(f"{'BLOCKING' if anomaly.blocking else 'warning'}: {anomaly}")
     write_report(result, report.path)
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
+    result.log_metrics(metrics)
     result.raise_for_blocking()
     write_schema(result.schema, schema.path)
-    schema.metadata.update(
-        {
-            "rows": result.schema["rows"],
-            "columns": len(result.schema["columns"]),
-            "target": target_column,
-            "task": result.schema["target"]["task"] or "",
-        }
-    )
+    schema.metadata.update(result.metadata)

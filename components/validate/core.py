@@ -35,11 +35,13 @@ schemas diff line by line; a list of two items (a [value, count] pair, two class
       }
     }
 
-A classification target is a string or bool column, or an int column with at most MAX_CLASSES distinct values;
-an int or float target otherwise is a regression target. Against a reference, a column with categories there is
-checked for unseen categories, one with a range for values out of range.
+A column's type and the target's task are `kfp_ct.components._common.schema`'s rules (the ones featurize,
+monitor_drift and the server apply too): a string, bool or dictionary-encoded target is a class label, an int target
+one with few distinct values (at most 20, and few per row), any other int or float target a regression target. Against
+a reference, a column with categories there is checked for unseen categories, one with a range for values out of
+range.
 
-Anomalies. Blocking ones fail validation (`ValidationResult.raise_for_blocking`); warnings go to the report.
+Anomalies. Blocking ones fail validation (`ValidateResult.raise_for_blocking`); warnings go to the report.
 
 | kind                 | blocking | when                                                                            |
 |----------------------|----------|---------------------------------------------------------------------------------|
@@ -82,9 +84,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kfp_ct.components._common import datasets
+from kfp_ct.components._common.results import Result
+from kfp_ct.components._common.schema import (
+    CLASSIFICATION,
+    MAX_CLASSES,
+    MAX_INTEGER_CLASSES,
+    column_type,
+    comparable,
+    infer_task,
+)
 
 FORMAT = "kfp-ct.schema/v1"
-MAX_CLASSES = 20
 RANGE_TYPES = ("int", "float", "datetime", "date")
 CATEGORY_TYPES = ("int", "string", "bool")
 EXAMPLES = 5
@@ -107,13 +117,29 @@ class Anomaly:
 
 
 @dataclass
-class ValidationResult:
-    """The inferred schema of a dataset and every anomaly found in it."""
+class ValidateResult(Result):
+    """The inferred schema of a dataset and every anomaly found in it; `metrics`: rows, columns, anomalies,
+    blocking, warnings; `metadata` (of the schema artifact): rows, columns, target, task."""
 
     dataset_path: str
     schema: dict
     anomalies: list[Anomaly] = field(default_factory=list)
     reference_path: str | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = {
+            "rows": self.schema["rows"],
+            "columns": len(self.schema["columns"]),
+            "anomalies": len(self.anomalies),
+            "blocking": len(self.blocking),
+            "warnings": len(self.warnings),
+        }
+        self.metadata = {
+            "rows": self.schema["rows"],
+            "columns": len(self.schema["columns"]),
+            "target": self.schema["target"]["column"],
+            "task": self.schema["target"]["task"] or "",
+        }
 
     @property
     def blocking(self) -> list[Anomaly]:
@@ -134,37 +160,8 @@ class ValidationResult:
                 f"anomal{'y' if len(blocking) == 1 else 'ies'}:\n{lines}"
             )
 
-    def metrics(self) -> dict:
-        return {
-            "rows": self.schema["rows"],
-            "columns": len(self.schema["columns"]),
-            "anomalies": len(self.anomalies),
-            "blocking": len(self.blocking),
-            "warnings": len(self.warnings),
-        }
-
 
 # ---- types and values ------------------------------------------------------------------------------------------
-
-
-def column_type(arrow_type: pa.DataType) -> str:
-    """The schema type (int, float, string, bool, datetime, date, null, other) of an Arrow type."""
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    checks = [
-        (pa.types.is_boolean, "bool"),
-        (pa.types.is_integer, "int"),
-        (pa.types.is_floating, "float"),
-        (pa.types.is_decimal, "float"),
-        (pa.types.is_string, "string"),
-        (pa.types.is_large_string, "string"),
-        (pa.types.is_timestamp, "datetime"),
-        (pa.types.is_date, "date"),
-        (pa.types.is_null, "null"),
-    ]
-    if hasattr(pa.types, "is_string_view"):
-        checks.append((pa.types.is_string_view, "string"))
-    return next((name for check, name in checks if check(arrow_type)), "other")
 
 
 def _normalize(array: pa.Array, kind: str) -> pa.Array:
@@ -244,7 +241,7 @@ class _ColumnStats:
 
     def update(self, array: pa.Array) -> None:
         array = _normalize(array, self.kind)
-        self.rows += len(array)  # check() sets the final count too, for a dataset with no batch
+        self.rows += len(array)  # validate() sets the final count too, for a dataset with no batch
         nulls = pc.sum(pc.is_null(array, nan_is_null=True)).as_py() if self.kind == "float" else array.null_count
         self.nulls += nulls or 0
         if self.kind == "float" and pa.types.is_floating(array.type):
@@ -353,7 +350,7 @@ def _rules(reference: dict | None, name: str, arrow_type: pa.DataType) -> _Rules
     """The checks on a column, when it is in the reference with a type its values can be compared with."""
     expected = (reference or {}).get("columns", {}).get(name)
     kind = column_type(arrow_type)
-    if expected is None or not _comparable(expected.get("type"), kind):
+    if expected is None or not comparable(expected.get("type"), kind):
         return None
     if expected.get("categories") is not None and kind in CATEGORY_TYPES:
         values = [v for v, _ in expected["categories"]]
@@ -375,29 +372,18 @@ def _normalize_type(arrow_type: pa.DataType, kind: str) -> pa.DataType:
     return pa.string() if kind == "string" and not pa.types.is_large_string(arrow_type) else arrow_type
 
 
-def _comparable(expected: str | None, found: str) -> bool:
-    return expected == found or {expected, found} == {"int", "float"}
-
-
 # ---- the pass and the findings ---------------------------------------------------------------------------------
 
 
 def _target_schema(stats: _ColumnStats | None, target_column: str) -> dict:
     if stats is None:
         return {"column": target_column, "type": None, "task": None, "classes": None}
+    distinct = None if stats.counts is None else len(stats.counts)
+    task = infer_task(stats.kind, distinct, stats.rows - stats.nulls, pa.types.is_dictionary(stats.arrow_type))
     classes = None
-    if stats.counts is not None and (stats.kind in ("string", "bool") or len(stats.counts) <= MAX_CLASSES):
+    if task == CLASSIFICATION and stats.counts is not None:
         classes = [_to_json(v) for v in sorted(stats.counts)]
-    if stats.kind in ("string", "bool") or (stats.kind == "int" and classes is not None):
-        task = "classification"
-    else:
-        task = "regression" if stats.kind in ("int", "float") else None
-    return {
-        "column": target_column,
-        "type": stats.kind,
-        "task": task,
-        "classes": classes if task == "classification" else None,
-    }
+    return {"column": target_column, "type": stats.kind, "task": task, "classes": classes}
 
 
 def _check_args(tolerances: dict, max_categories: int, max_classes: int) -> None:
@@ -409,20 +395,20 @@ def _check_args(tolerances: dict, max_categories: int, max_classes: int) -> None
             raise ValueError(f"{name} must be at least 1, found {value}")
 
 
-def check(
+def validate(
+    *,
     dataset_path: str,
     target_column: str,
     reference_schema_path: str | None = None,
-    *,
     null_tolerance: float = 0.05,
     out_of_range_tolerance: float = 0.05,
     unseen_category_tolerance: float = 0.05,
     target_null_tolerance: float = 0.0,
     max_categories: int = 100,
-    max_classes: int = 100,
+    max_classes: int = MAX_CLASSES,
     block_new_nulls: bool = False,
     strict: bool = False,
-) -> ValidationResult:
+) -> ValidateResult:
     """Infers the schema of the Parquet dataset `dataset_path` and lists every anomaly, in one streaming pass.
 
     Without a reference, only what needs none is checked (all-null columns, the target, constant columns, an empty
@@ -446,7 +432,9 @@ def check(
         _ColumnStats(
             f.name,
             f.type,
-            max(max_categories, max_classes + 1) if f.name == target_column else max_categories,
+            max(max_categories, max_classes + 1, MAX_INTEGER_CLASSES + 1)
+            if f.name == target_column
+            else max_categories,
             _rules(reference, f.name, f.type),
         )
         for f in file_schema
@@ -471,12 +459,12 @@ def check(
     _dataset_findings(findings, schema, by_name, target_column, tolerances, reference, max_classes)
     if reference is not None:
         _reference_findings(findings, schema, by_name, reference, {**tolerances, "block_new_nulls": block_new_nulls})
-    return ValidationResult(str(dataset_path), schema, findings.anomalies, reference_schema_path)
+    return ValidateResult(str(dataset_path), schema, findings.anomalies, reference_schema_path)
 
 
 def infer_schema(dataset_path: str, target_column: str, max_categories: int = 100) -> dict:
     """The schema of the Parquet dataset `dataset_path` (see the module docstring), in one streaming pass."""
-    return check(dataset_path, target_column, max_categories=max_categories).schema
+    return validate(dataset_path=dataset_path, target_column=target_column, max_categories=max_categories).schema
 
 
 class _Findings:
@@ -727,7 +715,7 @@ text-align:left;vertical-align:top}th{background:#f0f0f0}.blocking{background:#f
 .ok{color:#1a7f37}.fail{color:#c62828}code{font-size:12px}"""
 
 
-def render_report(result: ValidationResult) -> str:
+def render_report(result: ValidateResult) -> str:
     """A self-contained HTML page (no external assets): the verdict, the anomalies and the schema."""
     schema, e = result.schema, html.escape
     verdict = (
@@ -791,7 +779,7 @@ def _distinct(column: dict, max_categories: int) -> str:
     return f"> {max_categories}" if column["type"] in CATEGORY_TYPES else ""  # floats and times are not counted
 
 
-def write_report(result: ValidationResult, path: str) -> None:
+def write_report(result: ValidateResult, path: str) -> None:
     """Writes the HTML report atomically."""
     with datasets.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(render_report(result))

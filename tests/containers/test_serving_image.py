@@ -41,11 +41,11 @@ def model_dir(shared_data, tmp_path_factory):
     frame = pd.read_csv(shared_data / "elec2" / "elec2.csv", nrows=ROWS)
     datasets.write_frame(frame, out / "data.parquet", "elec2.csv")
     featurize(
-        str(out / "data.parquet"),
-        "class",
-        str(out / "train.parquet"),
-        str(out / "test.parquet"),
-        str(out / "featurizer"),
+        dataset_path=str(out / "data.parquet"),
+        target_column="class",
+        train_path=str(out / "train.parquet"),
+        test_path=str(out / "test.parquet"),
+        featurizer_path=str(out / "featurizer"),
         seed=0,
     )
     train_sklearn(

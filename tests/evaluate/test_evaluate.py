@@ -180,14 +180,14 @@ def test_multiclass_with_a_rare_class(shared_data, sqlite_tracking, model_name, 
     source = shared_data / "bike_sharing" / "hour.csv"
     datasets.write_table(pacsv.read_csv(source), tmp_path / "hour.parquet", str(source))
     split = featurize.featurize(
-        str(tmp_path / "hour.parquet"),
-        "weathersit",
-        str(tmp_path / "train.parquet"),
-        str(tmp_path / "test.parquet"),
-        str(tmp_path / "featurizer"),
+        dataset_path=str(tmp_path / "hour.parquet"),
+        target_column="weathersit",
+        train_path=str(tmp_path / "train.parquet"),
+        test_path=str(tmp_path / "test.parquet"),
+        featurizer_path=str(tmp_path / "featurizer"),
         exclude_columns=["instant"],
     )
-    assert split["task"] == "classification" and split["classes"] == [1, 2, 3, 4]
+    assert split.task == "classification" and split.classes == [1, 2, 3, 4]
     outcome = sk.train_sklearn(
         train_path=str(tmp_path / "train.parquet"),
         featurizer_path=str(tmp_path / "featurizer"),

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from kfp_ct.components._common import datasets
+from kfp_ct.components._common.featurizer import SPEC_FILE, load_featurizer
 from kfp_ct.components.featurize import core
 
 
@@ -22,17 +23,17 @@ def _write(frame: pd.DataFrame, path) -> str:
 
 def test_elec2_split_is_stratified_and_featurizer_round_trips(elec2_split, elec2_dataset):
     result = elec2_split["result"]
-    assert result["task"] == "classification"
-    assert result["classes"] == ["DOWN", "UP"]
+    assert result.task == "classification"
+    assert result.classes == ["DOWN", "UP"]
     full = datasets.read_frame(elec2_dataset[0])
     train, test = datasets.read_frame(elec2_split["train"]), datasets.read_frame(elec2_split["test"])
     assert len(train) + len(test) == len(full)
     assert len(test) == pytest.approx(0.2 * len(full), abs=1)
     assert abs(train["class"].eq("UP").mean() - test["class"].eq("UP").mean()) < 0.01  # stratified
-    assert result["train"]["sha256"] == datasets.sha256_file(elec2_split["train"])
-    assert result["train"]["source_uri"].endswith("elec2.csv")
+    assert result.train["sha256"] == datasets.sha256_file(elec2_split["train"])
+    assert result.train["source_uri"].endswith("elec2.csv")
 
-    featurizer = core.load_featurizer(elec2_split["featurizer"])
+    featurizer = load_featurizer(elec2_split["featurizer"])
     assert featurizer.target_column == "class" and featurizer.task == "classification"
     assert featurizer.feature_names == [
         "date",
@@ -53,7 +54,7 @@ def test_elec2_split_is_stratified_and_featurizer_round_trips(elec2_split, elec2
     # fitted on the train split only: standardized train columns have mean ~0, test columns do not exactly
     x_train = featurizer.transform(train)
     assert np.abs(x_train.mean(axis=0)).max() < 1e-3
-    spec = json.loads(open(os.path.join(elec2_split["featurizer"], core.SPEC_FILE)).read())
+    spec = json.loads(open(os.path.join(elec2_split["featurizer"], SPEC_FILE)).read())
     assert spec["feature_columns"][1] == {"name": "day", "kind": "numeric", "mlflow_type": "long", "dtype": "int64"}
 
 
@@ -69,8 +70,8 @@ def test_split_is_deterministic_and_seeded(elec2_dataset):
 def test_time_split_puts_the_latest_rows_in_test(bike_split, bike_dataset):
     train, test = datasets.read_frame(bike_split["train"]), datasets.read_frame(bike_split["test"])
     assert pd.to_datetime(train["dteday"]).max() < pd.to_datetime(test["dteday"]).min()
-    assert bike_split["result"]["task"] == "regression" and bike_split["result"]["classes"] is None
-    featurizer = core.load_featurizer(bike_split["featurizer"])
+    assert bike_split["result"].task == "regression" and bike_split["result"].classes is None
+    featurizer = load_featurizer(bike_split["featurizer"])
     assert "casual" not in featurizer.feature_names and "cnt" not in featurizer.feature_names
     kinds = {c["name"]: c["kind"] for c in featurizer.feature_columns}
     assert kinds["dteday"] == "datetime" and kinds["temp"] == "numeric"
@@ -97,15 +98,15 @@ def test_categories_missing_values_and_unseen_categories(tmp_path):
     frame.loc[::11, "color"] = None
     path = _write(frame, tmp_path / "data.parquet")
     result = core.featurize(
-        path,
-        "label",
-        str(tmp_path / "tr.parquet"),
-        str(tmp_path / "te.parquet"),
-        str(tmp_path / "feat"),
+        dataset_path=path,
+        target_column="label",
+        train_path=str(tmp_path / "tr.parquet"),
+        test_path=str(tmp_path / "te.parquet"),
+        featurizer_path=str(tmp_path / "feat"),
         time_column="when",
     )
-    assert result["task"] == "classification" and result["classes"] == ["a", "b", "c"]
-    featurizer = core.load_featurizer(tmp_path / "feat")
+    assert result.task == "classification" and result.classes == ["a", "b", "c"]
+    featurizer = load_featurizer(tmp_path / "feat")
     kinds = {c["name"]: (c["kind"], c["mlflow_type"]) for c in featurizer.feature_columns}
     assert kinds == {
         "color": ("categorical", "string"),
@@ -131,10 +132,14 @@ def test_categories_missing_values_and_unseen_categories(tmp_path):
 def test_integer_target_with_few_values_is_classification(tmp_path):
     frame = pd.DataFrame({"x": np.arange(200.0), "y": np.arange(200) % 2})
     result = core.featurize(
-        _write(frame, tmp_path / "d.parquet"), "y", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "f")
+        dataset_path=_write(frame, tmp_path / "d.parquet"),
+        target_column="y",
+        train_path=str(tmp_path / "a"),
+        test_path=str(tmp_path / "b"),
+        featurizer_path=str(tmp_path / "f"),
     )
-    assert result["task"] == "classification" and result["classes"] == [0, 1]
-    featurizer = core.load_featurizer(tmp_path / "f")
+    assert result.task == "classification" and result.classes == [0, 1]
+    featurizer = load_featurizer(tmp_path / "f")
     assert featurizer.encode_target(pd.Series([1, 0, 1])).tolist() == [1, 0, 1]
 
 
@@ -177,20 +182,27 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, frame, kwargs, mes
     path = _write(frame, tmp_path / "data.parquet")
     outputs = [tmp_path / "train.parquet", tmp_path / "test.parquet", tmp_path / "featurizer"]
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        core.featurize(path, "y", *map(str, outputs), **kwargs)
+        core.featurize(
+            dataset_path=path,
+            target_column="y",
+            train_path=str(outputs[0]),
+            test_path=str(outputs[1]),
+            featurizer_path=str(outputs[2]),
+            **kwargs,
+        )
     assert not any(p.exists() for p in outputs)
     assert sorted(os.listdir(tmp_path)) == ["data.parquet"]
 
 
 def test_unseen_label_and_missing_column_are_named(elec2_split):
-    featurizer = core.load_featurizer(elec2_split["featurizer"])
+    featurizer = load_featurizer(elec2_split["featurizer"])
     test = datasets.read_frame(elec2_split["test"]).head(5)
     with pytest.raises(ValueError, match="label\\(s\\) SIDEWAYS"):
         featurizer.split_xy(test.assign(**{"class": "SIDEWAYS"}))
     with pytest.raises(ValueError, match="lacks the feature column\\(s\\) nswprice"):
         featurizer.transform(test.drop(columns=["nswprice"]))
     with pytest.raises(FileNotFoundError, match="featurizer.json"):
-        core.load_featurizer(os.path.dirname(elec2_split["featurizer"]))
+        load_featurizer(os.path.dirname(elec2_split["featurizer"]))
 
 
 def test_loading_a_featurizer_does_not_import_torch(elec2_split):
@@ -199,7 +211,7 @@ def test_loading_a_featurizer_does_not_import_torch(elec2_split):
     pytest.importorskip("torch")
     code = (
         "import sys\n"
-        "from kfp_ct.components.featurize.core import load_featurizer\n"
+        "from kfp_ct.components._common.featurizer import load_featurizer\n"
         f"load_featurizer({elec2_split['featurizer']!r})\n"
         "assert 'torch' not in sys.modules, 'loading the featurizer imported torch'\n"
         "import torch\n"
@@ -225,7 +237,7 @@ def test_component_python_func(elec2_dataset, tmp_path):
     assert outputs["test"].metadata["split"] == "test"
     assert outputs["train"].metadata["source_uri"] == meta["source_uri"]
     assert outputs["featurizer"].metadata["classes"] == ["DOWN", "UP"]
-    assert core.load_featurizer(outputs["featurizer"].path).task == "classification"
+    assert load_featurizer(outputs["featurizer"].path).task == "classification"
 
 
 def test_a_mixed_format_time_column_is_refused_not_split_by_its_text(tmp_path):
@@ -234,9 +246,24 @@ def test_a_mixed_format_time_column_is_refused_not_split_by_its_text(tmp_path):
     frame = pd.DataFrame({"x": np.arange(10.0), "y": ["a", "b"] * 5, "t": times})
     outputs = [str(tmp_path / name) for name in ("tr.parquet", "te.parquet", "f")]
     with pytest.raises(ValueError, match=r"time column 't' holds 1 value\(s\) .* e.g. 'Jan 10 2024'"):
-        core.featurize(_write(frame, tmp_path / "d.parquet"), "y", *outputs, time_column="t")
+        core.featurize(
+            dataset_path=_write(frame, tmp_path / "d.parquet"),
+            target_column="y",
+            train_path=outputs[0],
+            test_path=outputs[1],
+            featurizer_path=outputs[2],
+            time_column="t",
+        )
     iso = frame.assign(t=[f"2024-01-{d:02d}T{h:02d}:00:00+00:00" for d, h in zip(range(1, 11), range(10))])
-    core.featurize(_write(iso, tmp_path / "iso.parquet"), "y", *outputs, time_column="t", test_fraction=0.2)
+    core.featurize(
+        dataset_path=_write(iso, tmp_path / "iso.parquet"),
+        target_column="y",
+        train_path=outputs[0],
+        test_path=outputs[1],
+        featurizer_path=outputs[2],
+        time_column="t",
+        test_fraction=0.2,
+    )
     assert pd.read_parquet(outputs[1])["x"].tolist() == [8.0, 9.0]
 
 
@@ -246,8 +273,15 @@ def test_impute_non_finite_imputes_inf_as_missing_in_training_and_serving(tmp_pa
     frame.loc[::10, "x"] = np.inf
     frame.loc[5::10, "x"] = -np.inf
     outputs = [str(tmp_path / name) for name in ("tr.parquet", "te.parquet", "f")]
-    core.featurize(_write(frame, tmp_path / "d.parquet"), "y", *outputs, impute_non_finite=True)
-    featurizer = core.load_featurizer(outputs[2])
+    core.featurize(
+        dataset_path=_write(frame, tmp_path / "d.parquet"),
+        target_column="y",
+        train_path=outputs[0],
+        test_path=outputs[1],
+        featurizer_path=outputs[2],
+        impute_non_finite=True,
+    )
+    featurizer = load_featurizer(outputs[2])
     assert featurizer.extra["impute_non_finite"] is True
     rows = frame.head(3).assign(x=[np.inf, np.nan, -np.inf])
     x = featurizer.transform(rows)

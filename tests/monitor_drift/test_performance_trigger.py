@@ -28,11 +28,11 @@ def champion(shared_data, mlflow_server, tmp_path_factory):
         paths[name] = str(folder / f"{name}.parquet")
         datasets.write_frame(part.reset_index(drop=True), paths[name], "test")
     featurize(
-        paths["y2011"],
-        "cnt",
-        str(folder / "train.parquet"),
-        str(folder / "test.parquet"),
-        str(folder / "featurizer"),
+        dataset_path=paths["y2011"],
+        target_column="cnt",
+        train_path=str(folder / "train.parquet"),
+        test_path=str(folder / "test.parquet"),
+        featurizer_path=str(folder / "featurizer"),
         time_column="dteday",
         exclude_columns=LEAKS,
     )

@@ -41,11 +41,11 @@ def train_elec2(
         frame["class"] = frame["class"].map({"UP": "DOWN", "DOWN": "UP"})
     datasets.write_frame(frame, out / "data.parquet", "elec2.csv")
     featurize(
-        str(out / "data.parquet"),
-        "class",
-        str(out / "train.parquet"),
-        str(out / "test.parquet"),
-        str(out / "featurizer"),
+        dataset_path=str(out / "data.parquet"),
+        target_column="class",
+        train_path=str(out / "train.parquet"),
+        test_path=str(out / "test.parquet"),
+        featurizer_path=str(out / "featurizer"),
         seed=seed,
     )
     outcome = train_sklearn(
@@ -58,6 +58,7 @@ def train_elec2(
         seed=seed,
         tracking_uri=tracking_uri,
     )
+    prove_fast_path(str(out / "model"), str(out / "test.parquet"))
     return {
         "path": str(out / "model"),
         "test": str(out / "test.parquet"),
@@ -65,6 +66,14 @@ def train_elec2(
         "registered": registered,
         "version": outcome.version,
     }
+
+
+def prove_fast_path(model_dir: str, test_path: str) -> None:
+    """Writes the serving fast path's proof into `model_dir`, as push does into the version it publishes."""
+    from kfp_ct.components._common import fast_path
+    from kfp_ct.components._common.model import load_model
+
+    fast_path.write_proof(fast_path.prove(load_model(model_dir), test_path), model_dir)
 
 
 def start_model_server(model_uri: str, model_name: str, log_path, env=None, timeout: float = 120):

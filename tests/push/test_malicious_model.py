@@ -77,7 +77,7 @@ def _untrusted_skops(folder, marker) -> str:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from kfp_ct.components.featurize.core import skops_io
+    from kfp_ct.components._common.featurizer import skops_io
 
     pipeline = skops_io().load(
         folder / "model.skops", trusted=skops_io().get_untrusted_types(file=folder / "model.skops")
@@ -96,7 +96,7 @@ def _untrusted_featurizer(folder, marker) -> str:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from kfp_ct.components.featurize.core import skops_io
+    from kfp_ct.components._common.featurizer import skops_io
 
     file = folder / "featurizer" / "transformer.skops"
     transformer = skops_io().load(file, trusted=skops_io().get_untrusted_types(file=file))

@@ -32,7 +32,13 @@ def s3_champion(s3_mlflow_server, shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("s3-champion")
     frame = pd.read_csv(shared_data / "elec2" / "elec2.csv", nrows=ROWS)
     datasets.write_frame(frame, out / "data.parquet", "elec2.csv")
-    featurize(str(out / "data.parquet"), "class", str(out / "train.parquet"), str(out / "test.parquet"), str(out / "f"))
+    featurize(
+        dataset_path=str(out / "data.parquet"),
+        target_column="class",
+        train_path=str(out / "train.parquet"),
+        test_path=str(out / "test.parquet"),
+        featurizer_path=str(out / "f"),
+    )
     key = "v2/artifacts/training/run-7/featurize/train"
     storage.s3_client(artifact_root).upload_file(str(out / "train.parquet"), bucket, key)
     outcome = train_sklearn(

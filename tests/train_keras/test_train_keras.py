@@ -218,7 +218,7 @@ def test_component_python_func_with_mlflow_server(bike_split, mlflow_server, mod
 
     from kfp_ct.components.train_keras import train_keras
 
-    train = dsl.Dataset(uri=bike_split["train"], metadata=dict(bike_split["result"]["train"]))
+    train = dsl.Dataset(uri=bike_split["train"], metadata=dict(bike_split["result"].train))
     featurizer = dsl.Model(uri=bike_split["featurizer"])
     model, metrics = dsl.Model(uri=str(tmp_path / "model")), dsl.Metrics(uri=str(tmp_path / "metrics"))
     train_keras.python_func(

@@ -193,7 +193,7 @@ def test_component_python_func(elec2_split, sqlite_tracking, model_name, tmp_pat
 
     from kfp_ct.components.train_sklearn import train_sklearn
 
-    train = dsl.Dataset(uri=elec2_split["train"], metadata=dict(elec2_split["result"]["train"]))
+    train = dsl.Dataset(uri=elec2_split["train"], metadata=dict(elec2_split["result"].train))
     featurizer = dsl.Model(uri=elec2_split["featurizer"])
     model, metrics = dsl.Model(uri=str(tmp_path / "model")), dsl.Metrics(uri=str(tmp_path / "metrics"))
     train_sklearn.python_func(
@@ -212,7 +212,7 @@ def test_component_python_func(elec2_split, sqlite_tracking, model_name, tmp_pat
     assert model.metadata["version"] == "1" and model.metadata["model_name"] == model_name
     assert metrics.metadata["roc_auc"] == model.metadata["roc_auc"] > 0.7
     loaded = load_model(model.path)
-    assert loaded.metadata["train_data"]["sha256"] == elec2_split["result"]["train"]["sha256"]
+    assert loaded.metadata["train_data"]["sha256"] == elec2_split["result"].train["sha256"]
     assert loaded.metadata["hyperparameters"]["C"] == 0.5
 
 

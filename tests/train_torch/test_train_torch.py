@@ -348,7 +348,7 @@ def test_component_python_func_with_mlflow_server(elec2_split, mlflow_server, mo
 
     from kfp_ct.components.train_torch import train_torch
 
-    train = dsl.Dataset(uri=elec2_split["train"], metadata=dict(elec2_split["result"]["train"]))
+    train = dsl.Dataset(uri=elec2_split["train"], metadata=dict(elec2_split["result"].train))
     featurizer = dsl.Model(uri=elec2_split["featurizer"])
     model, metrics = dsl.Model(uri=str(tmp_path / "model")), dsl.Metrics(uri=str(tmp_path / "metrics"))
     train_torch.python_func(
@@ -367,7 +367,7 @@ def test_component_python_func_with_mlflow_server(elec2_split, mlflow_server, mo
     assert metrics.metadata["roc_auc"] == model.metadata["roc_auc"] > 0.8
     test = datasets.read_frame(elec2_split["test"]).head(50)
     local = model_format.load_model(model.path)
-    assert local.metadata["train_data"]["sha256"] == elec2_split["result"]["train"]["sha256"]
+    assert local.metadata["train_data"]["sha256"] == elec2_split["result"].train["sha256"]
     # the registered version, downloaded from the server, is the same model
     downloaded = tracking.download_version(model_name, "1", tmp_path / "download", mlflow_server)
     assert (mlflow.pyfunc.load_model(downloaded).predict(test) == local.predict(test)).all()

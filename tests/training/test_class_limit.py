@@ -20,7 +20,11 @@ def many_classes(tmp_path_factory):
     frame = pd.DataFrame({"x": rng.normal(size=600), "label": [f"class{i % 150}" for i in range(600)]})
     datasets.write_frame(frame, root / "data.parquet", "test")
     featurize.featurize(
-        str(root / "data.parquet"), "label", str(root / "train"), str(root / "test"), str(root / "featurizer")
+        dataset_path=str(root / "data.parquet"),
+        target_column="label",
+        train_path=str(root / "train"),
+        test_path=str(root / "test"),
+        featurizer_path=str(root / "featurizer"),
     )
     return {"train": str(root / "train"), "featurizer": str(root / "featurizer")}
 

@@ -140,7 +140,8 @@ def test_featurize_killed_never_pairs_a_split_with_another_runs_featurizer(elec2
 
     def code() -> str:  # every run another seed: the splits of consecutive runs differ
         return (
-            f"featurize({str(data)!r}, 'class', {str(train)!r}, {str(test)!r}, {str(featurizer)!r}, seed={next(seeds)})"
+            f"featurize(dataset_path={str(data)!r}, target_column='class', train_path={str(train)!r}, "
+            f"test_path={str(test)!r}, featurizer_path={str(featurizer)!r}, seed={next(seeds)})"
         )
 
     def check():
@@ -171,7 +172,11 @@ def featurized(elec2_csv, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("featurized")
     datasets.write_frame(pd.read_csv(elec2_csv, nrows=5000), out / "data.parquet", "elec2")
     featurize(
-        str(out / "data.parquet"), "class", str(out / "train.parquet"), str(out / "test.parquet"), str(out / "feat")
+        dataset_path=str(out / "data.parquet"),
+        target_column="class",
+        train_path=str(out / "train.parquet"),
+        test_path=str(out / "test.parquet"),
+        featurizer_path=str(out / "feat"),
     )
     return out
 
@@ -181,7 +186,12 @@ def test_a_split_of_another_featurize_run_is_refused(featurized, tmp_path):
     (no tags) is not checked."""
     other = tmp_path / "other"
     featurize(
-        str(featurized / "data.parquet"), "class", str(other / "train"), str(other / "test"), str(other / "f"), seed=7
+        dataset_path=str(featurized / "data.parquet"),
+        target_column="class",
+        train_path=str(other / "train"),
+        test_path=str(other / "test"),
+        featurizer_path=str(other / "f"),
+        seed=7,
     )
     for wrong in (other / "train", featurized / "test.parquet"):
         with pytest.raises(ValueError, match="not the train split this featurizer was fitted with"):

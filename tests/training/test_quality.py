@@ -24,15 +24,15 @@ def test_elec2_hist_gradient_boosting_reaches_auc_0_85_on_later_days(
     meta = datasets.write_table(pacsv.read_csv(source), tmp_path / "elec2.parquet", str(source))
     assert meta["rows"] == 45_312
     split = featurize.featurize(
-        str(tmp_path / "elec2.parquet"),
-        "class",
-        str(tmp_path / "train.parquet"),
-        str(tmp_path / "test.parquet"),
-        str(tmp_path / "featurizer"),
+        dataset_path=str(tmp_path / "elec2.parquet"),
+        target_column="class",
+        train_path=str(tmp_path / "train.parquet"),
+        test_path=str(tmp_path / "test.parquet"),
+        featurizer_path=str(tmp_path / "featurizer"),
         time_column="day_index",
         exclude_columns=["date", "day_index", "approx_date"],
     )
-    assert split["test"]["rows"] == 9_072  # the last 189 of 944 days
+    assert split.test["rows"] == 9_072  # the last 189 of 944 days
     outcome = sk.train_sklearn(
         train_path=str(tmp_path / "train.parquet"),
         featurizer_path=str(tmp_path / "featurizer"),

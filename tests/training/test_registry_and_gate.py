@@ -32,7 +32,7 @@ def trained(elec2_split, mlflow_server, tmp_path_factory):
             hyperparameters=hp,
             seed=0,
             tracking_uri=mlflow_server,
-            train_metadata=elec2_split["result"]["train"],
+            train_metadata=elec2_split["result"].train,
         )
         for label, hp in (("weak", WEAK), ("strong", STRONG))
     }
@@ -105,7 +105,7 @@ def test_a_better_challenger_is_blessed(trained, mlflow_server, elec2_split, tmp
     name, versions = _registered_under_fresh_name(trained, mlflow_server)
     tracking.promote(name, versions["weak"], tracking_uri=mlflow_server)
     model = dsl.Model(uri=trained["strong"].model_path)  # its metadata names another model: found by run id
-    test = dsl.Dataset(uri=elec2_split["test"], metadata=dict(elec2_split["result"]["test"]))
+    test = dsl.Dataset(uri=elec2_split["test"], metadata=dict(elec2_split["result"].test))
     outputs = {
         "metrics": dsl.Metrics(uri=str(tmp_path / "metrics")),
         "classification_metrics": dsl.ClassificationMetrics(uri=str(tmp_path / "cm")),
@@ -134,7 +134,7 @@ def test_a_better_challenger_is_blessed(trained, mlflow_server, elec2_split, tmp
     card = open(outputs["model_card"].path).read()
     assert "**Verdict: BLESSED**" in card and "| roc_auc |" in card and f"Champion: version {versions['weak']}" in card
     assert "every threshold passes (absolute and relative to the champion)" in card
-    assert elec2_split["result"]["test"]["sha256"] in card
+    assert elec2_split["result"].test["sha256"] in card
     assert outputs["model_card"].metadata["version"] == versions["strong"]
 
 

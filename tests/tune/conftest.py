@@ -14,11 +14,11 @@ def elec2_split(shared_data, tmp_path_factory):
     frame = pd.read_csv(shared_data / "elec2" / "elec2.csv", nrows=4000)
     datasets.write_frame(frame, root / "dataset.parquet", "elec2.csv[:4000]")
     featurize(
-        str(root / "dataset.parquet"),
-        "class",
-        str(root / "train.parquet"),
-        str(root / "test.parquet"),
-        str(root / "featurizer"),
+        dataset_path=str(root / "dataset.parquet"),
+        target_column="class",
+        train_path=str(root / "train.parquet"),
+        test_path=str(root / "test.parquet"),
+        featurizer_path=str(root / "featurizer"),
         task="classification",
         seed=0,
     )

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kfp_ct.components._common import datasets
+from kfp_ct.components._common import datasets, schema
 from kfp_ct.components.validate import core
 
 
@@ -27,7 +27,7 @@ def reference(tmp_path, columns: dict, target: str = "y", **kwargs) -> str:
     return path
 
 
-def kinds(result: core.ValidationResult) -> dict:
+def kinds(result: core.ValidateResult) -> dict:
     """{(column, kind): blocking} of every anomaly."""
     return {(a.column, a.kind): a.blocking for a in result.anomalies}
 
@@ -59,7 +59,7 @@ def test_infers_types_nulls_ranges_categories_and_the_target(tmp_path):
             "y": ["UP", "DOWN", "UP", "UP"],
         },
     )
-    result = core.check(path, "y")
+    result = core.validate(dataset_path=path, target_column="y")
     schema = result.schema
     assert schema["format"] == core.FORMAT and schema["rows"] == 4
     assert schema["column_order"] == ["f", "i", "s", "b", "t", "d", "k", "y"]
@@ -101,7 +101,7 @@ def test_infers_types_nulls_ranges_categories_and_the_target(tmp_path):
     ("values", "task", "classes"),
     [
         ([0, 1, 1, 0, 2], "classification", [0, 1, 2]),
-        (list(range(core.MAX_CLASSES + 1)), "regression", None),
+        (list(range(schema.MAX_INTEGER_CLASSES + 1)), "regression", None),
         ([0.5, 1.5, 2.5, 0.5], "regression", None),
         ([True, False, True], "classification", [False, True]),
     ],
@@ -116,7 +116,7 @@ def test_categories_stop_at_max_categories(tmp_path):
     capped = core.infer_schema(path, "y", max_categories=5)["columns"]
     assert capped["s"]["categories"] is None and capped["s"]["distinct"] is None and capped["s"]["constant"] is False
     assert capped["i"]["categories"] is None and (capped["i"]["min"], capped["i"]["max"]) == (0, 5)
-    page = core.render_report(core.check(path, "y", max_categories=5))
+    page = core.render_report(core.validate(dataset_path=path, target_column="y", max_categories=5))
     assert "<td>s</td><td>string (string)</td><td>0</td><td></td><td></td><td>&gt; 5</td>" in page
     kept = core.infer_schema(path, "y", max_categories=6)["columns"]
     assert kept["s"]["distinct"] == 6 and kept["s"]["categories"][0] == ["v0", 5]
@@ -153,7 +153,7 @@ def test_dictionary_decimal_and_timezone_columns(tmp_path):
     )
     ref = str(tmp_path / "ref.json")
     core.write_schema(core.infer_schema(path, "y"), ref)
-    assert kinds(core.check(later, "y", ref)) == {
+    assert kinds(core.validate(dataset_path=later, target_column="y", reference_schema_path=ref)) == {
         ("cat", "unseen_categories"): False,
         ("dec", "out_of_range"): False,
         ("utc", "out_of_range"): False,
@@ -165,7 +165,7 @@ def test_infinite_values_block_naming_the_column_and_are_written_as_text(tmp_pat
     data = write(
         tmp_path, {"x": [1.0, float("inf"), -float("inf"), None], "z": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}
     )
-    result = core.check(data, "y")
+    result = core.validate(dataset_path=data, target_column="y")
     assert kinds(result) == {("x", "non_finite"): True}
     with pytest.raises(ValueError, match=r"column 'x': non_finite: expected finite numbers \(or nulls\), found 2 of 4"):
         result.raise_for_blocking()
@@ -176,9 +176,9 @@ def test_infinite_values_block_naming_the_column_and_are_written_as_text(tmp_pat
     assert '"max": "inf"' in text and '"min": "-inf"' in text
     json.loads(text)  # strict JSON: no bare Infinity
     later = write(tmp_path, {"x": [5.0, 6.0, 7.0, 8.0], "z": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}, "later.parquet")
-    assert not core.check(later, "y", ref).anomalies
+    assert not core.validate(dataset_path=later, target_column="y", reference_schema_path=ref).anomalies
     target = write(tmp_path, {"x": [1.0, 2.0, 3.0], "y": [0.5, float("inf"), 1.5]}, "target.parquet")
-    assert kinds(core.check(target, "y")) == {("y", "non_finite"): True}
+    assert kinds(core.validate(dataset_path=target, target_column="y")) == {("y", "non_finite"): True}
 
 
 # ---- the schema file ---------------------------------------------------------------------------------------------
@@ -213,24 +213,24 @@ def test_load_schema_names_the_bad_file(tmp_path):
     with pytest.raises(
         ValueError, match=r"bad.json is not a kfp-ct schema: expected format 'kfp-ct.schema/v1'.*'tfdv'"
     ):
-        core.check(write(tmp_path, BASE), "y", str(bad))
+        core.validate(dataset_path=write(tmp_path, BASE), target_column="y", reference_schema_path=str(bad))
 
 
 def test_tolerances_must_be_shares(tmp_path):
     path = write(tmp_path, BASE)
     with pytest.raises(ValueError, match="out_of_range_tolerance must be a share between 0 and 1, found 1.5"):
-        core.check(path, "y", out_of_range_tolerance=1.5)
+        core.validate(dataset_path=path, target_column="y", out_of_range_tolerance=1.5)
     with pytest.raises(ValueError, match="max_categories must be at least 1"):
-        core.check(path, "y", max_categories=0)
+        core.validate(dataset_path=path, target_column="y", max_categories=0)
 
 
 def test_a_missing_or_unreadable_dataset_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
-        core.check(str(tmp_path / "missing.parquet"), "y")
+        core.validate(dataset_path=str(tmp_path / "missing.parquet"), target_column="y")
     bad = tmp_path / "bad.parquet"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="bad.parquet is not a readable Parquet file"):
-        core.check(str(bad), "y")
+        core.validate(dataset_path=str(bad), target_column="y")
 
 
 # ---- blocking without a reference --------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def test_a_missing_or_unreadable_dataset_is_named(tmp_path):
 
 def test_all_null_column_blocks(tmp_path):
     path = write(tmp_path, {**BASE, "empty": pa.array([None] * 10, pa.string()), "void": [None] * 10})
-    result = core.check(path, "y")
+    result = core.validate(dataset_path=path, target_column="y")
     assert kinds(result) == {("empty", "all_null"): True, ("void", "all_null"): True}
     assert result.schema["columns"]["void"]["type"] == "null"
     with pytest.raises(ValueError, match=r"2 blocking anomalies:\n- column 'empty': all_null: .*\n- column 'void'"):
@@ -279,7 +279,7 @@ TARGETS = {
 )
 def test_bad_targets_block(tmp_path, target, kind, message):
     path = write(tmp_path, {**BASE, **({target: TARGETS[target]} if target in TARGETS else {})})
-    result = core.check(path, target)
+    result = core.validate(dataset_path=path, target_column=target)
     assert [a.kind for a in result.blocking] == [kind]
     with pytest.raises(ValueError, match=message):
         result.raise_for_blocking()
@@ -287,20 +287,22 @@ def test_bad_targets_block(tmp_path, target, kind, message):
 
 def test_target_null_tolerance(tmp_path):
     path = write(tmp_path, {"x": list(range(10)), "y": [1, 0] * 4 + [None, 1]})
-    assert not core.check(path, "y", target_null_tolerance=0.1).blocking
-    assert core.check(path, "y", target_null_tolerance=0.09).blocking
+    assert not core.validate(dataset_path=path, target_column="y", target_null_tolerance=0.1).blocking
+    assert core.validate(dataset_path=path, target_column="y", target_null_tolerance=0.09).blocking
 
 
 def test_empty_dataset_blocks(tmp_path):
     schema = pa.schema([("x", pa.float64()), ("y", pa.string())])
     path = write(tmp_path, {"x": [], "y": []}, schema=schema)
-    result = core.check(path, "y")
+    result = core.validate(dataset_path=path, target_column="y")
     assert kinds(result) == {(None, "empty_dataset"): True}
     assert result.schema["rows"] == 0 and result.schema["columns"]["x"]["null_fraction"] is None
     with pytest.raises(ValueError, match="dataset: empty_dataset: expected at least one row, found 0 rows"):
         result.raise_for_blocking()
     ref = reference(tmp_path, BASE)
-    assert (None, "empty_dataset") in kinds(core.check(path, "y", ref))
+    assert (None, "empty_dataset") in kinds(
+        core.validate(dataset_path=path, target_column="y", reference_schema_path=ref)
+    )
 
 
 # ---- against a reference -----------------------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def test_empty_dataset_blocks(tmp_path):
 
 def test_the_same_data_passes_its_own_schema(tmp_path):
     ref = reference(tmp_path, BASE)
-    result = core.check(write(tmp_path, BASE), "y", ref)
+    result = core.validate(dataset_path=write(tmp_path, BASE), target_column="y", reference_schema_path=ref)
     assert result.anomalies == [] and not result.blocking
     result.raise_for_blocking()
     assert result.schema == core.load_schema(ref)
@@ -317,7 +319,7 @@ def test_the_same_data_passes_its_own_schema(tmp_path):
 def test_columns_and_types_block_and_every_anomaly_is_listed_in_one_error(tmp_path):
     ref = reference(tmp_path, BASE)
     data = write(tmp_path, {"x": [str(v) for v in BASE["x"]], "s": BASE["s"], "extra": [1] * 10, "y": BASE["y"]})
-    result = core.check(data, "y", ref)
+    result = core.validate(dataset_path=data, target_column="y", reference_schema_path=ref)
     assert kinds(result) == {
         ("n", "missing_column"): True,
         ("extra", "extra_column"): True,
@@ -337,7 +339,7 @@ def test_columns_and_types_block_and_every_anomaly_is_listed_in_one_error(tmp_pa
 def test_int_and_float_are_compared_as_numbers(tmp_path):
     ref = reference(tmp_path, BASE)
     data = write(tmp_path, {**BASE, "x": list(range(1, 11)), "n": [float(v) for v in range(10)]})
-    assert kinds(core.check(data, "y", ref)) == {
+    assert kinds(core.validate(dataset_path=data, target_column="y", reference_schema_path=ref)) == {
         ("x", "numeric_type_changed"): False,
         ("n", "numeric_type_changed"): False,
     }
@@ -347,8 +349,8 @@ def test_int_and_float_are_compared_as_numbers(tmp_path):
 def test_null_fraction_tolerance_boundary(tmp_path, nulls, blocking):
     ref = reference(tmp_path, {**BASE, "x": BASE["x"][:9] + [None]})  # reference: 10% null
     data = write(tmp_path, {**BASE, "x": [None] * nulls + BASE["x"][nulls:]})
-    result = core.check(
-        data, "y", ref, null_tolerance=0.1, out_of_range_tolerance=1.0
+    result = core.validate(
+        dataset_path=data, target_column="y", reference_schema_path=ref, null_tolerance=0.1, out_of_range_tolerance=1.0
     )  # up to 20% allowed: 2 of 10 pass, 3 fail
     assert kinds(result) == ({("x", "null_fraction"): True} if blocking else {})
     if blocking:
@@ -361,7 +363,12 @@ def test_null_fraction_tolerance_boundary(tmp_path, nulls, blocking):
 def test_out_of_range_tolerance_boundary(tmp_path, outside, warned):
     ref = reference(tmp_path, BASE)  # x in [1, 10]
     values = [0.5] * (outside - 1) + [10.5] + BASE["x"][outside:]
-    result = core.check(write(tmp_path, {**BASE, "x": values}), "y", ref, out_of_range_tolerance=0.2)
+    result = core.validate(
+        dataset_path=write(tmp_path, {**BASE, "x": values}),
+        target_column="y",
+        reference_schema_path=ref,
+        out_of_range_tolerance=0.2,
+    )
     assert kinds(result) == ({("x", "out_of_range"): False} if warned else {})
     assert not result.blocking
     if warned:
@@ -373,7 +380,12 @@ def test_out_of_range_tolerance_boundary(tmp_path, outside, warned):
 def test_unseen_category_tolerance_boundary(tmp_path, unseen, warned):
     ref = reference(tmp_path, BASE)
     values = ["new"] * unseen + BASE["s"][unseen:]
-    result = core.check(write(tmp_path, {**BASE, "s": values}), "y", ref, unseen_category_tolerance=0.1)
+    result = core.validate(
+        dataset_path=write(tmp_path, {**BASE, "s": values}),
+        target_column="y",
+        reference_schema_path=ref,
+        unseen_category_tolerance=0.1,
+    )
     assert kinds(result) == ({("s", "unseen_categories"): False} if warned else {})
     if warned:
         assert "2 of 10 (20.00%) unseen, e.g. 'new'" in str(result.anomalies[0])
@@ -381,7 +393,9 @@ def test_unseen_category_tolerance_boundary(tmp_path, unseen, warned):
 
 def test_low_cardinality_int_is_checked_by_category(tmp_path):
     ref = reference(tmp_path, {**BASE, "n": [0, 1, 2, 3, 4] * 2})
-    result = core.check(write(tmp_path, {**BASE, "n": [0, 1, 2, 7, 8] * 2}), "y", ref)
+    result = core.validate(
+        dataset_path=write(tmp_path, {**BASE, "n": [0, 1, 2, 7, 8] * 2}), target_column="y", reference_schema_path=ref
+    )
     assert kinds(result) == {("n", "unseen_categories"): False}
     assert "e.g. 7, 8" in str(result.anomalies[0])
 
@@ -389,41 +403,68 @@ def test_low_cardinality_int_is_checked_by_category(tmp_path):
 def test_nulls_are_neither_unseen_nor_out_of_range(tmp_path):
     ref = reference(tmp_path, BASE)
     data = write(tmp_path, {**BASE, "x": [None] + BASE["x"][1:], "s": [None] + BASE["s"][1:]})
-    result = core.check(data, "y", ref, null_tolerance=0.1, out_of_range_tolerance=0.0, unseen_category_tolerance=0.0)
+    result = core.validate(
+        dataset_path=data,
+        target_column="y",
+        reference_schema_path=ref,
+        null_tolerance=0.1,
+        out_of_range_tolerance=0.0,
+        unseen_category_tolerance=0.0,
+    )
     assert kinds(result) == {("x", "new_nulls"): False, ("s", "new_nulls"): False}  # the reference had no nulls
 
 
 def test_constant_column_that_varies_warns(tmp_path):
     ref = reference(tmp_path, {**BASE, "k": [0.25] * 10, "c": ["on"] * 10})
     data = write(tmp_path, {**BASE, "k": [0.25] * 8 + [0.5, 0.75], "c": ["on"] * 9 + ["off"]})
-    result = core.check(data, "y", ref, out_of_range_tolerance=0.5, unseen_category_tolerance=0.5)
+    result = core.validate(
+        dataset_path=data,
+        target_column="y",
+        reference_schema_path=ref,
+        out_of_range_tolerance=0.5,
+        unseen_category_tolerance=0.5,
+    )
     assert kinds(result) == {("k", "constant_varied"): False, ("c", "constant_varied"): False}
     assert "expected the reference's single value 0.25, found values from 0.25 to 0.75" in str(result.anomalies[0])
     # a column that is constant in both is no news
     assert (
-        core.check(write(tmp_path, {**BASE, "k": [0.25] * 10, "c": ["on"] * 10}, "same.parquet"), "y", ref).anomalies
+        core.validate(
+            dataset_path=write(tmp_path, {**BASE, "k": [0.25] * 10, "c": ["on"] * 10}, "same.parquet"),
+            target_column="y",
+            reference_schema_path=ref,
+        ).anomalies
         == []
     )
 
 
 def test_a_column_that_became_constant_warns(tmp_path):
     ref = reference(tmp_path, BASE)
-    result = core.check(write(tmp_path, {**BASE, "s": ["a"] * 10}), "y", ref)
+    result = core.validate(
+        dataset_path=write(tmp_path, {**BASE, "s": ["a"] * 10}), target_column="y", reference_schema_path=ref
+    )
     assert kinds(result) == {("s", "constant_column"): False}
 
 
 def test_target_classes_against_the_reference(tmp_path):
     ref = reference(tmp_path, {**BASE, "y": ["A", "B", "C", "A", "B"] * 2})
-    result = core.check(write(tmp_path, {**BASE, "y": ["A", "B", "D", "A", "B"] * 2}), "y", ref)
+    result = core.validate(
+        dataset_path=write(tmp_path, {**BASE, "y": ["A", "B", "D", "A", "B"] * 2}),
+        target_column="y",
+        reference_schema_path=ref,
+    )
     assert kinds(result) == {("y", "new_target_class"): False, ("y", "target_class_missing"): False}
     assert "no rows of ['C']" in str(result.anomalies[1])
-    one_class = core.check(write(tmp_path, {**BASE, "y": ["A"] * 10}, "one.parquet"), "y", ref)
+    one_class = core.validate(
+        dataset_path=write(tmp_path, {**BASE, "y": ["A"] * 10}, "one.parquet"),
+        target_column="y",
+        reference_schema_path=ref,
+    )
     assert kinds(one_class) == {("y", "target_one_class"): True}
 
 
 def test_another_target_blocks(tmp_path):
     ref = reference(tmp_path, BASE)
-    result = core.check(write(tmp_path, BASE), "s", ref)
+    result = core.validate(dataset_path=write(tmp_path, BASE), target_column="s", reference_schema_path=ref)
     assert kinds(result) == {("s", "target_changed"): True}
     assert "expected the reference's target 'y', found target 's'" in str(result.blocking[0])
 
@@ -431,17 +472,21 @@ def test_another_target_blocks(tmp_path):
 def test_strict_makes_warnings_block(tmp_path):
     ref = reference(tmp_path, BASE)
     data = write(tmp_path, {**BASE, "x": [v * 10 for v in BASE["x"]]})
-    assert kinds(core.check(data, "y", ref)) == {("x", "out_of_range"): False}
-    assert kinds(core.check(data, "y", ref, strict=True)) == {("x", "out_of_range"): True}
+    assert kinds(core.validate(dataset_path=data, target_column="y", reference_schema_path=ref)) == {
+        ("x", "out_of_range"): False
+    }
+    assert kinds(core.validate(dataset_path=data, target_column="y", reference_schema_path=ref, strict=True)) == {
+        ("x", "out_of_range"): True
+    }
 
 
 def test_the_result_schema_is_the_new_data_s_own(tmp_path):
     ref = reference(tmp_path, BASE)
     data = write(tmp_path, {**BASE, "x": [v * 10 for v in BASE["x"]]})
-    result = core.check(data, "y", ref)
+    result = core.validate(dataset_path=data, target_column="y", reference_schema_path=ref)
     assert result.schema == core.infer_schema(data, "y")
     assert result.schema["columns"]["x"]["max"] == 100.0
-    assert result.metrics() == {"rows": 10, "columns": 4, "anomalies": 1, "blocking": 0, "warnings": 1}
+    assert result.metrics == {"rows": 10, "columns": 4, "anomalies": 1, "blocking": 0, "warnings": 1}
 
 
 # ---- streaming ---------------------------------------------------------------------------------------------------
@@ -460,7 +505,7 @@ def test_several_batches_give_the_same_schema_and_findings(tmp_path, monkeypatch
     ref = reference(tmp_path, columns, max_categories=20)
     later = {**columns, "x": [float(i % 1200) for i in range(rows)], "s": [f"s{i % 16}" for i in range(rows)]}
     path = write(tmp_path, later, "later.parquet")
-    whole = core.check(path, "y", ref, max_categories=20)
+    whole = core.validate(dataset_path=path, target_column="y", reference_schema_path=ref, max_categories=20)
 
     batches = []
     original = datasets.iter_batches
@@ -472,7 +517,7 @@ def test_several_batches_give_the_same_schema_and_findings(tmp_path, monkeypatch
 
     monkeypatch.setattr(datasets, "BATCH_ROWS", 700)
     monkeypatch.setattr(datasets, "iter_batches", counting)
-    streamed = core.check(path, "y", ref, max_categories=20)
+    streamed = core.validate(dataset_path=path, target_column="y", reference_schema_path=ref, max_categories=20)
     assert len(batches) == 8 and max(batches) == 700 and sum(batches) == rows
     assert streamed.schema == whole.schema and streamed.anomalies == whole.anomalies
     assert set(kinds(streamed)) == {("x", "out_of_range"), ("s", "unseen_categories")}
@@ -490,7 +535,7 @@ def test_report_is_self_contained_html_with_every_anomaly(tmp_path):
         tmp_path,
         {**BASE, "x": [v * 10 for v in BASE["x"]], "s": ["<b>new</b>", "a"] * 5, "n": [f"t{i}" for i in range(10)]},
     )
-    result = core.check(data, "y", ref)
+    result = core.validate(dataset_path=data, target_column="y", reference_schema_path=ref)
     out = tmp_path / "report.html"
     core.write_report(result, str(out))
     page = out.read_text()
@@ -501,14 +546,18 @@ def test_report_is_self_contained_html_with_every_anomaly(tmp_path):
     for name in BASE:
         assert f"<td>{name}" in page
     assert "src=" not in page and "<link" not in page and "http" not in page.lower().replace("http-equiv", "")
-    passing = core.check(write(tmp_path, BASE, "same.parquet"), "y", ref)
+    passing = core.validate(
+        dataset_path=write(tmp_path, BASE, "same.parquet"), target_column="y", reference_schema_path=ref
+    )
     assert "PASSED" in core.render_report(passing) and "<p>None.</p>" in core.render_report(passing)
-    assert math.isfinite(result.metrics()["anomalies"])
+    assert math.isfinite(result.metrics["anomalies"])
 
 
 def test_a_column_that_became_all_null_blocks_once(tmp_path):
     ref = reference(tmp_path, BASE)
-    result = core.check(write(tmp_path, {**BASE, "x": [None] * 10}), "y", ref)  # Arrow type null: no type to compare
+    result = core.validate(
+        dataset_path=write(tmp_path, {**BASE, "x": [None] * 10}), target_column="y", reference_schema_path=ref
+    )  # Arrow type null: no type to compare
     assert kinds(result) == {("x", "all_null"): True}
     with pytest.raises(
         ValueError, match=r"found 1 blocking anomaly:\n- column 'x': all_null: .*found all 10 values null$"
@@ -519,25 +568,42 @@ def test_a_column_that_became_all_null_blocks_once(tmp_path):
 def test_nulls_in_a_column_that_had_none_warn_or_block(tmp_path):
     ref = reference(tmp_path, BASE)  # no nulls anywhere
     data = write(tmp_path, {**BASE, "x": [None] + BASE["x"][1:]})
-    result = core.check(data, "y", ref, null_tolerance=0.5)  # within the tolerance: not a null_fraction block
+    result = core.validate(
+        dataset_path=data, target_column="y", reference_schema_path=ref, null_tolerance=0.5
+    )  # within the tolerance: not a null_fraction block
     assert kinds(result) == {("x", "new_nulls"): False}
     assert "column 'x': new_nulls: expected no nulls (the reference had none), found 1 of 10 (10.00%) null" in str(
         result.anomalies[0]
     )
-    assert kinds(core.check(data, "y", ref, null_tolerance=0.5, block_new_nulls=True)) == {("x", "new_nulls"): True}
-    assert kinds(core.check(data, "y", ref, null_tolerance=0.05)) == {("x", "null_fraction"): True}  # not both
+    assert kinds(
+        core.validate(
+            dataset_path=data, target_column="y", reference_schema_path=ref, null_tolerance=0.5, block_new_nulls=True
+        )
+    ) == {("x", "new_nulls"): True}
+    assert kinds(
+        core.validate(dataset_path=data, target_column="y", reference_schema_path=ref, null_tolerance=0.05)
+    ) == {("x", "null_fraction"): True}  # not both
     with_nulls = reference(tmp_path, {**BASE, "x": BASE["x"][:9] + [None]})  # the reference had nulls already
-    assert kinds(core.check(data, "y", with_nulls, out_of_range_tolerance=1.0)) == {}
+    assert (
+        kinds(
+            core.validate(
+                dataset_path=data, target_column="y", reference_schema_path=with_nulls, out_of_range_tolerance=1.0
+            )
+        )
+        == {}
+    )
 
 
 def test_a_target_with_more_classes_than_max_classes_warns(tmp_path):
     many = write(tmp_path, {"x": [float(i) for i in range(300)], "y": [f"c{i % 150}" for i in range(300)]})
-    result = core.check(many, "y", max_classes=149)
+    result = core.validate(dataset_path=many, target_column="y", max_classes=149)
     assert kinds(result) == {("y", "many_classes"): False}
     assert "at most 149 classes" in str(result.anomalies[0]) and "found 150 classes" in str(result.anomalies[0])
     # the target's classes are counted up to max_classes + 1 (at least max_categories)
-    assert "found more than 101 classes" in str(core.check(many, "y").anomalies[0])
-    assert kinds(core.check(many, "y", max_classes=150)) == {}
-    assert kinds(core.check(many, "y", max_classes=149, strict=True)) == {("y", "many_classes"): True}
+    assert "found more than 101 classes" in str(core.validate(dataset_path=many, target_column="y").anomalies[0])
+    assert kinds(core.validate(dataset_path=many, target_column="y", max_classes=150)) == {}
+    assert kinds(core.validate(dataset_path=many, target_column="y", max_classes=149, strict=True)) == {
+        ("y", "many_classes"): True
+    }
     with pytest.raises(ValueError, match="max_classes must be at least 1, found 0"):
-        core.check(many, "y", max_classes=0)
+        core.validate(dataset_path=many, target_column="y", max_classes=0)

@@ -22,7 +22,7 @@ ELEC2_COLUMNS = [
 ]
 
 
-def findings(result: core.ValidationResult) -> set[tuple[str | None, str]]:
+def findings(result: core.ValidateResult) -> set[tuple[str | None, str]]:
     return {(a.column, a.kind) for a in result.anomalies}
 
 
@@ -64,7 +64,9 @@ def test_elec2_first_year_schema(elec2):
 
 def test_elec2_1998_against_the_first_year_warns_and_passes(elec2):
     """The SOURCE.md split: transfer and vicdemand move out of the first year's range; time columns move on."""
-    result = core.check(elec2["1998"][0], "class", elec2["first_year"][1])
+    result = core.validate(
+        dataset_path=elec2["1998"][0], target_column="class", reference_schema_path=elec2["first_year"][1]
+    )
     assert not result.blocking
     result.raise_for_blocking()
     assert findings(result) == {
@@ -81,11 +83,13 @@ def test_elec2_1998_against_the_first_year_warns_and_passes(elec2):
 
 def test_elec2_constant_stretch_is_found(elec2):
     """vicprice, vicdemand and transfer are one imputed value for the first 363 days, and vary in 1998."""
-    stretch = core.check(elec2["constant_stretch"][0], "class")
+    stretch = core.validate(dataset_path=elec2["constant_stretch"][0], target_column="class")
     assert stretch.schema["rows"] == 363 * 48
     assert findings(stretch) == {(c, "constant_column") for c in ("vicprice", "vicdemand", "transfer")}
     assert not stretch.blocking
-    result = core.check(elec2["1998"][0], "class", elec2["constant_stretch"][1])
+    result = core.validate(
+        dataset_path=elec2["1998"][0], target_column="class", reference_schema_path=elec2["constant_stretch"][1]
+    )
     assert {(c, "constant_varied") for c in ("vicprice", "vicdemand", "transfer")} <= findings(result)
     assert not result.blocking
     vicprice = next(a for a in result.anomalies if a.column == "vicprice")
@@ -96,7 +100,9 @@ def test_elec2_constant_stretch_is_found(elec2):
 
 
 def test_elec2_1998_against_late_1997(elec2):
-    result = core.check(elec2["1998"][0], "class", elec2["late_1997"][1])
+    result = core.validate(
+        dataset_path=elec2["1998"][0], target_column="class", reference_schema_path=elec2["late_1997"][1]
+    )
     assert findings(result) == {
         ("day_index", "out_of_range"),
         ("approx_date", "out_of_range"),
@@ -116,7 +122,7 @@ def bike(shared_data, tmp_path_factory):
 
 
 def test_bike_sharing_2011_schema(bike):
-    result = core.check(bike[0], "cnt")
+    result = core.validate(dataset_path=bike[0], target_column="cnt")
     schema = result.schema
     assert schema["rows"] == 8645
     assert schema["target"] == {"column": "cnt", "type": "int", "task": "regression", "classes": None}
@@ -135,7 +141,7 @@ def test_bike_sharing_2011_schema(bike):
 
 def test_bike_sharing_2012_against_2011(bike):
     """Demand grows about 60%: the target and registered leave 2011's range; weather stays within it."""
-    result = core.check(bike[2], "cnt", bike[1])
+    result = core.validate(dataset_path=bike[2], target_column="cnt", reference_schema_path=bike[1])
     assert not result.blocking
     assert findings(result) == {
         ("instant", "out_of_range"),
@@ -148,7 +154,9 @@ def test_bike_sharing_2012_against_2011(bike):
     assert "470 of 8734 (5.38%) outside, range [1, 977]" in cnt.found
     assert not {"temp", "atemp", "hum", "windspeed"} & {a.column for a in result.anomalies}
     # with no tolerance, the casual riders' growth (0.86% above 2011's maximum) and two hot hours show too
-    tight = core.check(bike[2], "cnt", bike[1], out_of_range_tolerance=0.0)
+    tight = core.validate(
+        dataset_path=bike[2], target_column="cnt", reference_schema_path=bike[1], out_of_range_tolerance=0.0
+    )
     assert findings(tight) - findings(result) == {("casual", "out_of_range"), ("temp", "out_of_range")}
     assert not tight.blocking
 
@@ -163,4 +171,4 @@ def test_bike_sharing_with_a_dropped_column_blocks(bike, tmp_path):
         match=r"1 blocking anomaly:\n- column 'weathersit': missing_column: expected a "
         r"column of type int, found no such column$",
     ):
-        core.check(path, "cnt", bike[1]).raise_for_blocking()
+        core.validate(dataset_path=path, target_column="cnt", reference_schema_path=bike[1]).raise_for_blocking()
