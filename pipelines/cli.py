@@ -193,7 +193,28 @@ def cmd_schedule(args) -> None:
 def cmd_serve(args) -> None:
     from kfp_ct.components.push.server import serve
 
-    serve(args.model_uri, model_name=args.name, port=args.port, host=args.host)
+    serve(args.model_uri, model_name=args.name, port=args.port, host=args.host, capture=args.capture)
+
+
+def cmd_capture_sink(args) -> None:
+    from kfp_ct.components.push.capture_sink import run
+
+    models = {}
+    for item in args.model:
+        name, sep, uri = item.partition("=")
+        if not sep or not name or not uri:
+            raise SystemExit(f"--model takes NAME=MODEL_URI, got {item!r}")
+        models[name] = uri
+    run(
+        args.capture,
+        args.wal,
+        host=args.host,
+        port=args.port,
+        models=models,
+        flush_seconds=args.flush_seconds,
+        pair_timeout_s=args.pair_timeout_s,
+        dedupe_seconds=args.dedupe_seconds,
+    )
 
 
 def cmd_demo(args) -> None:
@@ -265,7 +286,29 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--port", type=int, default=8080)
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--name", help="the model's name in the URLs (default: from the model)")
+    serve_parser.add_argument(
+        "--capture", help="capture every scored request as Parquet under this URI (path, gs://, s3://, minio://)"
+    )
     serve_parser.set_defaults(func=cmd_serve)
+
+    sink_parser = commands.add_parser(
+        "capture-sink", help="receive KServe's inference logger CloudEvents and write them as Parquet (capture)"
+    )
+    sink_parser.add_argument("--capture", required=True, help="where the Parquet goes: a path, gs://, s3://, minio://")
+    sink_parser.add_argument("--wal", required=True, help="the write-ahead log's folder (a durable local disk)")
+    sink_parser.add_argument("--port", type=int, default=8080)
+    sink_parser.add_argument("--host", default="127.0.0.1")
+    sink_parser.add_argument(
+        "--model", action="append", default=[], help="NAME=MODEL_URI for events whose URL names no model_uri"
+    )
+    sink_parser.add_argument("--flush-seconds", type=float, default=10.0, help="how often a Parquet batch is written")
+    sink_parser.add_argument(
+        "--pair-timeout-s", type=float, default=60.0, help="how long a request waits for its response event"
+    )
+    sink_parser.add_argument(
+        "--dedupe-seconds", type=float, default=300.0, help="how long an event id is remembered to drop repeats"
+    )
+    sink_parser.set_defaults(func=cmd_capture_sink)
 
     demo_parser = commands.add_parser("demo", help="the continuous-training loop, locally, on the embedded data")
     demo_parser.add_argument("--root", default="runs/demo")
