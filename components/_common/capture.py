@@ -135,11 +135,17 @@ class RowBuffer:
         """One request: its input columns (numpy, the signature's order), and its predictions and probabilities
         (sequences of its rows, or None when unanswered)."""
         n = len(columns[0])
+        self.extend([request_id] * n, range(n), [when] * n, [version] * n, columns, predictions, probabilities)
+
+    def extend(self, request_ids: list, rows, times: list, versions: list, columns: list, predictions, probabilities):
+        """Rows of any number of requests: per-row sequences, input columns as numpy arrays, predictions and
+        probabilities per row (or None for all rows unanswered)."""
+        n = len(columns[0])
         self._parts.append(columns)
-        self._ids += [request_id] * n
-        self._row += range(n)
-        self._times += [when] * n
-        self._versions += [version] * n
+        self._ids += request_ids
+        self._row += rows
+        self._times += times
+        self._versions += versions
         self._predictions += [None] * n if predictions is None else _listed(predictions)
         if self.schema.classification:
             self._probabilities += [None] * n if probabilities is None else _listed(probabilities)

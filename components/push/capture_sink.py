@@ -42,6 +42,11 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
 import numpy as np
+import orjson
+from cloudevents.exceptions import GenericException
+from cloudevents.http import from_http
+
+from kfp_ct.components.push.server import MAX_ROWS, PayloadError, _check_size
 
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"
@@ -89,9 +94,11 @@ class WriteAheadLog:
     def append(self, payloads: list[bytes]) -> None:
         """Writes the records and fsyncs them; on failure the segment is cut back to where it was."""
         data = b"".join(_HEADER.pack(len(p), zlib.crc32(p)) + p for p in payloads)
-        start = self._file.tell()
+        start = os.fstat(self._file.fileno()).st_size  # (not tell(): a truncate leaves the offset where it was)
         try:
-            self._file.write(data)
+            view = memoryview(data)
+            while view:  # a short write (the disk filled up) is followed by one that raises
+                view = view[os.write(self._file.fileno(), view) :]
             os.fsync(self._file.fileno())
         except OSError:
             try:
@@ -162,11 +169,40 @@ class _Model:
         self.version = model_uri.rstrip("/").rsplit("/", 1)[-1]
 
 
+def check_request(columns, data) -> None:
+    """The shape of a request body, checked cheaply when its event arrives: V1 `instances` (records holding exactly
+    the model's columns, or rows of its width) or V2 `inputs` (one per column); PayloadError naming what is wrong.
+    The values' types are checked when the batch is written (`request_columns`, the model server's own checks)."""
+    if not isinstance(data, dict):
+        raise PayloadError(f"the request body must be a JSON object, got {type(data).__name__}")
+    if "instances" in data:
+        instances = data["instances"]
+        if not isinstance(instances, list) or not instances or len(instances) > MAX_ROWS:
+            raise PayloadError(f"'instances' must be a list of 1 to {MAX_ROWS} records or rows")
+        names, width = columns.index.keys(), len(columns.names)
+        for row, instance in enumerate(instances):
+            if isinstance(instance, dict) and instance.keys() != names:
+                missing = [n for n in columns.names if n not in instance]
+                unknown = [k for k in instance if k not in columns.index]
+                raise PayloadError(
+                    f"instance {row} lacks {missing} / has unknown {unknown} columns; the model takes: "
+                    f"{columns.describe()}"
+                )
+            if isinstance(instance, list) and len(instance) != width:
+                raise PayloadError(f"instance {row} has {len(instance)} values, expected {width}: {columns.describe()}")
+            if not isinstance(instance, (dict, list)):
+                raise PayloadError(f"instance {row} is a {type(instance).__name__}, expected a record or a row")
+        return
+    inputs = data.get("inputs")
+    if not isinstance(inputs, list) or {t.get("name") for t in inputs if isinstance(t, dict)} != set(columns.names):
+        raise PayloadError(
+            f"the request body needs 'instances' (V1) or 'inputs' (V2) naming each column: {columns.describe()}"
+        )
+
+
 def request_columns(columns, data) -> list[np.ndarray]:
     """A request body (V1 `instances` or V2 `inputs`, as JSON) as one numpy column per input; PayloadError if it
     does not fit."""
-    from kfp_ct.components.push.server import PayloadError, _check_size
-
     if not isinstance(data, dict):
         raise PayloadError(f"the request body must be a JSON object, got {type(data).__name__}")
     if "instances" in data:
@@ -192,8 +228,6 @@ def request_columns(columns, data) -> list[np.ndarray]:
 
 def response_rows(data, n: int, classification: bool) -> tuple[list, list | None]:
     """(predictions, probabilities or None) of an answer (V1 or V2 JSON) to a request of `n` rows."""
-    from kfp_ct.components.push.server import PayloadError
-
     if not isinstance(data, dict):
         raise PayloadError(f"the response body must be a JSON object, got {type(data).__name__}")
     if "predictions" in data:
@@ -258,8 +292,9 @@ class CaptureSink:
         self._seen: OrderedDict = OrderedDict()  # (id, type) -> time accepted; loop thread only
         self._written: OrderedDict = OrderedDict()  # request id -> time written; flusher thread only
         self._unpaired: dict = {}  # (id, type) -> record; flusher thread only
-        self._cond = threading.Condition()
-        self._queue: list = []  # (payload, record, callback(error or None)) for the committer
+        self._cond = threading.Condition()  # guards the committer's queue
+        self._sealed_cond = threading.Condition()  # guards the sealed segments the flusher takes
+        self._queue: list = []  # (payload, record, asyncio future or callback(error)) for the committer
         self._records: list = []  # the active segment's records (committer thread)
         self._sealed: list = []  # (seq, records) for the flusher
         self._stopping = False
@@ -365,15 +400,10 @@ class CaptureSink:
 
     def parse(self, headers: dict, body: bytes, name: str | None, query: dict) -> dict:
         """The record of one HTTP request's CloudEvent; Refused(400) naming what is wrong with it."""
-        from cloudevents.exceptions import GenericException
-        from cloudevents.http import from_http
-
-        from kfp_ct.components.push.server import PayloadError
-
         try:
-            event = from_http(headers, body)
+            event = from_http(headers, body, data_unmarshaller=orjson.loads)  # the data: JSON, or refused
         except GenericException as err:
-            raise Refused(400, f"not a CloudEvent: {err}") from None
+            raise Refused(400, f"not a CloudEvent with JSON data: {err}") from None
         kind = event["type"]
         if kind not in (REQUEST, RESPONSE):
             raise Refused(400, f"event type '{kind}' is not KServe's inference request or response ({REQUEST})")
@@ -381,16 +411,11 @@ class CaptureSink:
         if not name:
             raise Refused(400, "no model name: post to /models/NAME or send the 'inferenceservicename' extension")
         data = event.get_data()
-        if isinstance(data, (bytes, str)):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                raise Refused(400, f"the {kind} event's data is not JSON") from None
         model_uri = (query.get("model_uri") or [None])[0]
         model = self.model(name, model_uri)
         try:
             if kind == REQUEST:
-                request_columns(model.columns, data)
+                check_request(model.columns, data)
             elif not isinstance(data, dict) or not ({"predictions", "outputs"} & data.keys()):
                 raise PayloadError("the response body has neither 'predictions' (V1) nor 'outputs' (V2)")
         except PayloadError as err:
@@ -409,9 +434,9 @@ class CaptureSink:
 
     async def accept(self, headers: dict, body: bytes, name: str | None = None, query: dict | None = None) -> None:
         """Returns once the event is durable (or was already accepted); raises Refused otherwise."""
-        if self.wal_error or self.store_error:
+        if self.store_error:  # (a log that cannot be written is tried again for each event: the disk may free up)
             self.counts["refused_5xx"] += 1
-            raise Refused(503, f"the sink cannot keep events now: {self.wal_error or self.store_error}")
+            raise Refused(503, f"the sink cannot keep events now: {self.store_error}")
         try:
             record = self.parse(headers, body, name, query or {})
         except Refused as err:
@@ -429,19 +454,18 @@ class CaptureSink:
         if previous is not None:
             self.counts["duplicates"] += 1
             return
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future = asyncio.get_running_loop().create_future()
         self._seen[key] = future
         payload = _encode(record)
         with self._cond:
-            self._queue.append((payload, record, lambda error: loop.call_soon_threadsafe(_resolve, future, error)))
+            self._queue.append((payload, record, future))
             self._cond.notify()
         try:
             await future
         except OSError as err:
             self._seen.pop(key, None)
             self.counts["refused_5xx"] += 1
-            raise Refused(503, f"the write-ahead log cannot be written: {err}") from None
+            raise Refused(503, self.wal_error or str(err)) from None
         self._seen[key] = time.time()
         self._seen.move_to_end(key)
         self.counts["accepted"] += 1
@@ -479,30 +503,35 @@ class CaptureSink:
             error = self.wal_error = None
             self._records.extend(record for _, record, _ in batch)
         except OSError as err:
-            error, self.wal_error = err, f"{type(err).__name__}: {err}"
+            error = err
+            self.wal_error = f"the write-ahead log in {self.wal_dir} cannot be written: {type(err).__name__}: {err}"
             if self.wal.torn:
                 self.wal.torn = False
                 self._seal()
-        for _, _, callback in batch:
-            callback(error)
+        futures = [waiter for _, _, waiter in batch if isinstance(waiter, asyncio.Future)]
+        if futures:  # one wake-up of the event loop for the whole group
+            futures[0].get_loop().call_soon_threadsafe(_resolve, futures, error)
+        for _, _, waiter in batch:
+            if not isinstance(waiter, asyncio.Future):
+                waiter(error)
 
     def _seal(self) -> None:
         if not self._records:
             return
         seq = self.wal.rotate()  # a segment whose every record failed is empty: replayed as nothing
         records, self._records = self._records, []
-        with self._cond:
+        with self._sealed_cond:
             self._sealed.append((seq, records, [seq]))
-            self._cond.notify_all()
+            self._sealed_cond.notify()
 
     # --- the flusher thread ------------------------------------------------------------------------------------------
     def _flush_loop(self) -> None:
         while True:
-            with self._cond:
+            with self._sealed_cond:
                 if not self._sealed:
                     if self._stopping and not self._threads[0].is_alive():
                         return
-                    self._cond.wait(1.0)
+                    self._sealed_cond.wait(1.0)
             if not self._sealed:
                 if self.store_error:  # nothing to write, but new events wait for the store: try it again
                     self.probe_store()
@@ -511,7 +540,7 @@ class CaptureSink:
             try:
                 self._flush(seq, records, segments)
                 self.store_error = None
-                with self._cond:
+                with self._sealed_cond:
                     self._sealed.pop(0)
             except Exception as err:  # the store cannot be written: keep the segment, refuse new events, retry
                 self.counts["flush_failures"] += 1
@@ -597,25 +626,54 @@ class CaptureSink:
                 os.remove(path)
 
     def _table(self, model: _Model, pairs: list):
+        """The capture table of request/response pairs (response None: unanswered). The V1 record requests are
+        converted together (one conversion per column for the whole batch), the others one by one; a request whose
+        values do not fit the signature is counted (`invalid_pairs`) and not written."""
         from kfp_ct.components._common.capture import RowBuffer
-        from kfp_ct.components.push.server import PayloadError
 
         buffer = RowBuffer(model.schema)
-        for record, response in pairs:
+        records = [p for p in pairs if _records_form(p[0]["data"])]
+        others = [p for p in pairs if not _records_form(p[0]["data"])]
+        for start in range(0, len(records), MAX_ROWS // 10):
+            chunk = records[start : start + MAX_ROWS // 10]
             try:
-                columns = request_columns(model.columns, record["data"])
-                n = len(columns[0])
-                answer = proba = None
-                if response is None:
-                    self.counts["unanswered_rows"] += n
-                else:
-                    answer, proba = response_rows(response["data"], n, model.schema.classification)
+                columns = model.columns.from_instances([i for r, _ in chunk for i in r["data"]["instances"]])
+            except PayloadError:  # one request's values are wrong: find it, one request at a time
+                others += chunk
+                continue
+            self._extend(buffer, model, chunk, columns)
+        for pair in others:
+            try:
+                columns = request_columns(model.columns, pair[0]["data"])
             except PayloadError as err:
                 self.counts["invalid_pairs"] += 1
-                _log.warning("kfp-ct capture sink: request %s not captured: %s", record["id"], err)
+                _log.warning("kfp-ct capture sink: request %s not captured: %s", pair[0]["id"], err)
                 continue
-            buffer.add(record["id"], _time(record), record["version"], columns, answer, proba)
+            self._extend(buffer, model, [pair], columns)
         return buffer.table()
+
+    def _extend(self, buffer, model: _Model, pairs: list, columns: list) -> None:
+        ids, rows, times, versions, predictions, probabilities = [], [], [], [], [], []
+        at = 0
+        for record, response in pairs:
+            n = len(record["data"]["instances"]) if "instances" in record["data"] else len(columns[0]) - at
+            answer = proba = None
+            if response is None:
+                self.counts["unanswered_rows"] += n
+            else:
+                try:
+                    answer, proba = response_rows(response["data"], n, model.schema.classification)
+                except PayloadError as err:
+                    self.counts["invalid_pairs"] += 1
+                    _log.warning("kfp-ct capture sink: response %s not captured: %s", record["id"], err)
+            ids += [record["id"]] * n
+            rows += range(n)
+            times += [_time(record)] * n
+            versions += [record["version"]] * n
+            predictions += answer if answer is not None else [None] * n
+            probabilities += proba if proba is not None else [None] * n
+            at += n
+        buffer.extend(ids, rows, times, versions, columns, predictions, probabilities)
 
     # --- the service's state -----------------------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -660,22 +718,26 @@ class CaptureSink:
             self.store_error = f"the capture store {self.capture_uri} cannot be written: {type(err).__name__}: {err}"
 
     def close(self) -> None:
-        """Writes everything accepted (unanswered requests without a prediction) and stops the threads."""
+        """Writes what is paired, keeps what waits for its pair in the log for the next start, stops the threads."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        with self._sealed_cond:
+            self._sealed_cond.notify()
         for thread in self._threads:
             thread.join()
         self.wal.close()
 
 
-def _resolve(future, error) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _resolve(futures: list, error) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None) if error is None else future.set_exception(error)
+
+
+def _records_form(data: dict) -> bool:
+    instances = data.get("instances")
+    return isinstance(instances, list) and isinstance(instances[0], dict)
 
 
 def _by_model_uri(pairs: list) -> dict[str, list]:
@@ -692,14 +754,10 @@ def _time(record: dict) -> datetime:
 
 
 def _encode(record: dict) -> bytes:
-    import orjson
-
     return orjson.dumps(record, default=str)
 
 
 def _decode(payload: bytes) -> dict:
-    import orjson
-
     return orjson.loads(payload)
 
 
