@@ -197,24 +197,9 @@ def cmd_serve(args) -> None:
 
 
 def cmd_capture_sink(args) -> None:
-    from kfp_ct.components.push.capture_sink import run
+    from kfp_ct.components.push.capture_sink import main
 
-    models = {}
-    for item in args.model:
-        name, sep, uri = item.partition("=")
-        if not sep or not name or not uri:
-            raise SystemExit(f"--model takes NAME=MODEL_URI, got {item!r}")
-        models[name] = uri
-    run(
-        args.capture,
-        args.wal,
-        host=args.host,
-        port=args.port,
-        models=models,
-        flush_seconds=args.flush_seconds,
-        pair_timeout_s=args.pair_timeout_s,
-        dedupe_seconds=args.dedupe_seconds,
-    )
+    main(args.options)
 
 
 def cmd_demo(args) -> None:
@@ -292,21 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.set_defaults(func=cmd_serve)
 
     sink_parser = commands.add_parser(
-        "capture-sink", help="receive KServe's inference logger CloudEvents and write them as Parquet (capture)"
-    )
-    sink_parser.add_argument("--capture", required=True, help="where the Parquet goes: a path, gs://, s3://, minio://")
-    sink_parser.add_argument("--wal", required=True, help="the write-ahead log's folder (a durable local disk)")
-    sink_parser.add_argument("--port", type=int, default=8080)
-    sink_parser.add_argument("--host", default="127.0.0.1")
-    sink_parser.add_argument(
-        "--model", action="append", default=[], help="NAME=MODEL_URI for events whose URL names no model_uri"
-    )
-    sink_parser.add_argument("--flush-seconds", type=float, default=10.0, help="how often a Parquet batch is written")
-    sink_parser.add_argument(
-        "--pair-timeout-s", type=float, default=60.0, help="how long a request waits for its response event"
-    )
-    sink_parser.add_argument(
-        "--dedupe-seconds", type=float, default=300.0, help="how long an event id is remembered to drop repeats"
+        "capture-sink",
+        add_help=False,  # its options are the sink's own (kfp-ct capture-sink --help)
+        help="receive KServe's inference logger CloudEvents and write them as time-partitioned Parquet",
     )
     sink_parser.set_defaults(func=cmd_capture_sink)
 
@@ -352,7 +325,11 @@ def main(argv: list[str] | None = None) -> None:
             sub.add_argument("--run-name")
         sub.set_defaults(func=func)
 
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "capture-sink":
+        args.options = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.func(args)
 
 

@@ -843,7 +843,7 @@ def run(
     pair_timeout_s: float = PAIR_TIMEOUT_S,
     dedupe_seconds: float = DEDUPE_SECONDS,
 ) -> None:
-    """Runs the sink on http://{host}:{port} until interrupted (what `kfp-ct capture-sink` runs)."""
+    """Runs the sink on http://{host}:{port} until interrupted."""
     import uvicorn
 
     sink = CaptureSink(capture_uri, wal_dir, models, flush_seconds, pair_timeout_s, dedupe_seconds)
@@ -851,3 +851,52 @@ def run(
     if sink.store_error:
         _log.warning("kfp-ct capture sink: %s (events are refused with 503 until it can)", sink.store_error)
     uvicorn.run(SinkApp(sink), host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+
+
+def add_arguments(parser) -> None:
+    """The sink's options (`kfp-ct capture-sink` and `python -m kfp_ct.components.push.capture_sink`)."""
+    parser.add_argument("--capture", required=True, help="where the Parquet goes: a path, gs://, s3://, minio://")
+    parser.add_argument("--wal", required=True, help="the write-ahead log's folder (a durable local disk)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to bind (in a pod: 0.0.0.0)")
+    parser.add_argument(
+        "--model", action="append", default=[], help="NAME=MODEL_URI for events whose URL names no model_uri"
+    )
+    parser.add_argument("--flush-seconds", type=float, default=FLUSH_SECONDS, help="how often Parquet is written")
+    parser.add_argument(
+        "--pair-timeout-s", type=float, default=PAIR_TIMEOUT_S, help="how long a request waits for its response"
+    )
+    parser.add_argument(
+        "--dedupe-seconds", type=float, default=DEDUPE_SECONDS, help="how long an event id is remembered"
+    )
+
+
+def run_from_args(args) -> None:
+    models = {}
+    for item in args.model:
+        name, sep, uri = item.partition("=")
+        if not sep or not name or not uri:
+            raise SystemExit(f"--model takes NAME=MODEL_URI, got {item!r}")
+        models[name] = uri
+    run(
+        args.capture,
+        args.wal,
+        host=args.host,
+        port=args.port,
+        models=models,
+        flush_seconds=args.flush_seconds,
+        pair_timeout_s=args.pair_timeout_s,
+        dedupe_seconds=args.dedupe_seconds,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="kfp-ct capture-sink", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

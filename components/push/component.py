@@ -24,6 +24,7 @@ def push(
     min_replicas: int = 1,
     max_replicas: int = 3,
     rollout_timeout_s: int = 600,
+    capture_url: str = "",
 ) -> str:
     """Publishes a model version, proves it serves, and deploys it to KServe (or makes it the local champion).
 
@@ -60,6 +61,10 @@ def push(
         min_replicas: Minimum predictor replicas (0 lets Serverless scale to zero).
         max_replicas: Maximum predictor replicas.
         rollout_timeout_s: How long each rollout step may wait for the InferenceService to be Ready.
+        capture_url: The capture sink's URL (kserve/capture-sink.yaml, e.g.
+            http://kfp-ct-capture-sink.NAMESPACE.svc.cluster.local): the InferenceService then carries KServe's logger
+            (spec.predictor.logger, mode all), which sends every request and answer there, to be captured as
+            Parquet; "" for no capture.
 
     Returns:
         manifest: The InferenceService YAML at {uri} (what was applied, or would be with target=local); metadata:
@@ -85,6 +90,7 @@ def push(
         max_replicas,
         rollout_timeout_s,
         registered_version=model.metadata.get("version"),
+        capture_url=capture_url,
     )
     write_manifest(result.manifest, manifest.path)
     manifest.metadata.update(result.metadata())
