@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,23 @@ RESPONSE = "org.kubeflow.serving.inference.response"
 
 
 # --- the sink's load: pre-built HTTP requests carrying CloudEvents -------------------------------------------------
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a process group (a server and its workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state ppid pgrp ... utime(11) stime(12)
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def sink_requests(model: dict, port: int, n: int, model_uri: str) -> list[bytes]:
@@ -130,8 +148,10 @@ def run_sink(model: dict, workdir: Path, seconds: float, connections: int) -> di
         warm.join()
         queue = context.Queue()
         loader = context.Process(target=_sink_load, args=(port, requests[2:], connections, seconds, queue))
+        cpu_before = group_cpu_seconds(process.pid)
         loader.start()
         result = queue.get(timeout=seconds + 120)
+        sink_cpu = group_cpu_seconds(process.pid) - cpu_before  # (the flushes that follow are not counted)
         loader.join(timeout=30)
         acked = set(result["acknowledged"])  # loader index k is event k + 2: pair p's events are 2p - 2 and 2p - 1
         expected_pairs = {f"req-{p}" for p in range(1, pairs) if 2 * p - 2 in acked and 2 * p - 1 in acked}
@@ -148,6 +168,7 @@ def run_sink(model: dict, workdir: Path, seconds: float, connections: int) -> di
         stop(process)
     lat = np.asarray(result["latencies"]) * 1000
     return {
+        "cpu_us_per_event": sink_cpu / len(lat) * 1e6,
         "events": len(lat),
         "events_s": len(lat) / result["elapsed"],
         "p50_ms": float(np.percentile(lat, 50)),
@@ -188,8 +209,11 @@ def run_server(model: dict, workdir: Path, seconds: float, capture: Path | None)
         wait_ready(f"http://127.0.0.1:{port}/v2/models/{NAME}/ready", process, log)
         path = f"/v1/models/{NAME}:predict"
         bodies = [json.dumps({"instances": [r]}).encode() for r in model["records"]]
-        run_load(port, path, bodies[:50], 1.0)  # warm-up
+        warm = run_load(port, path, bodies[:50], 1.0)
+        cpu_before = group_cpu_seconds(process.pid)
         result = run_load(port, path, bodies, seconds)
+        result["cpu_us_per_request"] = (group_cpu_seconds(process.pid) - cpu_before) / result["requests"] * 1e6
+        result["answered"] = warm["ok"] + result["ok"]
     finally:
         stop(process)  # SIGTERM: the capture thread writes what it holds
     if capture:
@@ -216,23 +240,38 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     cost = 1 - captured["rps"] / plain["rps"]
+    cpu_cost = 1 - plain["cpu_us_per_request"] / captured["cpu_us_per_request"]
+    capacity = 1e6 / sink["cpu_us_per_event"]
+    print(
+        f"load average of this machine at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
+        f"on {os.cpu_count()} cores (other work shares them: the CPU figures do not depend on it)"
+    )
     sink_ok = sink["events_s"] >= GOAL_EVENTS_S and sink["p99_ms"] < GOAL_P99_MS
     complete = sink["pairs_captured"] == sink["pairs_acknowledged"]
     print(f"capture sink ({args.connections} connections, {seconds:g} s, one row per request/response pair)")
     print(f"  events acknowledged: {sink['events']:,}  ({sink['statuses']})")
     print(f"  events/s: {sink['events_s']:,.0f}  (goal >= {GOAL_EVENTS_S:,.0f})")
     print(f"  ack latency: p50 {sink['p50_ms']:.2f} ms  p99 {sink['p99_ms']:.2f} ms  (goal p99 < {GOAL_P99_MS:g} ms)")
+    print(
+        f"  sink CPU per event: {sink['cpu_us_per_event']:.0f} us = {capacity:,.0f} events/s per CPU core "
+        f"(goal >= {GOAL_EVENTS_S:,.0f}): {'met' if capacity >= GOAL_EVENTS_S else 'NOT met'}"
+    )
     print(f"  acknowledged pairs captured as rows: {sink['pairs_captured']:,}/{sink['pairs_acknowledged']:,}")
     print(f"  sink goal: {'met' if sink_ok and complete else 'NOT met'}")
     print(f"kfp-ct serve, {seconds:g} s each")
     print(f"  without capture: {plain['rps']:,.0f} req/s  p99 {plain['p99_ms']:.2f} ms  errors {plain['errors']}")
     print(
         f"  with --capture:  {captured['rps']:,.0f} req/s  p99 {captured['p99_ms']:.2f} ms  errors "
-        f"{captured['errors']}  rows captured {captured['captured_rows']:,} of {captured['ok']:,} answered"
+        f"{captured['errors']}  rows captured {captured['captured_rows']:,} of {captured['answered']:,} answered"
     )
     print(
         f"  ratio with/without: {captured['rps'] / plain['rps']:.3f}  cost {cost * 100:.1f}% (goal <= 10%): "
         f"{'met' if cost <= GOAL_COST else 'NOT met'}"
+    )
+    print(
+        f"  server CPU per request: {plain['cpu_us_per_request']:.0f} us without, "
+        f"{captured['cpu_us_per_request']:.0f} us with capture: cost {cpu_cost * 100:.1f}% of requests/s per core "
+        f"(goal <= 10%): {'met' if cpu_cost <= GOAL_COST else 'NOT met'}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"sink": sink, "plain": plain, "captured": captured}, default=str))

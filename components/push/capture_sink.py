@@ -775,62 +775,102 @@ def _write_durably(path: str, text: str) -> None:
 
 
 class SinkApp:
-    """The ASGI app around a CaptureSink (see the module docstring for the endpoints)."""
+    """The HTTP side of a CaptureSink (see the module docstring for the endpoints): one request in, (status, body,
+    content type) out."""
 
     def __init__(self, sink: CaptureSink):
         self.sink = sink
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await asyncio.get_running_loop().run_in_executor(None, self.sink.close)
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        path, method = scope["path"], scope["method"]
+    async def handle(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, bytes, bytes]:
+        path, _, query = target.partition("?")
         if method == "GET" and path == "/metrics":
-            return await _answer(send, 200, self.sink.metrics().encode(), b"text/plain; version=0.0.4")
-        if method == "GET" and path == "/stats":
-            return await _answer(send, 200, json.dumps(self.sink.stats()).encode())
-        if method == "GET" and path == "/healthz":
+            return 200, self.sink.metrics().encode(), b"text/plain; version=0.0.4"
+        if method == "GET" and path in ("/stats", "/healthz"):
             stats = self.sink.stats()
-            return await _answer(send, 200 if stats["healthy"] else 503, json.dumps(stats).encode())
+            return 200 if path == "/stats" or stats["healthy"] else 503, json.dumps(stats).encode(), _JSON
         if method != "POST" or not (path in ("/", "") or path.startswith("/models/")):
-            return await _answer(send, 404, b'{"error": "POST events to / or /models/NAME"}')
+            return 404, b'{"error": "POST events to / or /models/NAME"}', _JSON
         name = path[len("/models/") :].strip("/") if path.startswith("/models/") else ""
-        body, chunks = b"", []
-        size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return await _answer(send, 413, b'{"error": "event larger than the sink accepts"}')
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode())
         try:
-            await self.sink.accept(headers, body, name or None, query)
+            await self.sink.accept(headers, body, name or None, parse_qs(query))
         except Refused as err:
-            return await _answer(send, err.status, json.dumps({"error": str(err)}).encode())
-        return await _answer(send, 200, b'{"status": "accepted"}')
+            return err.status, json.dumps({"error": str(err)}).encode(), _JSON
+        return 200, b'{"status": "accepted"}', _JSON
 
 
-async def _answer(send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+_JSON = b"application/json"
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 413: b"Payload Too Large", 503: b"Service Unavailable"}
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection, parsed with httptools; its requests are answered one after another, in
+    order."""
+
+    def __init__(self, app: SinkApp):
+        import httptools
+
+        self.app = app
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self.pending: list = []
+        self.busy = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url, self.headers, self.body, self.size = b"", {}, [], 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        import httptools
+
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._write(400, b'{"error": "malformed HTTP request"}', _JSON, close=True)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size <= MAX_BODY_BYTES:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode()
+        self.pending.append((method, self.url.decode("latin-1"), self.headers, b"".join(self.body), self.size))
+        self._reset()
+        if not self.busy:
+            self.busy = True
+            asyncio.ensure_future(self._serve())
+
+    async def _serve(self) -> None:
+        while self.pending:
+            method, target, headers, body, size = self.pending.pop(0)
+            if size > MAX_BODY_BYTES:
+                answer = (413, b'{"error": "event larger than the sink accepts"}', _JSON)
+            else:
+                answer = await self.app.handle(method, target, headers, body)
+            if self.transport.is_closing():
+                break
+            self._write(*answer)
+        self.busy = False
+
+    def _write(self, status: int, body: bytes, content_type: bytes, close: bool = False) -> None:
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
+            status,
+            _REASONS.get(status, b"Error"),
+            content_type,
+            len(body),
+        )
+        self.transport.write(head + (b"connection: close\r\n\r\n" if close else b"\r\n") + body)
+        if close:
+            self.transport.close()
 
 
 def run(
@@ -843,14 +883,28 @@ def run(
     pair_timeout_s: float = PAIR_TIMEOUT_S,
     dedupe_seconds: float = DEDUPE_SECONDS,
 ) -> None:
-    """Runs the sink on http://{host}:{port} until interrupted."""
-    import uvicorn
+    """Runs the sink on http://{host}:{port} until SIGTERM or SIGINT, then writes what is paired and stops."""
+    import signal
+
+    import uvloop
 
     sink = CaptureSink(capture_uri, wal_dir, models, flush_seconds, pair_timeout_s, dedupe_seconds)
     sink.probe_store()
     if sink.store_error:
         _log.warning("kfp-ct capture sink: %s (events are refused with 503 until it can)", sink.store_error)
-    uvicorn.run(SinkApp(sink), host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    app = SinkApp(sink)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        server = await loop.create_server(lambda: _Connection(app), host, port, backlog=1024)
+        await stop.wait()
+        server.close()
+        await loop.run_in_executor(None, sink.close)
+
+    uvloop.run(serve())
 
 
 def add_arguments(parser) -> None:
