@@ -342,9 +342,9 @@ class CaptureSink:
             with open(path) as f:
                 for rid in f.read().split():
                     self._remember_written(rid, os.path.getmtime(path))
-        self._replayed = self.wal.sealed
+        replayed = self.wal.sealed
         records = {}
-        for seq in self._replayed:
+        for seq in replayed:
             for payload in WriteAheadLog.read(self.wal.path(seq)):
                 record = _decode(payload)
                 records[(record["id"], record["type"])] = record
@@ -352,9 +352,9 @@ class CaptureSink:
             self._seen[(record["id"], record["type"])] = now
         for rid in self._written:
             self._seen[(rid, REQUEST)] = self._seen[(rid, RESPONSE)] = now
-        if self._replayed:
-            self._already_written(list(records.values()), self._replayed)
-            self._sealed.append((self._replayed[0], list(records.values()), self._replayed))
+        if replayed:
+            self._already_written(list(records.values()), replayed)
+            self._sealed.append((replayed[0], list(records.values()), replayed))
 
     def _already_written(self, records: list[dict], segments: list[int]) -> None:
         """Ids that a flush of these segments wrote before a crash kept it from recording them (its files are named
@@ -437,8 +437,12 @@ class CaptureSink:
         if self.store_error:  # (a log that cannot be written is tried again for each event: the disk may free up)
             self.counts["refused_5xx"] += 1
             raise Refused(503, f"the sink cannot keep events now: {self.store_error}")
+        query = query or {}
         try:
-            record = self.parse(headers, body, name, query or {})
+            uri = (query.get("model_uri") or [None])[0] or self.defaults.get(name or "")
+            if name and uri and uri not in self._models:  # read a new model's signature off the event loop
+                await asyncio.get_running_loop().run_in_executor(None, self.model, name, uri)
+            record = self.parse(headers, body, name, query)
         except Refused as err:
             self.counts["malformed" if err.status < 500 else "refused_5xx"] += 1
             raise
@@ -889,6 +893,8 @@ def run(
     import uvloop
 
     sink = CaptureSink(capture_uri, wal_dir, models, flush_seconds, pair_timeout_s, dedupe_seconds)
+    for name, uri in (models or {}).items():  # a model given at start must be readable: fail now, not per event
+        sink.model(name, uri)
     sink.probe_store()
     if sink.store_error:
         _log.warning("kfp-ct capture sink: %s (events are refused with 503 until it can)", sink.store_error)

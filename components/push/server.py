@@ -33,6 +33,8 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -582,9 +584,6 @@ def make_model_class():
         def _capture(self, payload, headers, columns, predictions, proba) -> None:
             """Hands the scored rows to the capture thread, under the request's id: KServe's logger's (`ce-id`),
             the client's `x-request-id`, the V2 request's id, else a new one."""
-            import uuid
-            from datetime import UTC, datetime
-
             headers = headers or {}
             request_id = (
                 headers.get("ce-id")
