@@ -5,8 +5,9 @@
    `inference.request` event (one elec2 record) and one `inference.response` event, sent by a load generator in its
    own process (asyncio, `--connections` keep-alive connections, one event in flight on each). Measured: events/s
    acknowledged, acknowledgement latency p50/p99, and afterwards that every acknowledged pair is a Parquet row.
-2. `kfp-ct serve MODEL` without and with `--capture FOLDER`, one after the other on the same model and the same load
-   (bench/serving.py's load generator: 8 connections, one record per request): requests/s of each and their ratio.
+2. `kfp-ct serve MODEL` without and with `--capture FOLDER`, both running, loaded in turn (A B A B ..., so that the
+   machine's other load falls on both alike) on the same model (bench/serving.py's load generator: 8 connections,
+   one record per request): requests/s and server CPU per request of each, and their ratios.
 
     python bench/capture.py            # elec2 model, 15 s per measurement
     python bench/capture.py --quick    # a 5000-row model, 3 s per measurement: the smoke run tests/bench calls
@@ -201,26 +202,52 @@ def _get(url: str) -> str:
 # --- the model server without and with capture ------------------------------------------------------------------------
 
 
-def run_server(model: dict, workdir: Path, seconds: float, capture: Path | None) -> dict:
-    port = free_port()
-    log = workdir / ("serve-capture.log" if capture else "serve.log")
-    process = start("kfp-ct", model["path"], port, log, ("--capture", str(capture)) if capture else ())
+def run_servers(model: dict, workdir: Path, seconds: float, rounds: int) -> tuple[dict, dict]:
+    """`kfp-ct serve` without and with --capture, both started, then loaded in turn `rounds` times each (A B A B ...),
+    so that a change in the machine's other load falls on both alike; (without, with) summed over the rounds."""
+    capture = workdir / "served-capture"
+    servers = {}
     try:
-        wait_ready(f"http://127.0.0.1:{port}/v2/models/{NAME}/ready", process, log)
+        for kind, extra in (("plain", ()), ("captured", ("--capture", str(capture)))):
+            port = free_port()
+            log = workdir / f"serve-{kind}.log"
+            servers[kind] = (start("kfp-ct", model["path"], port, log, extra), port, log)
         path = f"/v1/models/{NAME}:predict"
         bodies = [json.dumps({"instances": [r]}).encode() for r in model["records"]]
-        warm = run_load(port, path, bodies[:50], 1.0)
-        cpu_before = group_cpu_seconds(process.pid)
-        result = run_load(port, path, bodies, seconds)
-        result["cpu_us_per_request"] = (group_cpu_seconds(process.pid) - cpu_before) / result["requests"] * 1e6
-        result["answered"] = warm["ok"] + result["ok"]
+        totals = {
+            kind: {"requests": 0, "elapsed": 0.0, "cpu": 0.0, "answered": 0, "errors": 0, "p99": []} for kind in servers
+        }
+        for kind, (process, port, log) in servers.items():
+            wait_ready(f"http://127.0.0.1:{port}/v2/models/{NAME}/ready", process, log)
+            totals[kind]["answered"] += run_load(port, path, bodies[:50], 1.0)["ok"]  # warm-up
+        for _ in range(rounds):
+            for kind, (process, port, _) in servers.items():
+                cpu_before = group_cpu_seconds(process.pid)
+                result = run_load(port, path, bodies, seconds)
+                total = totals[kind]
+                total["cpu"] += group_cpu_seconds(process.pid) - cpu_before
+                total["requests"] += result["requests"]
+                total["elapsed"] += result["requests"] / result["rps"]
+                total["answered"] += result["ok"]
+                total["errors"] += result["errors"]
+                total["p99"].append(result["p99_ms"])
     finally:
-        stop(process)  # SIGTERM: the capture thread writes what it holds
-    if capture:
-        import pyarrow.parquet as pq
+        for process, _, _ in servers.values():
+            stop(process)  # SIGTERM: the capture thread writes what it holds
+    import pyarrow.parquet as pq
 
-        result["captured_rows"] = sum(pq.read_metadata(f).num_rows for f in capture.rglob("*.parquet"))
-    return result
+    out = {}
+    for kind, total in totals.items():
+        out[kind] = {
+            "requests": total["requests"],
+            "rps": total["requests"] / total["elapsed"],
+            "p99_ms": max(total["p99"]),
+            "errors": total["errors"],
+            "answered": total["answered"],
+            "cpu_us_per_request": total["cpu"] / total["requests"] * 1e6,
+        }
+    out["captured"]["captured_rows"] = sum(pq.read_metadata(f).num_rows for f in capture.rglob("*.parquet"))
+    return out["plain"], out["captured"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = train(workdir, 5000 if args.quick else None, 20 if args.quick else 100)
         sink = run_sink(model, workdir, seconds, args.connections)
-        plain = run_server(model, workdir, seconds, None)
-        captured = run_server(model, workdir, seconds, workdir / "served-capture")
+        plain, captured = run_servers(model, workdir, seconds, 2 if args.quick else 3)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     cost = 1 - captured["rps"] / plain["rps"]
@@ -258,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  acknowledged pairs captured as rows: {sink['pairs_captured']:,}/{sink['pairs_acknowledged']:,}")
     print(f"  sink goal: {'met' if sink_ok and complete else 'NOT met'}")
-    print(f"kfp-ct serve, {seconds:g} s each")
+    print(f"kfp-ct serve, loaded in turn, {seconds:g} s each, {2 if args.quick else 3} rounds")
     print(f"  without capture: {plain['rps']:,.0f} req/s  p99 {plain['p99_ms']:.2f} ms  errors {plain['errors']}")
     print(
         f"  with --capture:  {captured['rps']:,.0f} req/s  p99 {captured['p99_ms']:.2f} ms  errors "
