@@ -123,13 +123,13 @@ def bare_server(model_path: str, port: int) -> None:
 # --- servers -----------------------------------------------------------------------------------------------------
 
 
-def start(kind: str, model_path: str, port: int, log_path: Path) -> subprocess.Popen:
+def start(kind: str, model_path: str, port: int, log_path: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent  # mlflow starts `uvicorn` from PATH
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     if kind == "kfp-ct":
         cli = bin_dir / "kfp-ct"
         args = [str(cli)] if cli.exists() else [sys.executable, "-m", "kfp_ct.pipelines.cli"]
-        args += ["serve", model_path, "--port", str(port), "--host", "127.0.0.1", "--name", NAME]
+        args += ["serve", model_path, "--port", str(port), "--host", "127.0.0.1", "--name", NAME, *extra]
     elif kind == "mlflow":
         args = [
             sys.executable,

@@ -211,7 +211,13 @@ def cmd_schedule(args) -> None:
 def cmd_serve(args) -> None:
     from kfp_ct.components.push.server import serve
 
-    serve(args.model_uri, model_name=args.name, port=args.port, host=args.host)
+    serve(args.model_uri, model_name=args.name, port=args.port, host=args.host, capture=args.capture)
+
+
+def cmd_capture_sink(args) -> None:
+    from kfp_ct.components.push.capture_sink import main
+
+    main(args.options)
 
 
 def cmd_demo(args) -> None:
@@ -420,7 +426,17 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--port", type=int, default=8080)
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--name", help="the model's name in the URLs (default: from the model)")
+    serve_parser.add_argument(
+        "--capture", help="capture every scored request as Parquet under this URI (path, gs://, s3://, minio://)"
+    )
     serve_parser.set_defaults(func=cmd_serve)
+
+    sink_parser = commands.add_parser(
+        "capture-sink",
+        add_help=False,  # its options are the sink's own (kfp-ct capture-sink --help)
+        help="receive KServe's inference logger CloudEvents and write them as time-partitioned Parquet",
+    )
+    sink_parser.set_defaults(func=cmd_capture_sink)
 
     demo_parser = commands.add_parser("demo", help="the continuous-training loop, locally, on the embedded data")
     demo_parser.add_argument("--root", default="runs/demo")
@@ -466,7 +482,11 @@ def main(argv: list[str] | None = None) -> None:
 
     add_delivery_commands(commands)
 
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "capture-sink":
+        args.options = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.func(args)
 
 

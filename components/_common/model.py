@@ -264,6 +264,19 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return _metadata(_mlmodel(str(path)), str(path))
 
 
+def _input_columns(mlflow_model) -> list[tuple[str, str]]:
+    signature = mlflow_model.signature
+    specs = signature.inputs.inputs if signature else []
+    return [(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in specs]
+
+
+def read_signature(path: str | os.PathLike) -> tuple[list[tuple[str, str]], dict]:
+    """(the input columns as (name, MLflow type), the catalog's metadata) of a model directory, from its MLmodel
+    file alone (nothing is loaded or imported)."""
+    mlflow_model = _mlmodel(str(path))
+    return _input_columns(mlflow_model), _metadata(mlflow_model, str(path))
+
+
 def refuse_pickles(path: str | os.PathLike, mlflow_model=None) -> None:
     """Raises ValueError naming the file when the model folder `path` holds a pickle: a file named as one (.pkl,
     .pickle, .cloudpickle, .joblib), or the file of a flavor whose MLmodel entry says pickle or cloudpickle."""
@@ -362,11 +375,12 @@ def load_model(path: str | os.PathLike) -> TabularModel:
     refuse_pickles(path, mlflow_model)
     check_skops(os.path.join(path, FEATURIZER_DIR, TRANSFORMER_FILE), FEATURIZER_TRUSTED_TYPES)
     featurizer = load_featurizer(os.path.join(path, FEATURIZER_DIR))
-    signature = mlflow_model.signature
-    specs = signature.inputs.inputs if signature else []
-    inputs = [(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in specs]
     return TabularModel(
-        path=path, featurizer=featurizer, metadata=meta, input_columns=inputs, scorer=adapter.load(path, featurizer)
+        path=path,
+        featurizer=featurizer,
+        metadata=meta,
+        input_columns=_input_columns(mlflow_model),
+        scorer=adapter.load(path, featurizer),
     )
 
 

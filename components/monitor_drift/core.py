@@ -556,31 +556,125 @@ def _recorded_metric(model, metric: str, model_name: str, version: str, tracking
     return None, None
 
 
+CAPTURE_KEY = "request_id"
+
+
+def join_labels(current_path: str, labels_uri: str, target_column: str, key_column: str = CAPTURE_KEY):
+    """The captured rows of the current window (`_common.capture`'s columns: request_id, row, prediction,
+    probabilities) that have a label in the labels source `labels_uri` (any source ingest reads: Parquet, CSV, ...
+    on a path, http(s)://, gs://, s3://), joined on `key_column` (and on `row` when the labels carry it, for
+    requests of several rows). Returns (the joined frame, the counts it states): rows without a label, labels
+    without a captured prediction, captured rows the model never answered, labels given more than once (the same
+    label: kept once; different labels: that key is left out), captured rows repeated under one key (kept once)."""
+    import tempfile
+
+    import pandas as pd
+
+    from kfp_ct.components._common.sources import read_dataset
+
+    captured = datasets.read_frame(current_path)
+    needed = [key_column, "prediction"]
+    missing = [c for c in needed if c not in captured.columns]
+    if missing:
+        raise ValueError(
+            f"labels need captured predictions in the current data: it lacks {', '.join(map(repr, missing))} "
+            "(the current window must be the model's capture, see kfp-ct serve --capture / capture-sink)"
+        )
+    with tempfile.TemporaryDirectory(prefix="kfp-ct-labels-") as tmp:
+        read_dataset(labels_uri, f"{tmp}/labels.parquet")
+        labels = datasets.read_frame(f"{tmp}/labels.parquet")
+    missing = [c for c in (key_column, target_column) if c not in labels.columns]
+    if missing:
+        raise ValueError(
+            f"the labels source {labels_uri} lacks column(s) {', '.join(map(repr, missing))}; its columns are: "
+            f"{', '.join(map(str, labels.columns))}"
+        )
+    keys = [key_column, "row"] if "row" in labels.columns and "row" in captured.columns else [key_column]
+    labels = labels[keys + [target_column]].dropna(subset=[target_column])
+    counts = labels.groupby(keys, dropna=False)[target_column].nunique()
+    conflicting = counts[counts > 1].index
+    repeated = int(len(labels) - labels.drop_duplicates(keys + [target_column]).shape[0])
+    labels = labels.drop_duplicates(keys + [target_column])
+    labels = labels[~labels.set_index(keys).index.isin(conflicting)]
+    captured = captured.drop(columns=[target_column], errors="ignore")
+    duplicated = int(captured.duplicated(keys).sum())
+    captured = captured.drop_duplicates(keys)
+    unanswered = int(captured["prediction"].isna().sum())
+    answered = captured[captured["prediction"].notna()]
+    joined = answered.merge(labels, on=keys, how="inner")
+    stated = {
+        "labels_source": labels_uri,
+        "join_key": keys,
+        "captured_rows": len(captured),
+        "labelled_rows": len(joined),
+        "unlabelled_rows": len(answered) - len(joined),
+        "unanswered_rows": unanswered,
+        "labels_without_prediction": len(labels) - len(joined),
+        "repeated_labels": repeated,
+        "conflicting_label_keys": len(conflicting),
+        "repeated_captured_rows": duplicated,
+    }
+    return pd.DataFrame(joined), stated
+
+
+def _served_metrics(model, frame, target_column: str) -> dict[str, float]:
+    """The metrics of the served model's own answers (captured predictions/probabilities) against the labels."""
+    from kfp_ct.components._common.training import validation_metrics
+
+    y = model.featurizer.encode_target(frame[target_column])
+    if model.task == "classification":
+        if "probabilities" not in frame.columns:
+            raise ValueError("the captured rows have no 'probabilities' column for this classification model")
+        scores = np.asarray(frame["probabilities"].tolist(), dtype=np.float64)
+        if scores.ndim != 2 or scores.shape[1] != len(model.classes):
+            raise ValueError(
+                f"the captured probabilities have {scores.shape[-1]} classes, the champion {len(model.classes)}"
+            )
+    else:
+        scores = frame["prediction"].to_numpy(dtype=np.float64)
+    return validation_metrics(model.task, y, scores)
+
+
 def performance_decay(
-    current_path: str, target_column: str, model_name: str, max_metric_drop: float, tracking_uri: Optional[str] = None
+    current_path: str,
+    target_column: str,
+    model_name: str,
+    max_metric_drop: float,
+    tracking_uri: Optional[str] = None,
+    labels: Optional[str] = None,
+    label_key: str = CAPTURE_KEY,
 ) -> tuple[Optional[bool], dict]:
-    """Scores the champion of `model_name` on the labelled current rows and compares its primary metric (roc_auc
-    for classification, else accuracy; rmse for regression) with the value recorded for it. The drop is in the
-    metric's own units: recorded - current for higher-is-better metrics, current - recorded for lower-is-better
-    ones. Returns (fired, details); fired is None when it cannot be checked."""
+    """Compares the champion's primary metric (roc_auc for classification, else accuracy; rmse for regression) on
+    the labelled current rows with the value recorded for it. Without `labels` the champion scores the current rows
+    (their label column); with `labels` (a labels source keyed by `label_key`, see `join_labels`) the current rows
+    are the captured traffic and the metric comes from the served model's own predictions on the rows that have a
+    label (no re-scoring), and the details state how many rows had one. The drop is in the metric's own units:
+    recorded - current for higher-is-better metrics, current - recorded for lower-is-better ones. Returns (fired,
+    details); fired is None when it cannot be checked."""
     import tempfile
 
     from kfp_ct.components._common.metrics import FALLBACK_PRIMARY, LOWER_IS_BETTER, PRIMARY, score
     from kfp_ct.components._common.model import load_champion
 
-    schema = datasets.open_dataset(current_path).schema_arrow
-    if target_column not in schema.names:
-        return None, {"reason": f"the current data has no label column '{target_column}'"}
-    frame = datasets.read_frame(current_path)
-    frame = frame[frame[target_column].notna()]
-    if frame.empty:
-        return None, {"reason": f"every value of the label column '{target_column}' is missing in the current data"}
+    stated = {}
+    if labels:
+        frame, stated = join_labels(current_path, labels, target_column, label_key)
+        if frame.empty:
+            return None, {"reason": f"no captured row of the current window has a label in {labels}", **stated}
+    else:
+        schema = datasets.open_dataset(current_path).schema_arrow
+        if target_column not in schema.names:
+            return None, {"reason": f"the current data has no label column '{target_column}'"}
+        frame = datasets.read_frame(current_path)
+        frame = frame[frame[target_column].notna()]
+        if frame.empty:
+            return None, {"reason": f"every value of the label column '{target_column}' is missing in the current data"}
     with tempfile.TemporaryDirectory(prefix="kfp-ct-monitor-") as tmp:
         found = load_champion(model_name, tracking_uri, dst=tmp)  # fails closed: see tracking.resolve_alias
         if found is None:
-            return None, {"reason": f"'{model_name}' has no champion in the registry"}
+            return None, {"reason": f"'{model_name}' has no champion in the registry", **stated}
         version, model = found
-        current = score(model, frame, target_column)
+        current = _served_metrics(model, frame, target_column) if labels else score(model, frame, target_column)
     metric = PRIMARY[model.task] if current.get(PRIMARY[model.task]) is not None else FALLBACK_PRIMARY[model.task]
     recorded, source = _recorded_metric(model, metric, model_name, version, tracking_uri)
     details = {
@@ -588,10 +682,12 @@ def performance_decay(
         "champion_version": version,
         "metric": metric,
         "current": current.get(metric),
+        "current_from": "the served model's captured predictions" if labels else "the champion scoring the rows",
         "recorded": recorded,
         "recorded_from": source,
         "labelled_rows": len(frame),
         "max_metric_drop": max_metric_drop,
+        **stated,
     }
     if recorded is None or current.get(metric) is None or not math.isfinite(current[metric]):
         details["reason"] = f"no recorded or current {metric} to compare"
@@ -609,6 +705,8 @@ def check_triggers(
     max_metric_drop: Optional[float] = None,
     min_new_rows: Optional[int] = None,
     tracking_uri: Optional[str] = None,
+    labels: Optional[str] = None,
+    label_key: str = CAPTURE_KEY,
 ) -> Triggers:
     """Combines the retraining triggers: data drift (always), performance decay (when `max_metric_drop` is set; it
     needs `target_column` and `model_name`, and is left unchecked when the current data has no labels or the model
@@ -636,7 +734,7 @@ def check_triggers(
                 f"model_name; missing: {', '.join(missing)}"
             )
         triggers.performance_decay, triggers.details["performance_decay"] = performance_decay(
-            current_path, target_column, model_name, max_metric_drop, tracking_uri
+            current_path, target_column, model_name, max_metric_drop, tracking_uri, labels, label_key
         )
     return triggers
 
@@ -759,10 +857,13 @@ def monitor_drift(
     min_new_rows: int = 0,
     tracking_uri: Optional[str] = None,
     report_sample_rows: int = 5000,
+    labels: Optional[str] = None,
+    label_key: str = CAPTURE_KEY,
     current_window: Optional[dict] = None,
 ) -> MonitorDriftResult:
-    """The whole monitor: drift per column, the triggers (performance decay when `performance_trigger`, new data
-    when `min_new_rows` > 0), the drift table and the HTML report. An empty current window (`current_window`: its
+    """The whole monitor: drift per column, the triggers (performance decay when `performance_trigger`: on the
+    champion's re-scored rows, or with `labels` on the served model's captured predictions; new data when
+    `min_new_rows` > 0), the drift table and the HTML report. An empty current window (`current_window`: its
     recorded window, for the report) is "no new data": nothing is compared and nothing triggers."""
     if datasets.open_dataset(current_path).metadata.num_rows == 0:
         return no_new_data(reference_path, report_path, table_path, current_window)
@@ -782,6 +883,8 @@ def monitor_drift(
         max_metric_drop if performance_trigger else None,
         min_new_rows or None,
         tracking_uri,
+        labels or None,
+        label_key,
     )
     render_report(reference_path, current_path, drift, report_path, triggers, report_sample_rows)
     table = write_drift_table(drift, triggers, table_path)

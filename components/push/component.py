@@ -32,6 +32,7 @@ def push(
     canary_max_error_rate: float = 0.01,
     canary_max_latency_ratio: float = 1.5,
     canary_max_prediction_shift: float = 0.1,
+    capture_url: str = "",
 ) -> str:
     """Publishes a model version, proves it serves, and deploys it to KServe (or makes it the local champion).
 
@@ -89,6 +90,10 @@ def push(
         canary_max_latency_ratio: The largest canary p99 latency over the stable's p99 that still passes.
         canary_max_prediction_shift: The largest divergence of the canary's predictions from the stable's that still
             passes: share of changed labels (classification) or sum|canary - stable| / sum|stable| (regression).
+        capture_url: The capture sink's URL (kserve/capture-sink.yaml, e.g.
+            http://kfp-ct-capture-sink.NAMESPACE.svc.cluster.local): the InferenceService then carries KServe's logger
+            (spec.predictor.logger, mode all), which sends every request and answer there, to be captured as
+            Parquet; "" for no capture.
 
     Returns:
         manifest: The InferenceService YAML at {uri} (what was applied, or would be with target=local); metadata:
@@ -122,6 +127,7 @@ def push(
         canary_max_latency_ratio=canary_max_latency_ratio,
         canary_max_prediction_shift=canary_max_prediction_shift,
         registered_version=model.metadata.get("version"),
+        capture_url=capture_url,
     )
     write_manifest(result.manifest, manifest.path)
     manifest.metadata.update(result.metadata)

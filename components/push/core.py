@@ -438,6 +438,7 @@ def push(
     api=None,
     validation_timeout_s: float = SERVER_START_TIMEOUT_S,
     registered_version: str | None = None,
+    capture_url: str = "",
     log=print,
 ) -> PushResult:
     """Publishes, validates and deploys the model directory `model_dir` (see the module docstring).
@@ -494,6 +495,7 @@ def push(
         max_replicas=max_replicas,
         image=manifests.predictor_image(meta.get("framework", "")),
         service_account=manifests.s3_service_account(storage_uri),
+        capture_url=capture_url,
     )
     manifests.inference_service(spec)
 

@@ -29,6 +29,9 @@ RAW_MODES = ("RawDeployment", "Standard")
 HTTP_PORT = 8080
 SERVER_MODULE = "kfp_ct.components.push.server"
 EXAMPLE_STORAGE_URI = "gs://YOUR-BUCKET/models/elec2/v20261126T000000000000Z-000000"
+EXAMPLE_CAPTURE_URI = "gs://YOUR-BUCKET/capture"
+CAPTURE_SINK_NAME = "kfp-ct-capture-sink"
+CAPTURE_SINK_URL = f"http://{CAPTURE_SINK_NAME}.kubeflow-user-example-com.svc.cluster.local"
 S3_STORAGE_ACCESS = S3_SECRET
 """The Secret (AWS_* keys, KServe's s3 annotations) and ServiceAccount that s3:// InferenceServices run as."""
 CRD_PATH = (
@@ -79,6 +82,7 @@ class ServiceSpec:
     annotations: dict = field(default_factory=dict)
     image: str | None = None  # the predictor's image, in place of the runtime's (see predictor_image)
     service_account: str | None = None  # the predictor's ServiceAccount (s3:// storage: see s3_storage_access)
+    capture_url: str = ""  # the capture sink's URL: KServe's logger sends it every request and answer ("" = off)
 
 
 MODEL_VERSION_LABEL = "kfp-ct.io/model-version"
@@ -183,6 +187,7 @@ def inference_service(spec: ServiceSpec) -> dict:
     )
 
     check_name(spec.name)
+    logger = capture_logger(spec.capture_url, spec.name, spec.storage_uri) if spec.capture_url else None
     serverless = is_serverless(spec.deployment_mode)
     if spec.canary_traffic_percent is not None and not 0 <= spec.canary_traffic_percent <= 100:
         raise ValueError(f"canary_traffic_percent must be within 0..100, got {spec.canary_traffic_percent}")
@@ -211,6 +216,7 @@ def inference_service(spec: ServiceSpec) -> dict:
                 min_replicas=spec.min_replicas,
                 max_replicas=spec.max_replicas,
                 canary_traffic_percent=spec.canary_traffic_percent,
+                logger=logger,
                 model=V1beta1ModelSpec(
                     model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version=MODEL_FORMAT_VERSION),
                     runtime=RUNTIME_NAME,
@@ -226,6 +232,76 @@ def inference_service(spec: ServiceSpec) -> dict:
         del manifest["spec"]["predictor"]["model"]["name"]
     validate_inference_service(manifest)
     return manifest
+
+
+def capture_logger(capture_url: str, name: str, storage_uri: str):
+    """KServe's logger spec (mode all) sending this InferenceService's requests and answers to the capture sink at
+    `capture_url`: the URL names the model, the version (the published folder) and its storage URI, from which the
+    sink reads the signature that types the captured columns (see capture_sink)."""
+    from urllib.parse import quote
+
+    from kserve import V1beta1LoggerSpec
+
+    if not capture_url.startswith(("http://", "https://")):
+        raise ValueError(
+            f"capture_url must be the capture sink's http(s):// URL (e.g. {CAPTURE_SINK_URL}), got '{capture_url}'"
+        )
+    version = storage_uri.rstrip("/").rsplit("/", 1)[-1]
+    url = f"{capture_url.rstrip('/')}/models/{name}?model_uri={quote(storage_uri, safe='')}&version={quote(version)}"
+    return V1beta1LoggerSpec(mode="all", url=url)
+
+
+def capture_sink(namespace: str | None = None, image: str | None = None, capture_uri: str = EXAMPLE_CAPTURE_URI):
+    """The capture sink's PersistentVolumeClaim (its write-ahead log), Deployment (one replica of the serving image
+    running `python -m kfp_ct.components.push.capture_sink`; Recreate, so two never share the log) and Service."""
+    from kfp_ct.components._image import SERVING_IMAGE
+
+    meta = {"name": CAPTURE_SINK_NAME, "labels": {"app.kubernetes.io/name": CAPTURE_SINK_NAME}}
+    if namespace:
+        meta["namespace"] = namespace
+    selector = {"app.kubernetes.io/name": CAPTURE_SINK_NAME}
+    wal = "/var/lib/kfp-ct/capture-wal"
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {**meta, "name": f"{CAPTURE_SINK_NAME}-wal"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    container = {
+        "name": "capture-sink",
+        "image": image or SERVING_IMAGE,
+        "command": ["python", "-m", "kfp_ct.components.push.capture_sink"],
+        "args": ["--capture", capture_uri, "--wal", wal, "--host", "0.0.0.0", "--port", str(HTTP_PORT)],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+        "envFrom": [{"secretRef": {"name": S3_SECRET, "optional": True}}],  # AWS_* keys for an s3:// capture URI
+        "volumeMounts": [{"name": "wal", "mountPath": wal}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": HTTP_PORT}, "periodSeconds": 5},
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "wal", "persistentVolumeClaim": {"claimName": f"{CAPTURE_SINK_NAME}-wal"}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": HTTP_PORT}]},
+    }
+    return [claim, deployment, service]
 
 
 def s3_service_account(storage_uri: str) -> str | None:
@@ -430,6 +506,7 @@ def render_manifests() -> dict[str, str]:
             sort_keys=False,
             default_flow_style=False,
         ),
+        "capture-sink.yaml": HEADER + yaml.safe_dump_all(capture_sink(), sort_keys=False, default_flow_style=False),
         "kustomization.yaml": dump(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -441,8 +518,8 @@ def render_manifests() -> dict[str, str]:
 
 
 def write_manifests(directory: str | os.PathLike) -> list[Path]:
-    """Writes kserve/servingruntime.yaml, inferenceservice-example.yaml, s3-storage-access-example.yaml and
-    kustomization.yaml into `directory`."""
+    """Writes kserve/servingruntime.yaml, inferenceservice-example.yaml, s3-storage-access-example.yaml,
+    capture-sink.yaml and kustomization.yaml into `directory`."""
     from kfp_ct.components._common.datasets import write_text_files
 
     return write_text_files(directory, render_manifests())

@@ -32,6 +32,8 @@ import argparse
 import contextlib
 import logging
 import os
+import uuid
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -311,8 +313,10 @@ def make_model_class():
         def __init__(self, name: str, model_uri: str):
             super().__init__(name)
             self.model_uri = model_uri
+            self.version = model_uri.rstrip("/").rsplit("/", 1)[-1]  # a published version's folder name
             self.model = None
             self._copy = contextlib.ExitStack()
+            self.capture = None
 
         def load(self) -> bool:
             from threadpoolctl import threadpool_limits
@@ -344,7 +348,16 @@ def make_model_class():
             self.ready = True
             return self.ready
 
+        def start_capture(self, capture_uri: str) -> None:
+            """From now on, what the model scores is captured under `capture_uri` (in the background)."""
+            from kfp_ct.components._common import capture
+
+            schema = capture.CaptureSchema(self.model.input_columns, self.model.task, self.classes)
+            self.capture = capture.BackgroundCapture(capture.CaptureWriter(capture_uri, self.name, schema))
+
         def stop(self):
+            if self.capture is not None:
+                self.capture.close()
             self._copy.close()
             super().stop()
 
@@ -383,6 +396,8 @@ def make_model_class():
             except PayloadError as err:
                 raise InvalidInput(str(err)) from None
             predictions, proba = self._run(columns)
+            if self.capture is not None:
+                self._capture(payload, headers, columns, predictions, proba)
             if isinstance(payload, InferRequest):
                 outputs = [_infer_output("predictions", predictions)]
                 if proba is not None:
@@ -392,6 +407,18 @@ def make_model_class():
             if proba is not None:
                 response["probabilities"] = proba  # the ORJSONResponse serializes numpy arrays natively
             return response
+
+        def _capture(self, payload, headers, columns, predictions, proba) -> None:
+            """Hands the scored rows to the capture thread, under the request's id: KServe's logger's (`ce-id`),
+            the client's `x-request-id`, the V2 request's id, else a new one."""
+            headers = headers or {}
+            request_id = (
+                headers.get("ce-id")
+                or headers.get("x-request-id")
+                or (payload.id if isinstance(payload, InferRequest) else None)
+                or uuid.uuid4().hex
+            )
+            self.capture.add(request_id, datetime.now(UTC), self.version, columns, predictions, proba)
 
     return KfpCtModel
 
@@ -417,15 +444,22 @@ def _infer_output(name: str, values: np.ndarray):
     return InferOutput(name, [len(values)], datatype, values.astype(np.int64 if datatype == "INT64" else np.float64))
 
 
-def build_model(model_uri: str, model_name: str | None = None):
-    """A loaded KfpCtModel (raises with a clear message when the model cannot be loaded).
+def build_model(model_uri: str, model_name: str | None = None, capture_uri: str | None = None):
+    """A loaded KfpCtModel (raises with a clear message when the model cannot be loaded); with `capture_uri` it
+    captures what it scores there (`_common.capture`'s layout, written in the background).
 
     Without `model_name` it is named after the registered model in its metadata, else 'model'.
     """
+    if capture_uri:
+        from kfp_ct.components._common import storage
+
+        storage.check_scheme(capture_uri, "capture URI")
     model = make_model_class()(model_name or "model", model_uri)
     model.load()
     if not model_name:
         model.name = str(model.model.metadata.get("model_name") or "model")
+    if capture_uri:
+        model.start_capture(capture_uri)
     return model
 
 
@@ -550,13 +584,15 @@ def serve(
     host: str = "127.0.0.1",
     enable_latency_logging: bool = False,
     max_body: int | None = None,
+    capture: str | None = None,
 ) -> None:
     """Serves the model at `model_uri` on http://{host}:{port} until interrupted (KServe V1 and V2 REST); a request
-    body over `max_body` bytes (default $KFP_CT_MAX_BODY_BYTES, else 32 MiB) is answered 413.
+    body over `max_body` bytes (default $KFP_CT_MAX_BODY_BYTES, else 32 MiB) is answered 413. With `capture` (a path,
+    gs://, s3:// or minio:// URI) every scored request is captured there (`_common.capture`'s layout).
 
-    This is what `kfp-ct serve MODEL_URI [--port N]` runs.
+    This is what `kfp-ct serve MODEL_URI [--port N] [--capture URI]` runs.
     """
-    model = build_model(model_uri, model_name)
+    model = build_model(model_uri, model_name, capture)
     server = _model_server(
         host, max_body, http_port=port, enable_grpc=False, enable_latency_logging=enable_latency_logging
     )
@@ -587,9 +623,14 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="Requests with a larger body are answered 413 (default $KFP_CT_MAX_BODY_BYTES, else 32 MiB).",
     )
+    parser.add_argument(
+        "--capture",
+        default=os.environ.get("KFP_CT_CAPTURE_URI") or None,
+        help="Capture every scored request under this URI (path, gs://, s3://, minio://); default $KFP_CT_CAPTURE_URI.",
+    )
     parser.set_defaults(enable_grpc=False)  # the ServingRuntime exposes REST (V1 and V2) only
     args, _ = parser.parse_known_args(argv)
-    model = build_model(args.model_uri, args.model_name)
+    model = build_model(args.model_uri, args.model_name, args.capture)
     server = _model_server(
         args.host,
         args.max_body_bytes,

@@ -52,6 +52,7 @@ def test_committed_kserve_folder_is_not_stale():
 def test_write_manifests(tmp_path):
     written = manifests.write_manifests(tmp_path)
     assert sorted(p.name for p in written) == [
+        "capture-sink.yaml",
         "inferenceservice-example.yaml",
         "kustomization.yaml",
         "s3-storage-access-example.yaml",

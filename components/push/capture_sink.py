@@ -1,0 +1,962 @@
+"""The capture sink (`kfp-ct capture-sink`): KServe's inference logger CloudEvents in, time-partitioned Parquet out.
+
+KServe 0.21's logger (pkg/logger: handler.go, worker.go) sends, for each request to a predictor whose
+`spec.predictor.logger` names this sink, a CloudEvent (spec 1.0, binary mode) of type
+`org.kubeflow.serving.inference.request` with the request body, and, when the predictor answered 200, one of type
+`org.kubeflow.serving.inference.response` with the answer. Both carry the same id: the request's `Ce-Id` header, or a
+uuid. Extensions: `inferenceservicename`, `namespace`, `component`, `endpoint`, `metadata`. The logger sends each
+event once and only logs a non-200 answer: a 5xx here makes the loss visible in the logger's log and in this sink's
+counters rather than silent. Events are parsed with the `cloudevents` SDK (binary and structured modes).
+
+Endpoints:
+- `POST /models/NAME?model_uri=URI[&version=V]` (what `push` sets as the logger URL; `/` works when the event's
+  `inferenceservicename` names a model given with `--model NAME=URI`): one CloudEvent. 200 once it is in the
+  write-ahead log (fsync'd); 400 for a malformed event (counted); 503 when the log cannot be written (a full disk) or
+  the capture store cannot be reached.
+- `GET /metrics` (Prometheus text) and `GET /stats` (JSON): counters; `GET /healthz`.
+
+Durability: accepted events go to an append-only write-ahead log (length + crc32 framed records, group commit: one
+write and one fsync for all the events that arrived meanwhile). Every `flush_seconds` the active log segment is
+sealed and its events are paired by id and written as Parquet (`_common.capture`: atomic files); the requests still
+waiting for their response are appended again to the live segment, then the sealed segment is deleted. A request
+whose response has not come within `pair_timeout_s` is written without a prediction; a response without its request
+is dropped (counted). A restart replays the segments left; the ids written by each flush are kept in
+`WAL/written/` (and the files a flush of a replayed segment may have written before a crash are read back), so a
+repeated event is written once; an event repeated within `dedupe_seconds` of the first is answered 200 and not
+logged again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
+
+import numpy as np
+import orjson
+from cloudevents.exceptions import GenericException
+from cloudevents.http import from_http
+
+from kfp_ct.components.push.server import MAX_ROWS, PayloadError, _check_size
+
+REQUEST = "org.kubeflow.serving.inference.request"
+RESPONSE = "org.kubeflow.serving.inference.response"
+FLUSH_SECONDS = 10.0
+PAIR_TIMEOUT_S = 60.0
+DEDUPE_SECONDS = 300.0
+MAX_BODY_BYTES = 32 << 20
+_HEADER = struct.Struct("<II")  # record length, crc32
+_log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """An event the sink does not accept: `status` (4xx: the event is at fault; 5xx: the sink cannot keep it now)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# --- the write-ahead log ------------------------------------------------------------------------------------------
+
+
+class WriteAheadLog:
+    """Segments `wal-{seq}.log` of framed records in `directory`; only the committer thread appends."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self.sealed = self.segments()
+        self.seq = (self.sealed[-1] + 1) if self.sealed else 1
+        self._file = None
+        self.torn = False  # a failed append left bytes that could not be cut back: rotate before the next
+        self._open()
+
+    def path(self, seq: int) -> str:
+        return os.path.join(self.directory, f"wal-{seq:012d}.log")
+
+    def segments(self) -> list[int]:
+        return sorted(int(n[4:-4]) for n in os.listdir(self.directory) if n.startswith("wal-") and n.endswith(".log"))
+
+    def _open(self) -> None:
+        self._file = open(self.path(self.seq), "ab", buffering=0)  # noqa: SIM115 - held open while active
+        _fsync_dir(self.directory)
+
+    def append(self, payloads: list[bytes]) -> None:
+        """Writes the records and fsyncs them; on failure the segment is cut back to where it was."""
+        data = b"".join(_HEADER.pack(len(p), zlib.crc32(p)) + p for p in payloads)
+        start = os.fstat(self._file.fileno()).st_size  # (not tell(): a truncate leaves the offset where it was)
+        try:
+            view = memoryview(data)
+            while view:  # a short write (the disk filled up) is followed by one that raises
+                view = view[os.write(self._file.fileno(), view) :]
+            os.fsync(self._file.fileno())
+        except OSError:
+            try:
+                self._file.truncate(start)
+            except OSError:  # cannot even cut it back: the torn tail ends this segment (readers stop there)
+                self.torn = True
+            raise
+
+    def rotate(self) -> int:
+        """Seals the active segment and starts the next; returns the sealed segment's number."""
+        sealed = self.seq
+        self._file.close()
+        self.seq += 1
+        self._open()
+        return sealed
+
+    @staticmethod
+    def read(path: str) -> list[bytes]:
+        """The records of a segment up to its first torn or corrupt one (which no one was acknowledged for)."""
+        with open(path, "rb") as f:
+            data = f.read()
+        records, at = [], 0
+        while at + _HEADER.size <= len(data):
+            length, crc = _HEADER.unpack_from(data, at)
+            payload = data[at + _HEADER.size : at + _HEADER.size + length]
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                break
+            records.append(payload)
+            at += _HEADER.size + length
+        return records
+
+    def delete(self, seq: int) -> None:
+        os.remove(self.path(seq))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- models: their signature, read once per model URI ---------------------------------------------------------------
+
+
+class _Model:
+    """What the sink needs of a served model: its columns (the server's own payload checks) and capture schema."""
+
+    def __init__(self, model_uri: str):
+        import shutil
+        import tempfile
+
+        from kfp_ct.components._common.capture import CaptureSchema
+        from kfp_ct.components._common.model import read_signature
+        from kfp_ct.components.push.server import Columns, resolve_model_dir
+
+        workdir = tempfile.mkdtemp(prefix="kfp-ct-sink-model-")
+        try:
+            inputs, meta = read_signature(resolve_model_dir(model_uri, workdir))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        self.columns = Columns(inputs)
+        self.schema = CaptureSchema(inputs, meta.get("task", ""), meta.get("classes"))
+        self.version = model_uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def check_request(columns, data) -> None:
+    """The shape of a request body, checked cheaply when its event arrives: V1 `instances` (records holding exactly
+    the model's columns, or rows of its width) or V2 `inputs` (one per column); PayloadError naming what is wrong.
+    The values' types are checked when the batch is written (`request_columns`, the model server's own checks)."""
+    if not isinstance(data, dict):
+        raise PayloadError(f"the request body must be a JSON object, got {type(data).__name__}")
+    if "instances" in data:
+        instances = data["instances"]
+        if not isinstance(instances, list) or not instances or len(instances) > MAX_ROWS:
+            raise PayloadError(f"'instances' must be a list of 1 to {MAX_ROWS} records or rows")
+        names, width = columns.index.keys(), len(columns.names)
+        for row, instance in enumerate(instances):
+            if isinstance(instance, dict) and instance.keys() != names:
+                missing = [n for n in columns.names if n not in instance]
+                unknown = [k for k in instance if k not in columns.index]
+                raise PayloadError(
+                    f"instance {row} lacks {missing} / has unknown {unknown} columns; the model takes: "
+                    f"{columns.describe()}"
+                )
+            if isinstance(instance, list) and len(instance) != width:
+                raise PayloadError(f"instance {row} has {len(instance)} values, expected {width}: {columns.describe()}")
+            if not isinstance(instance, (dict, list)):
+                raise PayloadError(f"instance {row} is a {type(instance).__name__}, expected a record or a row")
+        return
+    inputs = data.get("inputs")
+    if not isinstance(inputs, list) or {t.get("name") for t in inputs if isinstance(t, dict)} != set(columns.names):
+        raise PayloadError(
+            f"the request body needs 'instances' (V1) or 'inputs' (V2) naming each column: {columns.describe()}"
+        )
+
+
+def request_columns(columns, data) -> list[np.ndarray]:
+    """A request body (V1 `instances` or V2 `inputs`, as JSON) as one numpy column per input; PayloadError if it
+    does not fit."""
+    if not isinstance(data, dict):
+        raise PayloadError(f"the request body must be a JSON object, got {type(data).__name__}")
+    if "instances" in data:
+        return columns.from_instances(data["instances"])
+    if not isinstance(data.get("inputs"), list):
+        raise PayloadError("the request body has neither 'instances' (V1) nor 'inputs' (V2)")
+    by_name = {t.get("name"): t for t in data["inputs"] if isinstance(t, dict)}
+    missing = [n for n in columns.names if n not in by_name]
+    if missing:
+        raise PayloadError(f"missing input(s) {', '.join(map(repr, missing))}; the model takes: {columns.describe()}")
+    out = []
+    for i, name in enumerate(columns.names):
+        values = by_name[name].get("data")
+        if not isinstance(values, list):
+            raise PayloadError(f"input '{name}' has no 'data' list")
+        values = [v for part in values for v in part] if values and isinstance(values[0], list) else values
+        _check_size(len(values), f"input '{name}'")
+        out.append(columns.convert(i, values, lambda r, name=name: f"row {r} of input '{name}'"))
+    if len({len(c) for c in out}) != 1:
+        raise PayloadError("the inputs have different numbers of rows")
+    return out
+
+
+def response_rows(data, n: int, classification: bool) -> tuple[list, list | None]:
+    """(predictions, probabilities or None) of an answer (V1 or V2 JSON) to a request of `n` rows."""
+    if not isinstance(data, dict):
+        raise PayloadError(f"the response body must be a JSON object, got {type(data).__name__}")
+    if "predictions" in data:
+        predictions, proba = data["predictions"], data.get("probabilities")
+    elif isinstance(data.get("outputs"), list):
+        outputs = {o.get("name"): o for o in data["outputs"] if isinstance(o, dict)}
+        predictions = (outputs.get("predictions") or {}).get("data")
+        proba = (outputs.get("probabilities") or {}).get("data")
+        if isinstance(proba, list) and proba and not isinstance(proba[0], list) and len(proba) % n == 0:
+            width = len(proba) // n
+            proba = [proba[i * width : (i + 1) * width] for i in range(n)]
+    else:
+        raise PayloadError("the response body has neither 'predictions' (V1) nor 'outputs' (V2)")
+    if not isinstance(predictions, list) or len(predictions) != n:
+        raise PayloadError(f"the response holds {len(predictions or [])} predictions for a request of {n} rows")
+    if classification and (not isinstance(proba, list) or len(proba) != n):
+        proba = None
+    return predictions, proba if classification else None
+
+
+# --- the sink -------------------------------------------------------------------------------------------------------
+
+
+class CaptureSink:
+    """Accepts events (`accept`, from the event loop), logs them durably, pairs them and writes Parquet."""
+
+    def __init__(
+        self,
+        capture_uri: str,
+        wal_dir: str,
+        models: dict[str, str] | None = None,
+        flush_seconds: float = FLUSH_SECONDS,
+        pair_timeout_s: float = PAIR_TIMEOUT_S,
+        dedupe_seconds: float = DEDUPE_SECONDS,
+    ):
+        from kfp_ct.components._common import storage
+
+        storage.check_scheme(capture_uri, "capture URI")
+        if not flush_seconds > 0 or not pair_timeout_s >= 0 or not dedupe_seconds >= 0:
+            raise ValueError("flush_seconds must be positive; pair_timeout_s and dedupe_seconds at least 0")
+        self.capture_uri = capture_uri
+        self.defaults = dict(models or {})
+        self.flush_seconds, self.pair_timeout_s, self.dedupe_seconds = flush_seconds, pair_timeout_s, dedupe_seconds
+        self.counts = dict.fromkeys(
+            (
+                "accepted",
+                "duplicates",
+                "malformed",
+                "refused_5xx",
+                "rows_written",
+                "files_written",
+                "unanswered_rows",
+                "orphan_responses",
+                "invalid_pairs",
+                "flush_failures",
+            ),
+            0,
+        )
+        self.store_error: str | None = None
+        self.wal_error: str | None = None
+        self._models: dict[str, _Model] = {}
+        self._seen: OrderedDict = OrderedDict()  # (id, type) -> time accepted; loop thread only
+        self._written: OrderedDict = OrderedDict()  # request id -> time written; flusher thread only
+        self._unpaired: dict = {}  # (id, type) -> record; flusher thread only
+        self._cond = threading.Condition()  # guards the committer's queue
+        self._sealed_cond = threading.Condition()  # guards the sealed segments the flusher takes
+        self._queue: list = []  # (payload, record, asyncio future or callback(error)) for the committer
+        self._records: list = []  # the active segment's records (committer thread)
+        self._sealed: list = []  # (seq, records) for the flusher
+        self._stopping = False
+        self.wal_dir = wal_dir
+        self.wal = WriteAheadLog(wal_dir)
+        self.instance, self.boot = self._identity()
+        self._recover()
+        self._threads = [
+            threading.Thread(target=self._commit_loop, name="capture-commit", daemon=True),
+            threading.Thread(target=self._flush_loop, name="capture-flush", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- identity and recovery --------------------------------------------------------------------------------------
+    def _identity(self) -> tuple[str, int]:
+        path = os.path.join(self.wal_dir, "instance")
+        if not os.path.isfile(path):
+            _write_durably(path, uuid.uuid4().hex[:12])
+        with open(path) as f:
+            instance = f.read().strip()
+        boot_path = os.path.join(self.wal_dir, "boot")
+        boot = 1
+        if os.path.isfile(boot_path):
+            with open(boot_path) as f:
+                boot = int(f.read().strip() or 0) + 1
+        _write_durably(boot_path, str(boot))
+        return instance, boot
+
+    def _written_dir(self) -> str:
+        path = os.path.join(self.wal_dir, "written")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _recover(self) -> None:
+        """Rebuilds what a previous run left: the ids it wrote (within the dedupe window) and the events of the log
+        segments it did not finish, which the first flush writes."""
+        now = time.time()
+        folder = self._written_dir()
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.startswith(".") or now - os.path.getmtime(path) > self.dedupe_seconds:
+                os.remove(path)
+                continue
+            with open(path) as f:
+                for rid in f.read().split():
+                    self._remember_written(rid, os.path.getmtime(path))
+        replayed = self.wal.sealed
+        records = {}
+        for seq in replayed:
+            for payload in WriteAheadLog.read(self.wal.path(seq)):
+                record = _decode(payload)
+                records[(record["id"], record["type"])] = record
+        for record in records.values():
+            self._seen[(record["id"], record["type"])] = now
+        for rid in self._written:
+            self._seen[(rid, REQUEST)] = self._seen[(rid, RESPONSE)] = now
+        if replayed:
+            self._already_written(list(records.values()), replayed)
+            self._sealed.append((replayed[0], list(records.values()), replayed))
+
+    def _already_written(self, records: list[dict], segments: list[int]) -> None:
+        """Ids that a flush of these segments wrote before a crash kept it from recording them (its files are named
+        after the segment), read back from the capture store."""
+        from kfp_ct.components._common import capture
+
+        names = tuple(f"{self.instance}-{seq:012d}-" for seq in segments)
+        by_model: dict[str, list[datetime]] = {}
+        for record in records:
+            by_model.setdefault(record["model"], []).append(_time(record))
+        for model, times in by_model.items():
+            end = max(times).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            files = [
+                f
+                for f in capture.capture_files(self.capture_uri, model, min(times), end)
+                if f.rsplit("/", 1)[-1].startswith(names)
+            ]
+            for table in capture._tables(files, ["request_id"]):
+                for rid in table["request_id"].to_pylist():
+                    self._remember_written(rid, time.time())
+
+    def _remember_written(self, rid: str, when: float) -> None:
+        self._written[rid] = when
+        self._written.move_to_end(rid)
+
+    # --- accepting (event loop) ---------------------------------------------------------------------------------------
+    def model(self, name: str, model_uri: str | None) -> _Model:
+        uri = model_uri or self.defaults.get(name)
+        if not uri:
+            raise Refused(
+                400,
+                f"no model URI for model '{name}': give it in the logger URL (/models/{name}?model_uri=...) "
+                "or start the sink with --model NAME=URI",
+            )
+        if uri not in self._models:
+            try:
+                self._models[uri] = _Model(uri)
+            except (ValueError, FileNotFoundError) as err:
+                raise Refused(400, f"cannot read the signature of model '{name}' at {uri}: {err}") from None
+            except Exception as err:  # the model's store cannot be reached now: the logger may retry
+                raise Refused(503, f"cannot read the model '{name}' at {uri}: {type(err).__name__}: {err}") from None
+        return self._models[uri]
+
+    def parse(self, headers: dict, body: bytes, name: str | None, query: dict) -> dict:
+        """The record of one HTTP request's CloudEvent; Refused(400) naming what is wrong with it."""
+        try:
+            event = from_http(headers, body, data_unmarshaller=orjson.loads)  # the data: JSON, or refused
+        except GenericException as err:
+            raise Refused(400, f"not a CloudEvent with JSON data: {err}") from None
+        kind = event["type"]
+        if kind not in (REQUEST, RESPONSE):
+            raise Refused(400, f"event type '{kind}' is not KServe's inference request or response ({REQUEST})")
+        name = name or event.get("inferenceservicename")
+        if not name:
+            raise Refused(400, "no model name: post to /models/NAME or send the 'inferenceservicename' extension")
+        data = event.get_data()
+        model_uri = (query.get("model_uri") or [None])[0]
+        model = self.model(name, model_uri)
+        try:
+            if kind == REQUEST:
+                check_request(model.columns, data)
+            elif not isinstance(data, dict) or not ({"predictions", "outputs"} & data.keys()):
+                raise PayloadError("the response body has neither 'predictions' (V1) nor 'outputs' (V2)")
+        except PayloadError as err:
+            raise Refused(400, f"event {event['id']} ({kind}) for model '{name}': {err}") from None
+        when = event.get("time")
+        return {
+            "id": event["id"],
+            "type": kind,
+            "time": when or datetime.now(UTC).isoformat(),
+            "model": name,
+            "model_uri": model_uri or self.defaults[name],
+            "version": (query.get("version") or [None])[0] or model.version,
+            "data": data,
+            "received": time.time(),
+        }
+
+    async def accept(self, headers: dict, body: bytes, name: str | None = None, query: dict | None = None) -> None:
+        """Returns once the event is durable (or was already accepted); raises Refused otherwise."""
+        if self.store_error:  # (a log that cannot be written is tried again for each event: the disk may free up)
+            self.counts["refused_5xx"] += 1
+            raise Refused(503, f"the sink cannot keep events now: {self.store_error}")
+        query = query or {}
+        try:
+            uri = (query.get("model_uri") or [None])[0] or self.defaults.get(name or "")
+            if name and uri and uri not in self._models:  # read a new model's signature off the event loop
+                await asyncio.get_running_loop().run_in_executor(None, self.model, name, uri)
+            record = self.parse(headers, body, name, query)
+        except Refused as err:
+            self.counts["malformed" if err.status < 500 else "refused_5xx"] += 1
+            raise
+        key = (record["id"], record["type"])
+        previous = self._seen.get(key)
+        if isinstance(previous, asyncio.Future):  # the same event is being logged: answer as it is answered
+            self.counts["duplicates"] += 1
+            try:
+                await asyncio.shield(previous)
+            except OSError as err:
+                raise Refused(503, f"the write-ahead log cannot be written: {err}") from None
+            return
+        if previous is not None:
+            self.counts["duplicates"] += 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._seen[key] = future
+        payload = _encode(record)
+        with self._cond:
+            self._queue.append((payload, record, future))
+            self._cond.notify()
+        try:
+            await future
+        except OSError as err:
+            self._seen.pop(key, None)
+            self.counts["refused_5xx"] += 1
+            raise Refused(503, self.wal_error or str(err)) from None
+        self._seen[key] = time.time()
+        self._seen.move_to_end(key)
+        self.counts["accepted"] += 1
+        self._expire_seen()
+
+    def _expire_seen(self) -> None:
+        horizon = time.time() - self.dedupe_seconds
+        while self._seen:
+            key, when = next(iter(self._seen.items()))
+            if isinstance(when, asyncio.Future) or when >= horizon:
+                break
+            self._seen.popitem(last=False)
+
+    # --- the committer thread: group commit and segment rotation ------------------------------------------------------
+    def _commit_loop(self) -> None:
+        started = time.monotonic()
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    if not self._cond.wait(max(0.0, started + self.flush_seconds - time.monotonic())):
+                        break
+                batch, self._queue = self._queue, []
+                stopping = self._stopping
+            if batch:
+                self._commit(batch)
+            if stopping or time.monotonic() - started >= self.flush_seconds:
+                started = time.monotonic()
+                self._seal()
+            if stopping and not batch:
+                return
+
+    def _commit(self, batch: list) -> None:
+        try:
+            self.wal.append([payload for payload, _, _ in batch])
+            error = self.wal_error = None
+            self._records.extend(record for _, record, _ in batch)
+        except OSError as err:
+            error = err
+            self.wal_error = f"the write-ahead log in {self.wal_dir} cannot be written: {type(err).__name__}: {err}"
+            if self.wal.torn:
+                self.wal.torn = False
+                self._seal()
+        futures = [waiter for _, _, waiter in batch if isinstance(waiter, asyncio.Future)]
+        if futures:  # one wake-up of the event loop for the whole group
+            futures[0].get_loop().call_soon_threadsafe(_resolve, futures, error)
+        for _, _, waiter in batch:
+            if not isinstance(waiter, asyncio.Future):
+                waiter(error)
+
+    def _seal(self) -> None:
+        if not self._records:
+            return
+        seq = self.wal.rotate()  # a segment whose every record failed is empty: replayed as nothing
+        records, self._records = self._records, []
+        with self._sealed_cond:
+            self._sealed.append((seq, records, [seq]))
+            self._sealed_cond.notify()
+
+    # --- the flusher thread ------------------------------------------------------------------------------------------
+    def _flush_loop(self) -> None:
+        while True:
+            with self._sealed_cond:
+                if not self._sealed:
+                    if self._stopping and not self._threads[0].is_alive():
+                        return
+                    self._sealed_cond.wait(1.0)
+            if not self._sealed:
+                if self.store_error:  # nothing to write, but new events wait for the store: try it again
+                    self.probe_store()
+                continue
+            seq, records, segments = self._sealed[0]
+            try:
+                self._flush(seq, records, segments)
+                self.store_error = None
+                with self._sealed_cond:
+                    self._sealed.pop(0)
+            except Exception as err:  # the store cannot be written: keep the segment, refuse new events, retry
+                self.counts["flush_failures"] += 1
+                self.store_error = (
+                    f"the capture store {self.capture_uri} cannot be written: {type(err).__name__}: {err}"
+                )
+                _log.warning("kfp-ct capture sink: %s", self.store_error)
+                if self._stopping:  # what is left stays in the log for the next start
+                    return
+                time.sleep(1.0)
+
+    def _flush(self, seq: int, records: list[dict], segments: list[int]) -> None:
+        from kfp_ct.components._common.capture import CaptureWriter
+
+        now = time.time()
+        for record in records:
+            if record["id"] not in self._written:
+                self._unpaired[(record["id"], record["type"])] = record
+        rows: dict[str, list] = {}
+        for (rid, kind), record in list(self._unpaired.items()):
+            if kind != REQUEST:
+                continue
+            response = self._unpaired.get((rid, RESPONSE))
+            if response is None and now - record["received"] < self.pair_timeout_s:
+                continue
+            rows.setdefault(record["model"], []).append((record, response))
+        written = []
+        for model_name, pairs in rows.items():
+            for uri, group in _by_model_uri(pairs).items():
+                model = self.model(model_name, uri)
+                table = self._table(model, group)
+                if table is not None:
+                    files = CaptureWriter(self.capture_uri, model_name, model.schema).write(
+                        table, f"{self.instance}-{seq:012d}-{self.boot}"
+                    )
+                    self.counts["files_written"] += len(files)
+                    self.counts["rows_written"] += table.num_rows
+            written += [record["id"] for record, _ in pairs]
+        if written:
+            _write_durably(os.path.join(self._written_dir(), f"{seq:012d}-{self.boot}.ids"), "\n".join(written))
+        for rid in written:
+            self._unpaired.pop((rid, REQUEST), None)
+            self._unpaired.pop((rid, RESPONSE), None)
+            self._remember_written(rid, now)
+        for (rid, kind), record in list(self._unpaired.items()):  # responses whose request never came
+            if kind == RESPONSE and now - record["received"] >= self.pair_timeout_s:
+                del self._unpaired[(rid, kind)]
+                self.counts["orphan_responses"] += 1
+        if self._unpaired:
+            if self._stopping:  # no committer to carry them: their segments stay for the next start to replay
+                return
+            self._carry(list(self._unpaired.values()))
+        for number in segments:
+            self.wal.delete(number)
+        self._expire_written(now)
+
+    def _carry(self, records: list[dict]) -> None:
+        """Appends the still unpaired events to the live segment (through the committer) before their segment goes."""
+        done = threading.Event()
+        outcome = []
+
+        def finish(error):
+            outcome.append(error)
+            if len(outcome) == len(records):
+                done.set()
+
+        with self._cond:
+            self._queue.extend((_encode(r), r, finish) for r in records)
+            self._cond.notify()
+        done.wait()
+        errors = [e for e in outcome if e is not None]
+        if errors:
+            raise OSError(f"could not carry {len(records)} unpaired events over: {errors[0]}")
+
+    def _expire_written(self, now: float) -> None:
+        horizon = now - self.dedupe_seconds
+        while self._written and next(iter(self._written.values())) < horizon:
+            self._written.popitem(last=False)
+        folder = self._written_dir()
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if os.path.getmtime(path) < horizon:
+                os.remove(path)
+
+    def _table(self, model: _Model, pairs: list):
+        """The capture table of request/response pairs (response None: unanswered). The V1 record requests are
+        converted together (one conversion per column for the whole batch), the others one by one; a request whose
+        values do not fit the signature is counted (`invalid_pairs`) and not written."""
+        from kfp_ct.components._common.capture import RowBuffer
+
+        buffer = RowBuffer(model.schema)
+        records = [p for p in pairs if _records_form(p[0]["data"])]
+        others = [p for p in pairs if not _records_form(p[0]["data"])]
+        for start in range(0, len(records), MAX_ROWS // 10):
+            chunk = records[start : start + MAX_ROWS // 10]
+            try:
+                columns = model.columns.from_instances([i for r, _ in chunk for i in r["data"]["instances"]])
+            except PayloadError:  # one request's values are wrong: find it, one request at a time
+                others += chunk
+                continue
+            self._extend(buffer, model, chunk, columns)
+        for pair in others:
+            try:
+                columns = request_columns(model.columns, pair[0]["data"])
+            except PayloadError as err:
+                self.counts["invalid_pairs"] += 1
+                _log.warning("kfp-ct capture sink: request %s not captured: %s", pair[0]["id"], err)
+                continue
+            self._extend(buffer, model, [pair], columns)
+        return buffer.table()
+
+    def _extend(self, buffer, model: _Model, pairs: list, columns: list) -> None:
+        ids, rows, times, versions, predictions, probabilities = [], [], [], [], [], []
+        at = 0
+        for record, response in pairs:
+            n = len(record["data"]["instances"]) if "instances" in record["data"] else len(columns[0]) - at
+            answer = proba = None
+            if response is None:
+                self.counts["unanswered_rows"] += n
+            else:
+                try:
+                    answer, proba = response_rows(response["data"], n, model.schema.classification)
+                except PayloadError as err:
+                    self.counts["invalid_pairs"] += 1
+                    _log.warning("kfp-ct capture sink: response %s not captured: %s", record["id"], err)
+            ids += [record["id"]] * n
+            rows += range(n)
+            times += [_time(record)] * n
+            versions += [record["version"]] * n
+            predictions += answer if answer is not None else [None] * n
+            probabilities += proba if proba is not None else [None] * n
+            at += n
+        buffer.extend(ids, rows, times, versions, columns, predictions, probabilities)
+
+    # --- the service's state -----------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        return {
+            **self.counts,
+            "pending_segments": len(self._sealed),
+            "unpaired": len(self._unpaired),
+            "healthy": not (self.wal_error or self.store_error),
+            "error": self.wal_error or self.store_error,
+        }
+
+    def metrics(self) -> str:
+        lines = []
+        for key, value in self.stats().items():
+            if isinstance(value, bool):
+                value = int(value)
+            if isinstance(value, int):
+                lines += [f"# TYPE kfp_ct_capture_{key} gauge", f"kfp_ct_capture_{key} {value}"]
+        return "\n".join(lines) + "\n"
+
+    def probe_store(self) -> None:
+        """Writes and removes a probe object in the capture store; sets the store error when it cannot."""
+        from kfp_ct.components._common import storage
+
+        scheme = storage.split_uri(self.capture_uri)[0]
+        try:
+            if scheme == "":
+                root = storage.split_uri(self.capture_uri)[2]
+                os.makedirs(root, exist_ok=True)
+                probe = os.path.join(root, f".probe-{self.instance}")
+                with open(probe, "w") as f:
+                    f.write("probe")
+                os.remove(probe)
+            else:
+                store, prefix = storage._bucket(self.capture_uri)
+                key = f"{prefix.strip('/')}/.probe-{self.instance}".lstrip("/")
+                with store.errors(self.capture_uri):
+                    store.put_bytes(key, b"{}")
+                    store.delete(key)
+            self.store_error = None
+        except Exception as err:
+            self.store_error = f"the capture store {self.capture_uri} cannot be written: {type(err).__name__}: {err}"
+
+    def close(self) -> None:
+        """Writes what is paired, keeps what waits for its pair in the log for the next start, stops the threads."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        with self._sealed_cond:
+            self._sealed_cond.notify()
+        for thread in self._threads:
+            thread.join()
+        self.wal.close()
+
+
+def _resolve(futures: list, error) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None) if error is None else future.set_exception(error)
+
+
+def _records_form(data: dict) -> bool:
+    instances = data.get("instances")
+    return isinstance(instances, list) and isinstance(instances[0], dict)
+
+
+def _by_model_uri(pairs: list) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for record, response in pairs:
+        groups.setdefault(record["model_uri"], []).append((record, response))
+    return groups
+
+
+def _time(record: dict) -> datetime:
+    when = record["time"]
+    parsed = when if isinstance(when, datetime) else datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _encode(record: dict) -> bytes:
+    return orjson.dumps(record, default=str)
+
+
+def _decode(payload: bytes) -> dict:
+    return orjson.loads(payload)
+
+
+def _write_durably(path: str, text: str) -> None:
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------------------
+
+
+class SinkApp:
+    """The HTTP side of a CaptureSink (see the module docstring for the endpoints): one request in, (status, body,
+    content type) out."""
+
+    def __init__(self, sink: CaptureSink):
+        self.sink = sink
+
+    async def handle(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, bytes, bytes]:
+        path, _, query = target.partition("?")
+        if method == "GET" and path == "/metrics":
+            return 200, self.sink.metrics().encode(), b"text/plain; version=0.0.4"
+        if method == "GET" and path in ("/stats", "/healthz"):
+            stats = self.sink.stats()
+            return 200 if path == "/stats" or stats["healthy"] else 503, json.dumps(stats).encode(), _JSON
+        if method != "POST" or not (path in ("/", "") or path.startswith("/models/")):
+            return 404, b'{"error": "POST events to / or /models/NAME"}', _JSON
+        name = path[len("/models/") :].strip("/") if path.startswith("/models/") else ""
+        try:
+            await self.sink.accept(headers, body, name or None, parse_qs(query))
+        except Refused as err:
+            return err.status, json.dumps({"error": str(err)}).encode(), _JSON
+        return 200, b'{"status": "accepted"}', _JSON
+
+
+_JSON = b"application/json"
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 413: b"Payload Too Large", 503: b"Service Unavailable"}
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection, parsed with httptools; its requests are answered one after another, in
+    order."""
+
+    def __init__(self, app: SinkApp):
+        import httptools
+
+        self.app = app
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self.pending: list = []
+        self.busy = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url, self.headers, self.body, self.size = b"", {}, [], 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        import httptools
+
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._write(400, b'{"error": "malformed HTTP request"}', _JSON, close=True)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size <= MAX_BODY_BYTES:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode()
+        self.pending.append((method, self.url.decode("latin-1"), self.headers, b"".join(self.body), self.size))
+        self._reset()
+        if not self.busy:
+            self.busy = True
+            asyncio.ensure_future(self._serve())
+
+    async def _serve(self) -> None:
+        while self.pending:
+            method, target, headers, body, size = self.pending.pop(0)
+            if size > MAX_BODY_BYTES:
+                answer = (413, b'{"error": "event larger than the sink accepts"}', _JSON)
+            else:
+                answer = await self.app.handle(method, target, headers, body)
+            if self.transport.is_closing():
+                break
+            self._write(*answer)
+        self.busy = False
+
+    def _write(self, status: int, body: bytes, content_type: bytes, close: bool = False) -> None:
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
+            status,
+            _REASONS.get(status, b"Error"),
+            content_type,
+            len(body),
+        )
+        self.transport.write(head + (b"connection: close\r\n\r\n" if close else b"\r\n") + body)
+        if close:
+            self.transport.close()
+
+
+def run(
+    capture_uri: str,
+    wal_dir: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    models: dict[str, str] | None = None,
+    flush_seconds: float = FLUSH_SECONDS,
+    pair_timeout_s: float = PAIR_TIMEOUT_S,
+    dedupe_seconds: float = DEDUPE_SECONDS,
+) -> None:
+    """Runs the sink on http://{host}:{port} until SIGTERM or SIGINT, then writes what is paired and stops."""
+    import signal
+
+    import uvloop
+
+    sink = CaptureSink(capture_uri, wal_dir, models, flush_seconds, pair_timeout_s, dedupe_seconds)
+    for name, uri in (models or {}).items():  # a model given at start must be readable: fail now, not per event
+        sink.model(name, uri)
+    sink.probe_store()
+    if sink.store_error:
+        _log.warning("kfp-ct capture sink: %s (events are refused with 503 until it can)", sink.store_error)
+    app = SinkApp(sink)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        server = await loop.create_server(lambda: _Connection(app), host, port, backlog=1024)
+        await stop.wait()
+        server.close()
+        await loop.run_in_executor(None, sink.close)
+
+    uvloop.run(serve())
+
+
+def add_arguments(parser) -> None:
+    """The sink's options (`kfp-ct capture-sink` and `python -m kfp_ct.components.push.capture_sink`)."""
+    parser.add_argument("--capture", required=True, help="where the Parquet goes: a path, gs://, s3://, minio://")
+    parser.add_argument("--wal", required=True, help="the write-ahead log's folder (a durable local disk)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to bind (in a pod: 0.0.0.0)")
+    parser.add_argument(
+        "--model", action="append", default=[], help="NAME=MODEL_URI for events whose URL names no model_uri"
+    )
+    parser.add_argument("--flush-seconds", type=float, default=FLUSH_SECONDS, help="how often Parquet is written")
+    parser.add_argument(
+        "--pair-timeout-s", type=float, default=PAIR_TIMEOUT_S, help="how long a request waits for its response"
+    )
+    parser.add_argument(
+        "--dedupe-seconds", type=float, default=DEDUPE_SECONDS, help="how long an event id is remembered"
+    )
+
+
+def run_from_args(args) -> None:
+    models = {}
+    for item in args.model:
+        name, sep, uri = item.partition("=")
+        if not sep or not name or not uri:
+            raise SystemExit(f"--model takes NAME=MODEL_URI, got {item!r}")
+        models[name] = uri
+    run(
+        args.capture,
+        args.wal,
+        host=args.host,
+        port=args.port,
+        models=models,
+        flush_seconds=args.flush_seconds,
+        pair_timeout_s=args.pair_timeout_s,
+        dedupe_seconds=args.dedupe_seconds,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="kfp-ct capture-sink", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
