@@ -61,12 +61,19 @@ def continuous_training_pipeline(
     storage_uri: str = "file://models",
     namespace: str = "kubeflow-user-example-com",
     canary_traffic_percent: int = 10,
+    canary_bake_s: int = 0,
+    capture_url: str = "",
+    labels_uri: str = "",
+    label_key: str = "request_id",
     require_approval: bool = False,
 ):
     """Checks the window at `current_uri` against the reference and retrains when a trigger fires.
 
     With `require_approval=True` a blessed candidate only gets the `challenger` alias; nothing is deployed until
     `kfp-ct promote` (or `kfp-ct reject` turns it down).
+    `canary_bake_s` and `capture_url` are push's (see training_pipeline). With `current_uri` a model's captured
+    traffic (`<capture>/model=NAME/`, `time_column="time"`), `labels_uri` is the ground truth that arrived later,
+    joined on `label_key`: the performance-decay trigger then judges the served model's own predictions.
 
     A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
     `time_column` means no time column, an empty `tracking_uri` MLFLOW_TRACKING_URI (else a sqlite file).
@@ -124,6 +131,8 @@ def continuous_training_pipeline(
                 performance_trigger=performance_trigger,
                 max_metric_drop=max_metric_drop,
                 min_new_rows=min_new_rows,
+                labels=labels_uri,
+                label_key=label_key,
                 tracking_uri=tracking_uri,
             ),
             retries=RETRIES,
@@ -172,6 +181,8 @@ def continuous_training_pipeline(
                 storage_uri=storage_uri,
                 namespace=namespace,
                 canary_traffic_percent=canary_traffic_percent,
+                canary_bake_s=canary_bake_s,
+                capture_url=capture_url,
                 seed=seed,
             )
     with dsl.Else(name="no-new-data"):

@@ -47,6 +47,8 @@ def train_evaluate_push(
     storage_uri: str,
     namespace: str,
     canary_traffic_percent: int,
+    canary_bake_s: int,
+    capture_url: str,
     seed: int,
     require_approval: bool,
 ):
@@ -99,6 +101,8 @@ def train_evaluate_push(
                             storage_uri=storage_uri,
                             namespace=namespace,
                             canary_traffic_percent=canary_traffic_percent,
+                            canary_bake_s=canary_bake_s,
+                            capture_url=capture_url,
                             tracking_uri=tracking_uri,
                         ),
                         image=model_image,
@@ -141,12 +145,17 @@ def training_pipeline(
     storage_uri: str = "file://models",
     namespace: str = "kubeflow-user-example-com",
     canary_traffic_percent: int = 10,
+    canary_bake_s: int = 0,
+    capture_url: str = "",
     require_approval: bool = False,
 ):
     """Trains a model on `source_uri` and pushes it when evaluate blesses it against the champion.
 
     With `require_approval=True` a blessed candidate only gets the `challenger` alias; nothing is deployed until
     `kfp-ct promote` (or `kfp-ct reject` turns it down).
+    `canary_bake_s` > 0 has push replay test rows to the canary and the stable model for that long and promote only
+    when the canary's error rate, latency and prediction shift are within push's bounds; `capture_url` (the capture
+    sink's URL) puts KServe's logger on the InferenceService, so what it serves is captured.
 
     A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
     `tracking_uri` means MLFLOW_TRACKING_URI (else a sqlite file), an empty `search_space` the trainer's default."""
@@ -202,6 +211,8 @@ def training_pipeline(
         storage_uri=storage_uri,
         namespace=namespace,
         canary_traffic_percent=canary_traffic_percent,
+        canary_bake_s=canary_bake_s,
+        capture_url=capture_url,
         seed=seed,
         require_approval=require_approval,
     )
