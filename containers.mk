@@ -2,6 +2,8 @@
 #
 #   make image             the component image (CPU), the GPU training image and the serving image
 #   make image-cpu / image-gpu / image-serving
+#   make image-mlflow      the tracking server's image of cluster/ (cluster/mlflow.Dockerfile; pip installs MLflow
+#                          from PyPI inside the build, so it needs a build with network access)
 #   make push              push the three images to the registry their names give
 #   make image push REGISTRY=registry.example.org/ml
 #                          the images of an organisation that hosts them: named there, the name baked into them
@@ -42,7 +44,7 @@ PRUNE = $(ENGINE_CMD) image prune -f --filter label=org.opencontainers.image.tit
 BUILD = $(ENGINE_CMD) build --network host --label org.kfp-ct.source-sha256=$$($(BIN)/python $(CT_DIR)/source_hash.py) \
 	$(if $(REGISTRY),--build-arg KFP_CT_IMAGE_REGISTRY=$(REGISTRY))
 
-.PHONY: image image-cpu image-gpu image-serving push base-image wheelhouse wheelhouse-gpu containers-setup containers-stop \
+.PHONY: image image-cpu image-gpu image-serving image-mlflow push base-image wheelhouse wheelhouse-gpu containers-setup containers-stop \
         test-containers containers-ready image-sizes
 
 containers-setup:
@@ -87,6 +89,10 @@ image-serving: install base-image wheelhouse
 
 image-gpu: install base-image wheelhouse-gpu
 	$(BUILD) --build-arg BASE_IMAGE=$(GPU_BASE_IMAGE) -f Dockerfile.gpu -t $(call image_name,GPU_IMAGE) .
+	$(PRUNE)
+
+image-mlflow: install base-image
+	$(BUILD) --build-arg BASE_IMAGE=$(BASE_IMAGE) -f cluster/mlflow.Dockerfile -t $(call image_name,MLFLOW_IMAGE) .
 	$(PRUNE)
 
 image: image-cpu image-gpu image-serving image-sizes

@@ -2,9 +2,8 @@
 # (constraints.txt), boto3 for the S3/MinIO artifact store, psycopg2 for a PostgreSQL backend store. It runs as
 # uid 1000, the Deployment's runAsUser.
 #
-# Build from the repository root (the context), tagged with the name the manifest uses:
-#   docker build -f cluster/mlflow.Dockerfile \
-#     -t "$(python -c 'from kfp_ct.pipelines.cluster import mlflow_image; print(mlflow_image())')" .
+# Built by `make image-mlflow [REGISTRY=...]`, tagged with the name the manifest uses
+# (kfp_ct.components._common.images.MLFLOW_IMAGE).
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore

@@ -16,3 +16,4 @@ REGISTRY = os.environ.get("KFP_CT_IMAGE_REGISTRY", "").rstrip("/") or "ghcr.io/k
 IMAGE = f"{REGISTRY}/kfp-ct:{__version__}"
 GPU_IMAGE = f"{REGISTRY}/kfp-ct-gpu:{__version__}"
 SERVING_IMAGE = f"{REGISTRY}/kfp-ct-serving:{__version__}"
+MLFLOW_IMAGE = f"{REGISTRY}/kfp-ct-mlflow:{__version__}"  # the tracking server of cluster/ (cluster/mlflow.Dockerfile)

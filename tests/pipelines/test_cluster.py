@@ -16,6 +16,7 @@ import pytest
 import yaml
 from loopback import free_port, start_server, stop_server
 
+from kfp_ct.components._common import images
 from kfp_ct.components._common.credentials import KEYS as SECRET_KEYS
 from kfp_ct.components._common.credentials import SECRET_NAME
 from kfp_ct.pipelines import cli, cluster
@@ -90,7 +91,7 @@ def test_the_server_reads_the_steps_secret():
     claim = deployment["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
     pvc = yaml.safe_load((FOLDER / "mlflow-pvc.yaml").read_text())
     assert claim == pvc["metadata"]["name"]
-    assert container["image"] == cluster.mlflow_image()
+    assert container["image"] == images.MLFLOW_IMAGE
 
 
 @pytest.fixture
