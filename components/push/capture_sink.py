@@ -152,18 +152,13 @@ class _Model:
     """What the sink needs of a served model: its columns (the server's own payload checks) and capture schema."""
 
     def __init__(self, model_uri: str):
-        import shutil
-        import tempfile
-
         from kfp_ct.components._common.capture import CaptureSchema
         from kfp_ct.components._common.model import read_signature
-        from kfp_ct.components.push.server import Columns, resolve_model_dir
+        from kfp_ct.components._common.storage import local_copy
+        from kfp_ct.components.push.server import Columns
 
-        workdir = tempfile.mkdtemp(prefix="kfp-ct-sink-model-")
-        try:
-            inputs, meta = read_signature(resolve_model_dir(model_uri, workdir))
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        with local_copy(model_uri, published=True, what="model URI") as path:  # the server's own way to a model
+            inputs, meta = read_signature(path)
         self.columns = Columns(inputs)
         self.schema = CaptureSchema(inputs, meta.get("task", ""), meta.get("classes"))
         self.version = model_uri.rstrip("/").rsplit("/", 1)[-1]
@@ -394,7 +389,7 @@ class CaptureSink:
                 self._models[uri] = _Model(uri)
             except (ValueError, FileNotFoundError) as err:
                 raise Refused(400, f"cannot read the signature of model '{name}' at {uri}: {err}") from None
-            except Exception as err:  # the model's store cannot be reached now: the logger may retry
+            except OSError as err:  # the model's store cannot be reached now (ConnectionError, TimeoutError, ...)
                 raise Refused(503, f"cannot read the model '{name}' at {uri}: {type(err).__name__}: {err}") from None
         return self._models[uri]
 
