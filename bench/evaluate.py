@@ -48,11 +48,11 @@ def prepare(root: Path, rows: int, data: Path) -> dict:
 
     datasets.write_table(pacsv.read_csv(data), root / "elec2.parquet", str(data))
     featurize(
-        str(root / "elec2.parquet"),
-        "class",
-        str(root / "train.parquet"),
-        str(root / "test.parquet"),
-        str(root / "featurizer"),
+        dataset_path=str(root / "elec2.parquet"),
+        target_column="class",
+        train_path=str(root / "train.parquet"),
+        test_path=str(root / "test.parquet"),
+        featurizer_path=str(root / "featurizer"),
         source_uri=str(data),
     )
     uri = f"sqlite:///{root / 'mlflow.db'}"

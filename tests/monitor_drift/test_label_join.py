@@ -25,10 +25,10 @@ def champion(elec2_split, sqlite_tracking, tmp_path_factory):
     folder = tmp_path_factory.mktemp("labels")
     name = "elec2-labels"
     outcome = train_sklearn(
-        elec2_split["train"],
-        elec2_split["featurizer"],
-        str(folder / "model"),
-        name,
+        train_path=elec2_split["train"],
+        featurizer_path=elec2_split["featurizer"],
+        model_path=str(folder / "model"),
+        model_name=name,
         hyperparameters={"max_iter": 30},
         seed=0,
         tracking_uri=sqlite_tracking,

@@ -31,8 +31,8 @@ def test_push_proves_the_fast_path_on_the_whole_test_split_and_the_server_uses_i
     logs = []
     model_dir = _bare_copy(trained_model, tmp_path)
     result = push(
-        model_dir,
-        "elec2",
+        model_dir=model_dir,
+        model_name="elec2",
         storage_uri=str(tmp_path / "store"),
         tracking_uri=trained_model["tracking_uri"],
         log=logs.append,
@@ -57,8 +57,8 @@ def test_push_proves_the_fast_path_on_the_whole_test_split_and_the_server_uses_i
     # without the test split: no proof published, even when the model folder brings one along
     fast_path.write_proof(proof, model_dir)
     again = push(
-        model_dir,
-        "elec2",
+        model_dir=model_dir,
+        model_name="elec2",
         storage_uri=str(tmp_path / "store2"),
         tracking_uri=trained_model["tracking_uri"],
         log=logs.append,
@@ -123,7 +123,13 @@ def test_a_structure_the_fast_path_does_not_mirror_gets_no_proof(sqlite_tracking
         featurizer_path=paths[2],
         impute_non_finite=True,
     )
-    train_sklearn(paths[0], paths[2], str(tmp_path / "model"), model_name, tracking_uri=sqlite_tracking)
+    train_sklearn(
+        train_path=paths[0],
+        featurizer_path=paths[2],
+        model_path=str(tmp_path / "model"),
+        model_name=model_name,
+        tracking_uri=sqlite_tracking,
+    )
     model = load_model(tmp_path / "model")
     assert fast_path.CompiledSklearn.build(model) is None
     assert fast_path.prove(model, paths[1]) is None

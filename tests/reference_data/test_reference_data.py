@@ -41,11 +41,11 @@ def train_on_window(events, folder, name, tracking_uri, as_of):
         source_uri=str(events), output_path=str(folder / "window.parquet"), time_column="time", window="7d", as_of=as_of
     )
     split = featurize(
-        str(folder / "window.parquet"),
-        "label",
-        str(folder / "train.parquet"),
-        str(folder / "test.parquet"),
-        str(folder / "featurizer"),
+        dataset_path=str(folder / "window.parquet"),
+        target_column="label",
+        train_path=str(folder / "train.parquet"),
+        test_path=str(folder / "test.parquet"),
+        featurizer_path=str(folder / "featurizer"),
         time_column="time",
         source_uri=str(events),
     )
@@ -56,7 +56,7 @@ def train_on_window(events, folder, name, tracking_uri, as_of):
         model_name=name,
         estimator="logistic_regression",
         tracking_uri=tracking_uri,
-        train_metadata={**split["train"], "uri": str(folder / "train.parquet"), "window": window.metadata["window"]},
+        train_metadata={**split.train, "uri": str(folder / "train.parquet"), "window": window.metadata["window"]},
     )
     tracking.promote(name, outcome.version, tracking_uri=tracking_uri)
     return outcome
