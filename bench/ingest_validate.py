@@ -2,7 +2,7 @@
 
 Generates 1M and 10M rows x 25 columns (12 float, 5 int, 5 low-cardinality string, 1 high-cardinality string,
 1 timestamp, the string target `label`) as CSV, written with pyarrow in chunks. Each size runs in its own child
-process (`ingest.core.ingest`, then `validate.core.check` against the schema of a 20k-row reference sample), so
+process (`ingest.core.ingest`, then `validate.core.validate` against the schema of a 20k-row reference sample), so
 the child's peak RSS (getrusage) is the memory the two steps need. The small size is the baseline: the script
 prints both sizes side by side, the large/small time ratio and whether the goals are met (large size under 4 GB
 peak RSS; time ratio <= 12 for 10x the rows).
@@ -83,13 +83,13 @@ def generate_csv(path: str, rows: int, seed: int) -> None:
 def run_child(source: str, reference: str, workdir: str) -> dict:
     """In this (child) process: ingest, then validate; returns timings, findings and this process's peak RSS."""
     from kfp_ct.components.ingest.core import ingest
-    from kfp_ct.components.validate.core import check
+    from kfp_ct.components.validate.core import validate
 
     parquet = os.path.join(workdir, "dataset.parquet")
     start, start_cpu = time.perf_counter(), time.process_time()
     meta = ingest(source_uri=source, output_path=parquet).metadata
     ingested, ingested_cpu = time.perf_counter(), time.process_time()
-    result = check(parquet, TARGET, reference)
+    result = validate(dataset_path=parquet, target_column=TARGET, reference_schema_path=reference)
     validated, validated_cpu = time.perf_counter(), time.process_time()
     os.remove(parquet)
     return {
