@@ -302,9 +302,9 @@ def test_push_refuses_a_canary_it_cannot_judge_before_publishing(models, tmp_pat
     common = dict(model_dir=models["good"]["path"], model_name="elec2", tracking_uri=models["tracking_uri"])
     with pytest.raises(ValueError, match="canary_bake_s > 0 needs rows to replay"):
         push(**common, storage_uri=str(store), canary_bake_s=5)
-    with pytest.raises(ValueError, match="canary_bake_s > 0 needs deployment_mode='Serverless'"):
+    with pytest.raises(ValueError, match=r"the raw-mode canary's name \(model_name \+ '-canary'\) 'a{40}-canary'"):
         push(
-            **common,
+            **{**common, "model_name": "a" * 40},
             target="kserve",
             storage_uri="gs://bucket/models",
             deployment_mode="RawDeployment",
