@@ -90,14 +90,17 @@ def champion(models) -> str:
     return version
 
 
-def _push_local(models, which: str, tmp_path, **bounds):
+def _push_local(models, which: str, tmp_path, fast_path: bool = True, **bounds):
+    """Pushes a candidate with its own test split (its serving fast path proven on it), or without one
+    (`fast_path=False`: no proof is published and the server runs the model itself); every candidate is judged on
+    the champion's test rows."""
     return push(
         model_dir=models[which]["path"],
         model_name="elec2",
         storage_uri=str(tmp_path / "store"),
         tracking_uri=models["tracking_uri"],
-        test_path=models[which]["test"],  # the candidate's own split (its fast path is proven on it)
-        canary_rows_uri=models["test"],  # every candidate is judged on the same rows
+        test_path=models[which]["test"] if fast_path else None,
+        canary_rows_uri=models["test"],
         canary_bake_s=BAKE_S,
         **{**LOOSE, **bounds},
         log=_quiet,
@@ -126,10 +129,11 @@ def test_local_broken_candidate_is_rolled_back_on_its_error_rate(models, champio
 
 @pytest.mark.integration
 def test_local_slow_candidate_is_rolled_back_on_latency(models, champion, tmp_path):
-    with pytest.raises(CanaryRejected, match=r"p99 latency .* > canary_max_latency_ratio 5") as rejected:
-        _push_local(models, "slow", tmp_path, canary_max_latency_ratio=5.0)
+    # the 1000 trees themselves, not their numpy mirror: about 3.5x the champion's p99 on this shared machine
+    with pytest.raises(CanaryRejected, match=r"p99 latency .* > canary_max_latency_ratio 2") as rejected:
+        _push_local(models, "slow", tmp_path, fast_path=False, canary_max_latency_ratio=2.0)
     analysis = rejected.value.analysis
-    assert analysis.latency_ratio > 5 and analysis.canary_error_rate == 0
+    assert analysis.latency_ratio > 2 and analysis.canary_error_rate == 0
     assert len(analysis.breaches) == 1
     _rolled_back(models, champion, tmp_path)
 
