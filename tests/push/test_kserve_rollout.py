@@ -369,3 +369,13 @@ def test_raw_canary_refuses_to_replace_a_service_that_is_not_its_own():
         _run(api, V2, Smoke(api, "elec2"), RAW, judge=Judge(api))
     assert api.live("elec2-canary")["spec"]["predictor"]["model"]["storageUri"] == "gs://bucket/models/other"
     assert api.live("elec2")["spec"]["predictor"]["model"]["storageUri"] == V1
+
+
+def test_raw_canary_needs_a_ready_stable_service_before_it_creates_anything():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"), RAW)
+    api.objects[(NS, "elec2")]["status"]["conditions"] = [api._condition(False, "MinimumReplicasUnavailable")]
+    calls = len(api.calls)
+    with pytest.raises(RolloutError, match=r"elec2 is not Ready \(Ready=False .*\): there is no stable model to judge"):
+        _run(api, V2, Smoke(api, "elec2"), RAW, judge=Judge(api))
+    assert api.calls[calls:] == ["get"] and not api.exists("elec2-canary")
