@@ -277,7 +277,7 @@ def capture_logger(capture_url: str, name: str, storage_uri: str):
 def capture_sink(namespace: str | None = None, image: str | None = None, capture_uri: str = EXAMPLE_CAPTURE_URI):
     """The capture sink's PersistentVolumeClaim (its write-ahead log), Deployment (one replica of the serving image
     running `python -m kfp_ct.components.push.capture_sink`; Recreate, so two never share the log) and Service."""
-    from kfp_ct.components._image import SERVING_IMAGE
+    from kfp_ct.components._common.images import SERVING_IMAGE
 
     meta = {"name": CAPTURE_SINK_NAME, "labels": {"app.kubernetes.io/name": CAPTURE_SINK_NAME}}
     if namespace:
