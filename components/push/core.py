@@ -15,9 +15,11 @@
    registered, for rollback), and the manifest that would be applied is recorded.
 
 With `canary_bake_s > 0` the candidate is also judged on replayed traffic before it is promoted (canary.py): on
-KServe between the canary and the previous revision (their tag URLs) while the canary holds its share of the traffic;
-locally between two catalog model servers on loopback, the champion's and the candidate's. A canary that breaks a
-bound is rolled back (0% of the traffic; locally the champion alias does not move) and the push fails.
+KServe Serverless between the canary and the previous revision (their tag URLs) while the canary holds its share of the
+traffic; on KServe RawDeployment/Standard between the stable InferenceService and a second one, `<name>-canary`, that
+serves the candidate (rollout.py); locally between two catalog model servers on loopback, the champion's and the
+candidate's. A canary that breaks a bound is rolled back (0% of the traffic; in raw mode the canary service deleted
+and the stable one untouched; locally the champion alias does not move) and the push fails.
 """
 
 from __future__ import annotations
@@ -366,12 +368,9 @@ def _canary_judge(
         raise ValueError(f"canary_bake_s must be >= 0, got {canary_bake_s}")
     if canary_bake_s == 0:
         return None
-    if target == "kserve" and not manifests.is_serverless(deployment_mode):
-        raise ValueError(
-            f"canary_bake_s > 0 needs deployment_mode='Serverless' (a canary revision beside the previous one), got "
-            f"'{deployment_mode}', which rolls out fully"
-        )
-    if target == "kserve" and not 0 < canary_traffic_percent < 100:
+    if target == "kserve" and not manifests.is_serverless(deployment_mode):  # the canary is a second service
+        manifests.check_name(manifests.canary_name(model_name), "the raw-mode canary's name (model_name + '-canary')")
+    elif target == "kserve" and not 0 < canary_traffic_percent < 100:
         raise ValueError(
             f"canary_bake_s > 0 needs a canary: canary_traffic_percent within 1..99, got {canary_traffic_percent}"
         )

@@ -8,6 +8,7 @@ applies cannot drift apart.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from dataclasses import dataclass, field
@@ -91,6 +92,28 @@ MODEL_VERSION_LABEL = "kfp-ct.io/model-version"
 def version_labels(storage_uri: str) -> dict:
     """The InferenceService's labels naming the published version it serves (the last folder of its storageUri)."""
     return {MODEL_VERSION_LABEL: storage_uri.rstrip("/").rsplit("/", 1)[-1][:63]}
+
+
+CANARY_SUFFIX = "-canary"
+CANARY_OF_LABEL = "kfp-ct.io/canary-of"
+
+
+def canary_name(name: str) -> str:
+    """The name of the second InferenceService that holds `name`'s canary in raw (RawDeployment/Standard) mode."""
+    return f"{name}{CANARY_SUFFIX}"
+
+
+def canary_service(manifest: dict) -> dict:
+    """The raw-mode canary of the InferenceService `manifest`: the same spec under `canary_name`, labelled as kfp-ct's
+    canary of it. It carries no capture logger: the rows replayed to it are not production traffic."""
+    canary = copy.deepcopy(manifest)
+    name = canary["metadata"]["name"]
+    canary["metadata"]["name"] = canary_name(name)
+    canary["metadata"]["labels"] = {**(canary["metadata"].get("labels") or {}), CANARY_OF_LABEL: name}
+    (canary["metadata"].get("annotations") or {}).pop(PREVIOUS_STORAGE_ANNOTATION, None)
+    canary["spec"]["predictor"].pop("logger", None)
+    validate_inference_service(canary)
+    return canary
 
 
 def check_name(name: str, what: str = "model_name") -> str:
@@ -254,7 +277,7 @@ def capture_logger(capture_url: str, name: str, storage_uri: str):
 def capture_sink(namespace: str | None = None, image: str | None = None, capture_uri: str = EXAMPLE_CAPTURE_URI):
     """The capture sink's PersistentVolumeClaim (its write-ahead log), Deployment (one replica of the serving image
     running `python -m kfp_ct.components.push.capture_sink`; Recreate, so two never share the log) and Service."""
-    from kfp_ct.components._image import SERVING_IMAGE
+    from kfp_ct.components._common.images import SERVING_IMAGE
 
     meta = {"name": CAPTURE_SINK_NAME, "labels": {"app.kubernetes.io/name": CAPTURE_SINK_NAME}}
     if namespace:

@@ -6,7 +6,12 @@ then, with a `judge`, judged on replayed traffic against the previous revision (
 see canary.py), and promoted to 100% (canaryTrafficPercent removed) or rolled back to 0%.
 
 Raw (RawDeployment/Standard) mode has no revisions to split traffic between: the new spec is rolled out fully, the
-endpoint smoke-tested, and on failure the previous spec (its storageUri kept in an annotation) is put back.
+endpoint smoke-tested, and on failure the previous spec (its storageUri kept in an annotation) is put back. With a
+`judge`, the candidate is first served by a second InferenceService, `<name>-canary` (the same spec, labelled
+`kfp-ct.io/canary-of: <name>`; a leftover of a crashed push is deleted first, one that is not kfp-ct's canary of
+<name> is refused), smoke-tested once Ready and judged between the stable service's URL and its own (each
+`status.address.url`, the cluster-local Service of the predictor); only then is the stable one rolled out fully as
+above. The canary InferenceService is deleted whatever the outcome.
 
 `api` is a `kubernetes.client.CustomObjectsApi` (only get/create/replace/delete of namespaced custom objects are
 used). Every manifest sent is validated against the InferenceService CRD first.
@@ -125,6 +130,25 @@ class Rollout:
     def _create(self, body: dict) -> dict:
         manifests.validate_inference_service(body)
         return self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+
+    def delete(self) -> None:
+        """Deletes the InferenceService (already gone is fine)."""
+        try:
+            self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+        except Exception as err:
+            if _status_code(err) != 404:
+                raise
+
+    def _wait_deleted(self, what: str) -> None:
+        """Polls until the InferenceService is gone (finalizers may keep it a while after the delete)."""
+        deadline = self.clock() + self.timeout_s
+        while self.get() is not None:
+            if self.clock() >= deadline:
+                raise RolloutError(
+                    f"{what}: InferenceService {self.namespace}/{self.name} still exists {self.timeout_s:g} s after "
+                    "it was deleted"
+                )
+            self.sleep(self.poll_s)
 
     def _update(self, edit: Callable[[dict], None]) -> dict:
         """Applies `edit` to the live object and replaces it, retrying on write conflicts."""
@@ -263,8 +287,19 @@ class Rollout:
             self._note(f"smoke test failed at {url}: {err}")
             return f"smoke test failed at {url}: {err}"
 
-    def _judged(self, isvc: dict) -> str | None:
-        """None when the judge finds the canary within its bounds against the stable revision, else why not."""
+    def _judged(self, stable: str, canary: str) -> str | None:
+        """None when the judge finds the canary (at URL `canary`) within its bounds against the stable model (at URL
+        `stable`), else why not."""
+        try:
+            self.judge(stable, canary)
+            self._note(f"canary analysis passed ({canary} against {stable})")
+            return None
+        except Exception as err:
+            self._note(str(err))
+            return str(err)
+
+    def _judged_revisions(self, isvc: dict) -> str | None:
+        """_judged between the previous and the canary revision, each reached through its tag URL."""
         stable, canary = self.stable_url(isvc), (_latest_traffic(isvc).get("url") or "").rstrip("/")
         if stable is None:
             failure = "canary analysis: the status names no URL for the previous revision (traffic tag 'prev')"
@@ -274,12 +309,7 @@ class Rollout:
                 f"the {manifests.TAG_ROUTING_ANNOTATION} annotation)"
             )
         else:
-            try:
-                self.judge(stable, canary)
-                self._note(f"canary analysis passed ({canary} against {stable})")
-                return None
-            except Exception as err:
-                failure = str(err)
+            return self._judged(stable, canary)
         self._note(failure)
         return failure
 
@@ -291,6 +321,8 @@ class Rollout:
         previous_storage = served_storage_uri(live)
         if self.serverless and 0 < self.canary < 100:
             return self._canary(new_storage, previous_storage)
+        if not self.serverless and self.judge is not None:
+            return self._raw_canary(new_storage, previous_storage, live)
         return self._full(new_storage, previous_storage, live)
 
     def _apply_desired(self, body: dict, previous_storage: str | None, canary: int | None) -> None:
@@ -329,7 +361,7 @@ class Rollout:
             isvc = self.wait_ready(generation, "canary", self._check_traffic(self.canary))
             failure = self._smoke(self.canary_url(isvc))
             if failure is None and self.judge is not None:
-                failure = self._judged(isvc)
+                failure = self._judged_revisions(isvc)
         except RolloutError as err:
             failure = str(err)
         if failure:
@@ -345,6 +377,58 @@ class Rollout:
         self._note(f"generation {generation}: promoted {new_storage} to 100%")
         isvc = self.wait_ready(generation, "promotion", self._check_traffic(100))
         return RolloutResult(self.predict_url(isvc), new_storage, previous_storage, generation, self.mode, self.events)
+
+    def _raw_canary(self, new_storage: str, previous_storage: str | None, live: dict) -> RolloutResult:
+        """Raw mode with a judge: the candidate on its own InferenceService `<name>-canary`, judged against the stable
+        one, then the stable one rolled out fully (`_full`); the canary is deleted whatever happens."""
+        ready = ready_condition(live)
+        if ready.get("status") != "True":
+            raise RolloutError(
+                f"{self.namespace}/{self.name} is not Ready (Ready={ready.get('status', 'Unknown')} "
+                f"{ready.get('message', '')}): there is no stable model to judge the canary against"
+            )
+        stable_url = self.base_url(live)
+        canary = Rollout(
+            self.api,
+            manifests.canary_service(self.manifest),
+            self.smoke_test,
+            0,
+            self.timeout_s,
+            self.poll_s,
+            sleep=self.sleep,
+            clock=self.clock,
+            log=self.log,
+        )
+        canary.events = self.events
+        leftover = canary.get()
+        if leftover is not None:
+            owner = (leftover["metadata"].get("labels") or {}).get(manifests.CANARY_OF_LABEL)
+            if owner != self.name:
+                raise RolloutError(
+                    f"InferenceService {self.namespace}/{canary.name} exists and is not kfp-ct's canary of {self.name} "
+                    f"(label {manifests.CANARY_OF_LABEL}={owner!r}): it is left alone and the canary cannot be created"
+                )
+            canary.delete()
+            canary._note(f"deleted the canary InferenceService {canary.name} that an earlier push left behind")
+            canary._wait_deleted("replacing the leftover canary")
+        try:
+            created = canary._create(canary.manifest)
+            canary._note(f"created the canary InferenceService {canary.name} serving {new_storage}")
+            try:
+                isvc = canary.wait_ready(created["metadata"].get("generation", 1), "canary InferenceService")
+                canary_url = canary.base_url(isvc)
+                failure = canary._smoke(canary_url) or self._judged(stable_url, canary_url)
+            except RolloutError as err:
+                failure = str(err)
+            if failure:
+                raise RolloutError(
+                    f"{self.namespace}/{self.name}: canary {canary.name} of {new_storage} rejected and deleted "
+                    f"({previous_storage} keeps serving): {failure}"
+                )
+            return self._full(new_storage, previous_storage, live)
+        finally:
+            canary.delete()
+            canary._note(f"deleted the canary InferenceService {canary.name}")
 
     def _full(self, new_storage: str, previous_storage: str | None, live: dict) -> RolloutResult:
         previous_spec = copy.deepcopy(live["spec"])

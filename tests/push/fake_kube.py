@@ -1,6 +1,9 @@
 """A fake of the Kubernetes CustomObjectsApi for InferenceServices (only the methods rollout.py uses), with a small
 emulation of the KServe controller: metadata.generation moves on spec changes, status.observedGeneration catches up
 a few reads later, Knative-style revisions and traffic splits in Serverless mode, a Ready condition per generation.
+It holds any number of InferenceServices (e.g. a raw-mode service and its `<name>-canary`); a deleted one lingers for
+`deletion_lag` reads (finalizers), during which creating it again conflicts. In raw mode the status is KServe 0.21's:
+`address.url` the cluster-local Service (here the loopback server), `url` the external host (unreachable here).
 
 A real cluster cannot run here; this is the one fake the serving tests allow. Every manifest it receives is checked
 against the InferenceService CRD schema (the test fails on the first one that does not validate).
@@ -40,9 +43,11 @@ class AllStorage(dict):
 class FakeCustomObjectsApi:
     """`endpoints` maps a storageUri to the base URL its pods answer on (None: the pods never get Ready)."""
 
-    def __init__(self, endpoints: dict[str, str | None], lag: int = 2):
+    def __init__(self, endpoints: dict[str, str | None], lag: int = 2, deletion_lag: int = 0):
         self.endpoints = endpoints
         self.lag = lag
+        self.deletion_lag = deletion_lag
+        self.deleting: dict[tuple[str, str], int] = {}
         self.objects: dict[tuple[str, str], dict] = {}
         self.revisions: dict[tuple[str, str], list[dict]] = {}
         self.pending: dict[tuple[str, str], int] = {}
@@ -81,6 +86,10 @@ class FakeCustomObjectsApi:
         self._check(group, version, plural)
         self.calls.append("get")
         key = (namespace, name)
+        if key in self.deleting:
+            self.deleting[key] -= 1
+            if self.deleting[key] < 0:
+                del self.deleting[key], self.objects[key]
         if key not in self.objects:
             raise ApiException(status=404, reason="NotFound")
         if self.pending.get(key) is not None:
@@ -115,7 +124,11 @@ class FakeCustomObjectsApi:
         key = (namespace, name)
         if key not in self.objects:
             raise ApiException(status=404, reason="NotFound")
-        del self.objects[key]
+        if self.deletion_lag:
+            self.objects[key]["metadata"]["deletionTimestamp"] = "2026-11-26T00:00:00Z"
+            self.deleting.setdefault(key, self.deletion_lag)
+        else:
+            del self.objects[key]
         return {"status": "Success"}
 
     # --- the controller -----------------------------------------------------------------------------------------
@@ -133,8 +146,10 @@ class FakeCustomObjectsApi:
             status["conditions"] = [self._condition(ready, "MinimumReplicasUnavailable")]
             if ready:
                 status["address"] = {"url": url}
-                status["url"] = url
-                status["components"] = {"predictor": {"url": url, "address": {"url": url}}}
+                status["url"] = f"http://{name}-{key[0]}.example.com"
+                status["components"] = {
+                    "predictor": {"url": f"http://{name}-predictor-{key[0]}.example.com", "address": {"url": url}}
+                }
             return
         revisions = self.revisions[key]
         config = _revision_config(spec)
@@ -209,6 +224,10 @@ class FakeCustomObjectsApi:
     # --- for assertions ----------------------------------------------------------------------------------------
     def live(self, name: str, namespace: str = "kubeflow-user-example-com") -> dict | None:
         return copy.deepcopy(self.objects.get((namespace, name)))
+
+    def exists(self, name: str, namespace: str = "kubeflow-user-example-com") -> bool:
+        """Whether the InferenceService exists and is not being deleted."""
+        return (namespace, name) in self.objects and (namespace, name) not in self.deleting
 
     def traffic(self, name: str, namespace: str = "kubeflow-user-example-com") -> dict[str, int]:
         """storageUri -> percent of traffic, from the revisions the traffic block names."""

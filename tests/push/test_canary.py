@@ -20,6 +20,7 @@ from elec2_serving import start_model_server, stop_model_server, train_elec2
 from fake_kube import AllStorage, FakeCustomObjectsApi
 
 from kfp_ct.components._common import storage, tracking
+from kfp_ct.components.push import manifests
 from kfp_ct.components.push.canary import (
     Bounds,
     CanaryRejected,
@@ -33,6 +34,7 @@ from kfp_ct.components.push.rollout import RolloutError
 
 REGISTERED = "elec2-canary"
 BAKE_S = 2
+NS = "kubeflow-user-example-com"
 LOOSE = {"canary_max_error_rate": 0.01, "canary_max_latency_ratio": 1000.0, "canary_max_prediction_shift": 1.0}
 
 
@@ -88,13 +90,17 @@ def champion(models) -> str:
     return version
 
 
-def _push_local(models, which: str, tmp_path, **bounds):
+def _push_local(models, which: str, tmp_path, fast_path: bool = True, **bounds):
+    """Pushes a candidate with its own test split (its serving fast path proven on it), or without one
+    (`fast_path=False`: no proof is published and the server runs the model itself); every candidate is judged on
+    the champion's test rows."""
     return push(
         model_dir=models[which]["path"],
         model_name="elec2",
         storage_uri=str(tmp_path / "store"),
         tracking_uri=models["tracking_uri"],
-        test_path=models["test"],
+        test_path=models[which]["test"] if fast_path else None,
+        canary_rows_uri=models["test"],
         canary_bake_s=BAKE_S,
         **{**LOOSE, **bounds},
         log=_quiet,
@@ -123,10 +129,11 @@ def test_local_broken_candidate_is_rolled_back_on_its_error_rate(models, champio
 
 @pytest.mark.integration
 def test_local_slow_candidate_is_rolled_back_on_latency(models, champion, tmp_path):
-    with pytest.raises(CanaryRejected, match=r"p99 latency .* > canary_max_latency_ratio 5") as rejected:
-        _push_local(models, "slow", tmp_path, canary_max_latency_ratio=5.0)
+    # the 1000 trees themselves, not their numpy mirror: about 3.5x the champion's p99 on this shared machine
+    with pytest.raises(CanaryRejected, match=r"p99 latency .* > canary_max_latency_ratio 2") as rejected:
+        _push_local(models, "slow", tmp_path, fast_path=False, canary_max_latency_ratio=2.0)
     analysis = rejected.value.analysis
-    assert analysis.latency_ratio > 5 and analysis.canary_error_rate == 0
+    assert analysis.latency_ratio > 2 and analysis.canary_error_rate == 0
     assert len(analysis.breaches) == 1
     _rolled_back(models, champion, tmp_path)
 
@@ -197,29 +204,108 @@ def test_kserve_canary_judged_between_the_prev_and_latest_tag_urls(models, champ
             target="kserve",
             storage_uri=f"gs://{gcs_bucket.name}/models/elec2",
             tracking_uri=models["tracking_uri"],
-            test_path=models["test"],
+            canary_rows_uri=models["test"],
             canary_bake_s=1,
             api=api,
             poll_s=0.01,
             rollout_timeout_s=30,
             log=_quiet,
         )
-        first = push(model_dir=models["champion"]["path"], **kwargs)
+        first = push(model_dir=models["champion"]["path"], test_path=models["champion"]["test"], **kwargs)
         assert first.canary is None and "first deployment" in first.canary_note
 
         api.endpoints = AllStorage(servers["shifted"][1])  # the next revision's pods serve the shifted model
         with pytest.raises(RolloutError, match=r"rolled back to 0%.*prediction shift 0\.\d+ .* > .*0\.2"):
-            push(model_dir=models["shifted"]["path"], **kwargs, **{**LOOSE, "canary_max_prediction_shift": 0.2})
+            push(
+                model_dir=models["shifted"]["path"],
+                test_path=models["shifted"]["test"],
+                **kwargs,
+                **{**LOOSE, "canary_max_prediction_shift": 0.2},
+            )
         assert api.live("elec2")["spec"]["predictor"]["canaryTrafficPercent"] == 0
         assert api.traffic("elec2") == {first.storage_uri: 100}
         assert tracking.get_alias(REGISTERED, "champion", models["tracking_uri"]) == champion
 
         api.endpoints = AllStorage(servers["good"][1])
-        second = push(model_dir=models["good"]["path"], **kwargs, **{**LOOSE, "canary_max_latency_ratio": 5.0})
+        second = push(
+            model_dir=models["good"]["path"],
+            test_path=models["good"]["test"],
+            **kwargs,
+            **{**LOOSE, "canary_max_latency_ratio": 5.0},
+        )
         assert second.canary.passed and second.canary.prediction_shift <= 0.2
         assert api.traffic("elec2") == {second.storage_uri: 100}
         assert tracking.get_alias(REGISTERED, "champion", models["tracking_uri"]) == models["good"]["version"]
         assert any("canary analysis passed" in event for event in second.events)
+    finally:
+        for process, _ in servers.values():
+            stop_model_server(process)
+
+
+@pytest.mark.integration
+def test_kserve_raw_canary_judged_on_a_second_inference_service(models, champion, gcs_bucket, tmp_path):
+    """RawDeployment: the candidate serves on `elec2-canary` (its address URL a loopback server of its own) and is
+    judged against the stable `elec2`; the stable one is rolled out only when the canary passes."""
+    servers = {}
+    try:
+        for which in ("champion", "shifted", "good"):
+            servers[which] = start_model_server(models[which]["path"], "elec2", tmp_path / f"{which}.log")
+        api = FakeCustomObjectsApi(AllStorage(servers["champion"][1]), lag=1)
+        store = f"gs://{gcs_bucket.name}/models/elec2"
+        kwargs = dict(
+            model_name="elec2",
+            target="kserve",
+            deployment_mode="RawDeployment",
+            storage_uri=store,
+            tracking_uri=models["tracking_uri"],
+            canary_rows_uri=models["test"],
+            canary_bake_s=1,
+            api=api,
+            poll_s=0.01,
+            rollout_timeout_s=30,
+            log=_quiet,
+        )
+        first = push(model_dir=models["champion"]["path"], test_path=models["champion"]["test"], **kwargs)
+        assert first.canary is None and "first deployment" in first.canary_note
+        assert not api.exists("elec2-canary")
+
+        api.endpoints = AllStorage(servers["shifted"][1])  # pods created from now on serve the shifted model
+        with pytest.raises(
+            RolloutError,
+            match=r"canary elec2-canary of gs://.* rejected and deleted .*prediction shift 0\.\d+ .* > "
+            r"canary_max_prediction_shift 0\.2",
+        ):
+            push(
+                model_dir=models["shifted"]["path"],
+                test_path=models["shifted"]["test"],
+                **kwargs,
+                **{**LOOSE, "canary_max_prediction_shift": 0.2},
+            )
+        stable = api.live("elec2")
+        assert stable["spec"]["predictor"]["model"]["storageUri"] == first.storage_uri
+        assert stable["metadata"]["generation"] == 1  # never touched
+        assert not api.exists("elec2-canary")
+        assert tracking.get_alias(REGISTERED, "champion", models["tracking_uri"]) == champion
+        assert storage.list_versions(store) == [first.storage_uri]  # the shifted copy was withdrawn
+
+        # a canary that a crashed push left behind is replaced (and its deletion takes a few reads to finish)
+        api.deletion_lag = 2
+        api.create_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", NS, "inferenceservices", manifests.canary_service(first.manifest)
+        )
+        api.endpoints = AllStorage(servers["good"][1])
+        second = push(
+            model_dir=models["good"]["path"],
+            test_path=models["good"]["test"],
+            **kwargs,
+            **{**LOOSE, "canary_max_latency_ratio": 5.0},
+        )
+        assert second.canary.passed and second.canary.prediction_shift <= 0.2 and second.canary.requests >= 20
+        assert api.live("elec2")["spec"]["predictor"]["model"]["storageUri"] == second.storage_uri
+        assert not api.exists("elec2-canary")
+        assert tracking.get_alias(REGISTERED, "champion", models["tracking_uri"]) == models["good"]["version"]
+        assert any("that an earlier push left behind" in event for event in second.events)
+        assert second.metadata["canary_analysis"]["passed"] is True
     finally:
         for process, _ in servers.values():
             stop_model_server(process)
@@ -302,9 +388,9 @@ def test_push_refuses_a_canary_it_cannot_judge_before_publishing(models, tmp_pat
     common = dict(model_dir=models["good"]["path"], model_name="elec2", tracking_uri=models["tracking_uri"])
     with pytest.raises(ValueError, match="canary_bake_s > 0 needs rows to replay"):
         push(**common, storage_uri=str(store), canary_bake_s=5)
-    with pytest.raises(ValueError, match="canary_bake_s > 0 needs deployment_mode='Serverless'"):
+    with pytest.raises(ValueError, match=r"the raw-mode canary's name \(model_name \+ '-canary'\) 'a{40}-canary'"):
         push(
-            **common,
+            **{**common, "model_name": "a" * 40},
             target="kserve",
             storage_uri="gs://bucket/models",
             deployment_mode="RawDeployment",

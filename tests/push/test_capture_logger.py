@@ -40,7 +40,7 @@ def test_the_generated_sink_deployment_runs_the_sink_module_of_the_serving_image
     assert (claim["kind"], deployment["kind"], service["kind"]) == ("PersistentVolumeClaim", "Deployment", "Service")
     assert deployment["spec"]["strategy"] == {"type": "Recreate"} and deployment["spec"]["replicas"] == 1
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    from kfp_ct.components._image import SERVING_IMAGE
+    from kfp_ct.components._common.images import SERVING_IMAGE
 
     assert container["image"] == SERVING_IMAGE
     wal = container["args"][container["args"].index("--wal") + 1]

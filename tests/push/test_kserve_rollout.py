@@ -5,7 +5,7 @@ against the InferenceService CRD (the fake asserts it)."""
 from __future__ import annotations
 
 import pytest
-from fake_kube import FakeCustomObjectsApi
+from fake_kube import GROUP, PLURAL, VERSION, FakeCustomObjectsApi
 
 from kfp_ct.components.push import manifests
 from kfp_ct.components.push.rollout import Rollout, RolloutError, rollout
@@ -45,7 +45,7 @@ def _manifest(storage: str, mode: str = "Serverless", name: str = "elec2") -> di
     )
 
 
-def _run(api, storage, smoke, mode="Serverless", canary=10, timeout_s=600):
+def _run(api, storage, smoke, mode="Serverless", canary=10, timeout_s=600, judge=None):
     clock = Clock()
     return rollout(
         api,
@@ -54,6 +54,7 @@ def _run(api, storage, smoke, mode="Serverless", canary=10, timeout_s=600):
         canary,
         timeout_s=timeout_s,
         poll_s=5,
+        judge=judge,
         sleep=clock.sleep,
         clock=clock,
         log=lambda message: None,
@@ -132,7 +133,7 @@ def test_raw_deployment_rolls_back_to_previous_storage_on_failed_smoke_test():
     live = api.live("elec2")
     assert live["spec"]["predictor"]["model"]["storageUri"] == V1
     assert live["status"]["observedGeneration"] == live["metadata"]["generation"] == 3
-    assert live["status"]["url"] == URL1
+    assert live["status"]["address"]["url"] == URL1
 
 
 def test_failed_first_deployment_is_deleted():
@@ -259,3 +260,122 @@ def test_a_canary_without_both_tag_urls_is_not_promoted(untag, message):
             log=lambda message: None,
         )
     assert api.traffic("elec2") == {V1: 100}
+
+
+# --- raw mode: the canary is a second InferenceService, <name>-canary ----------------------------------------------
+
+RAW = "RawDeployment"
+
+
+class Judge:
+    """Records (stable URL, canary URL, the canary's storageUri and labels, the stable's storageUri) per call; raises
+    `failure` when set."""
+
+    def __init__(self, api: FakeCustomObjectsApi, failure: str | None = None):
+        self.api, self.failure = api, failure
+        self.calls: list[tuple] = []
+
+    def __call__(self, stable_url: str, canary_url: str) -> None:
+        canary, stable = self.api.live("elec2-canary"), self.api.live("elec2")
+        self.calls.append(
+            (
+                stable_url,
+                canary_url,
+                canary["spec"]["predictor"]["model"]["storageUri"],
+                canary["metadata"]["labels"][manifests.CANARY_OF_LABEL],
+                stable["spec"]["predictor"]["model"]["storageUri"],
+            )
+        )
+        if self.failure:
+            raise RuntimeError(self.failure)
+
+
+def _stable_untouched(api: FakeCustomObjectsApi) -> None:
+    live = api.live("elec2")
+    assert live["spec"]["predictor"]["model"]["storageUri"] == V1 and live["metadata"]["generation"] == 1
+    assert not api.exists("elec2-canary")
+
+
+def test_raw_canary_is_judged_on_its_own_service_then_the_stable_one_rolled_out():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"), RAW)
+    judge, smoke = Judge(api), Smoke(api, "elec2")
+    result = _run(api, V2, smoke, RAW, judge=judge)
+    # judged between the two services' cluster-local URLs (status.address.url), not their external hosts
+    assert judge.calls == [(URL1, URL2, V2, "elec2", V1)]
+    assert [url for url, _ in smoke.calls] == [URL2, URL2]  # the canary service, then the rolled-out stable one
+    canary = next(m for m in api.received if m["metadata"]["name"] == "elec2-canary")
+    assert canary["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kfp-ct"
+    assert manifests.PREVIOUS_STORAGE_ANNOTATION not in canary["metadata"]["annotations"]
+    live = api.live("elec2")
+    assert live["spec"]["predictor"]["model"]["storageUri"] == V2
+    assert live["metadata"]["annotations"][manifests.PREVIOUS_STORAGE_ANNOTATION] == V1
+    assert not api.exists("elec2-canary") and api.calls[-1] == "delete"
+    assert result.url == f"{URL2}/v1/models/elec2:predict" and result.previous_storage_uri == V1
+    assert "canary analysis passed" in " ".join(result.events)
+
+
+def test_raw_canary_rejected_leaves_the_stable_service_untouched():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"), RAW)
+    judge = Judge(api, "canary analysis failed: error rate 12.00% > canary_max_error_rate 1.00%")
+    with pytest.raises(
+        RolloutError,
+        match=rf"canary elec2-canary of {V2} rejected and deleted \({V1} keeps serving\): .*error rate 12\.00% > ",
+    ):
+        _run(api, V2, Smoke(api, "elec2"), RAW, judge=judge)
+    assert len(judge.calls) == 1
+    _stable_untouched(api)
+
+
+@pytest.mark.parametrize(
+    "lag, message",
+    [
+        (1, "canary InferenceService: generation 1 is not Ready: MinimumReplicasUnavailable"),
+        (10_000, r"canary InferenceService: not Ready within 30 s \(controller has observed generation 0 of 1\)"),
+    ],
+)
+def test_raw_canary_never_ready_is_deleted(lag, message):
+    api = FakeCustomObjectsApi({V1: URL1, V2: None}, lag=1)
+    _run(api, V1, Smoke(api, "elec2"), RAW)
+    api.lag = lag
+    judge = Judge(api)
+    with pytest.raises(RolloutError, match=f"canary elec2-canary of {V2} rejected and deleted.*{message}"):
+        _run(api, V2, Smoke(api, "elec2"), RAW, timeout_s=30, judge=judge)
+    assert judge.calls == []
+    _stable_untouched(api)
+
+
+def test_raw_leftover_canary_is_replaced():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2, "gs://bucket/models/v0": URL1}, deletion_lag=2)
+    _run(api, V1, Smoke(api, "elec2"), RAW)
+    leftover = manifests.canary_service(_manifest("gs://bucket/models/v0", RAW))  # from a push that crashed
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, leftover)
+    judge = Judge(api)
+    _run(api, V2, Smoke(api, "elec2"), RAW, judge=judge)
+    assert judge.calls == [(URL1, URL2, V2, "elec2", V1)]  # judged against the new canary, not the leftover
+    creates = [m["metadata"]["name"] for m in api.received if m["metadata"].get("generation") is None]
+    assert creates.count("elec2-canary") == 2
+    assert api.live("elec2")["spec"]["predictor"]["model"]["storageUri"] == V2
+    assert not api.exists("elec2-canary")
+
+
+def test_raw_canary_refuses_to_replace_a_service_that_is_not_its_own():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"), RAW)
+    other = _manifest("gs://bucket/models/other", RAW, name="elec2-canary")
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, other)
+    with pytest.raises(RolloutError, match=r"elec2-canary exists and is not kfp-ct's canary of elec2 \(label"):
+        _run(api, V2, Smoke(api, "elec2"), RAW, judge=Judge(api))
+    assert api.live("elec2-canary")["spec"]["predictor"]["model"]["storageUri"] == "gs://bucket/models/other"
+    assert api.live("elec2")["spec"]["predictor"]["model"]["storageUri"] == V1
+
+
+def test_raw_canary_needs_a_ready_stable_service_before_it_creates_anything():
+    api = FakeCustomObjectsApi({V1: URL1, V2: URL2})
+    _run(api, V1, Smoke(api, "elec2"), RAW)
+    api.objects[(NS, "elec2")]["status"]["conditions"] = [api._condition(False, "MinimumReplicasUnavailable")]
+    calls = len(api.calls)
+    with pytest.raises(RolloutError, match=r"elec2 is not Ready \(Ready=False .*\): there is no stable model to judge"):
+        _run(api, V2, Smoke(api, "elec2"), RAW, judge=Judge(api))
+    assert api.calls[calls:] == ["get"] and not api.exists("elec2-canary")
