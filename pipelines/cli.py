@@ -277,6 +277,12 @@ def cmd_promote(args) -> None:
             min_replicas=args.min_replicas,
             max_replicas=args.max_replicas,
             rollout_timeout_s=args.rollout_timeout_s,
+            canary_bake_s=args.canary_bake_s,
+            canary_rows_uri=args.canary_rows_uri,
+            canary_max_error_rate=args.canary_max_error_rate,
+            canary_max_latency_ratio=args.canary_max_latency_ratio,
+            canary_max_prediction_shift=args.canary_max_prediction_shift,
+            capture_url=args.capture_url,
         )
     )
     print(f"{args.model} version {result.version} is the champion (previous: {result.previous_champion}): {result.url}")
@@ -347,6 +353,14 @@ def add_delivery_commands(commands) -> None:
     promote.add_argument("--min-replicas", type=int, default=1)
     promote.add_argument("--max-replicas", type=int, default=3)
     promote.add_argument("--rollout-timeout-s", type=float, default=600)
+    promote.add_argument("--canary-bake-s", type=float, default=0, help="judge the canary on replayed rows this long")
+    promote.add_argument(
+        "--canary-rows-uri", default="", help="the rows to replay: a Parquet dataset, e.g. the model's captured traffic"
+    )
+    promote.add_argument("--canary-max-error-rate", type=float, default=0.01)
+    promote.add_argument("--canary-max-latency-ratio", type=float, default=1.5)
+    promote.add_argument("--canary-max-prediction-shift", type=float, default=0.1)
+    promote.add_argument("--capture-url", default="", help="the capture sink's URL (KServe's logger)")
 
     reject = subcommand("reject", cmd_reject, "turn a version down: record why, and remove its challenger alias")
     reject.add_argument("--version", required=True)

@@ -73,7 +73,8 @@ def test_approve_reject_and_roll_back_in_the_registry(mlflow_server, shared_data
     with pytest.raises(delivery.DeliveryError, match=f"version {v1} of '{model_name}' is the champion already"):
         delivery.promote(model_name, version=v1, tracking_uri=uri, **local)
 
-    v2 = _candidate(tmp_path, uri, model_name, shared_data, 1, PASSES)["version"]
+    second = _candidate(tmp_path, uri, model_name, shared_data, 1, PASSES)
+    v2 = second["version"]
     v3 = _candidate(tmp_path, uri, model_name, shared_data, 2, FAILS)["version"]
     assert _aliases(model_name, uri) == {"champion": v1, "challenger": v2}  # v3 was not blessed
     with pytest.raises(delivery.DeliveryError, match=f"refusing to promote version {v3}.*evaluate did not bless it"):
@@ -95,13 +96,18 @@ def test_approve_reject_and_roll_back_in_the_registry(mlflow_server, shared_data
         main(["promote", model_name, "--version", v2, "--tracking-uri", uri, "--storage-uri", str(store)])
     assert _aliases(model_name, uri)["champion"] == v1 and len(_published(store)) == 1
 
-    forced = delivery.promote(model_name, version=v2, force=True, tracking_uri=uri, **local)
-    assert (forced.version, forced.previous_champion) == (v2, v1)
+    # forced, through the CLI, judged on replayed rows against the champion's server first (push's canary analysis)
+    main(
+        ["promote", model_name, "--version", v2, "--force", "--tracking-uri", uri, "--storage-uri", str(store)]
+        + ["--canary-bake-s", "1", "--canary-rows-uri", second["test"], "--canary-max-latency-ratio", "10"]
+    )
+    assert f"{model_name} version {v2} is the champion (previous: {v1})" in capsys.readouterr().out
+    forced_uri = tracking.client(uri).get_model_version(model_name, v2).tags[tracking.STORAGE_TAG]
     assert [e["version"] for e in tracking.champion_history(model_name, uri)] == [v1, v2]
     report = delivery.status(model_name, tracking_uri=uri)
     assert report["aliases"] == {"champion": v2}
     by_version = {v["version"]: v for v in report["versions"]}
-    assert by_version[v2]["rejected"] == "worse on weekends" and by_version[v2]["storage_uri"] == forced.storage_uri
+    assert by_version[v2]["rejected"] == "worse on weekends" and by_version[v2]["storage_uri"] == forced_uri
     assert by_version[v3]["blessed"] is False and by_version[v3]["checks"][0].startswith("FAIL roc_auc")
     assert by_version[v1]["storage_uri"] == promoted.storage_uri
 
@@ -124,7 +130,8 @@ def test_a_champion_moved_outside_kfp_ct_is_not_rolled_back(mlflow_server, share
     uri = mlflow_server
     v1 = _candidate(tmp_path, uri, model_name, shared_data, 0, PASSES)["version"]
     delivery.promote(model_name, tracking_uri=uri, target="local", storage_uri=str(tmp_path / "store"), log=_quiet)
-    v2 = _candidate(tmp_path, uri, model_name, shared_data, 1, PASSES)["version"]
+    second = _candidate(tmp_path, uri, model_name, shared_data, 1, PASSES)
+    v2 = second["version"]
     tracking.set_alias(model_name, tracking.CHAMPION, v2, uri)  # by hand: the history does not know
     with pytest.raises(delivery.DeliveryError, match=f"champion .* is version {v2} but the champion history"):
         delivery.rollback(model_name, tracking_uri=uri)
