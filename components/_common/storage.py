@@ -229,7 +229,7 @@ class _S3Bucket:
 
     def get(self, key: str, dest: str) -> None:
         """One streaming GET written in place and in order, so that a reader of `dest` may follow it (s3transfer's
-        ranged parts cost a request each: 10x slower on MinIO-like servers). A body cut off mid-way resumes from the
+        ranged parts cost a request each: 10x slower from moto's S3 server). A body cut off mid-way resumes from the
         bytes already written (a Range GET of the same ETag), up to RESUMES times."""
         from botocore.exceptions import HTTPClientError, IncompleteReadError
 
