@@ -64,7 +64,7 @@ def continuous_training_pipeline(
     canary_bake_s: int = 0,
     capture_url: str = "",
     labels_uri: str = "",
-    label_key: str = "request_id",
+    label_id_column: str = "request_id",
     require_approval: bool = False,
 ):
     """Checks the window at `current_uri` against the reference and retrains when a trigger fires.
@@ -73,7 +73,7 @@ def continuous_training_pipeline(
     `kfp-ct promote` (or `kfp-ct reject` turns it down).
     `canary_bake_s` and `capture_url` are push's (see training_pipeline). With `current_uri` a model's captured
     traffic (`<capture>/model=NAME/`, `time_column="time"`), `labels_uri` is the ground truth that arrived later,
-    joined on `label_key`: the performance-decay trigger then judges the served model's own predictions.
+    joined on `label_id_column`: the performance-decay trigger then judges the served model's own predictions.
 
     A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
     `time_column` means no time column, an empty `tracking_uri` MLFLOW_TRACKING_URI (else a sqlite file).
@@ -132,7 +132,7 @@ def continuous_training_pipeline(
                 max_metric_drop=max_metric_drop,
                 min_new_rows=min_new_rows,
                 labels=labels_uri,
-                label_key=label_key,
+                label_id_column=label_id_column,
                 tracking_uri=tracking_uri,
             ),
             retries=RETRIES,

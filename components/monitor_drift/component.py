@@ -23,7 +23,7 @@ def monitor_drift(
     tracking_uri: Optional[str] = None,
     report_sample_rows: int = 5000,
     labels: str = "",
-    label_key: str = "request_id",
+    label_id_column: str = "request_id",
 ) -> bool:
     """Compares a current window of data with a reference one, column by column, and says whether to retrain.
 
@@ -54,10 +54,10 @@ def monitor_drift(
         report_sample_rows: Rows of each window sampled at random to render the Evidently dashboard.
         labels: Ground truth that arrived later, for a current window of captured traffic (kfp-ct serve --capture,
             kfp-ct capture-sink): a labels source (Parquet, CSV, ... on a path, http(s)://, gs://, s3://) with
-            label_key and target_column. The performance-decay trigger then judges the served model's own captured
+            label_id_column and target_column. The performance-decay trigger then judges the served model's own captured
             predictions on the rows that have a label (no re-scoring); the drift table states how many had one,
             labels without a prediction, and repeated or conflicting labels.
-        label_key: The column that joins labels to captured rows (the capture's request_id; also `row` when the
+        label_id_column: The column that joins labels to captured rows (the capture's request_id; also `row` when the
             labels carry it).
 
     Returns:
@@ -92,7 +92,7 @@ def monitor_drift(
         report_sample_rows=report_sample_rows,
         current_window=current.metadata.get("window"),
         labels=labels,
-        label_key=label_key,
+        label_id_column=label_id_column,
     )
     result.log_metrics(metrics)
     drift_table.metadata.update(result.metadata)

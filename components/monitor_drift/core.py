@@ -642,11 +642,11 @@ def performance_decay(
     max_metric_drop: float,
     tracking_uri: Optional[str] = None,
     labels: Optional[str] = None,
-    label_key: str = CAPTURE_KEY,
+    label_id_column: str = CAPTURE_KEY,
 ) -> tuple[Optional[bool], dict]:
     """Compares the champion's primary metric (roc_auc for classification, else accuracy; rmse for regression) on
     the labelled current rows with the value recorded for it. Without `labels` the champion scores the current rows
-    (their label column); with `labels` (a labels source keyed by `label_key`, see `join_labels`) the current rows
+    (their label column); with `labels` (a labels source keyed by `label_id_column`, see `join_labels`) the current rows
     are the captured traffic and the metric comes from the served model's own predictions on the rows that have a
     label (no re-scoring), and the details state how many rows had one. The drop is in the metric's own units:
     recorded - current for higher-is-better metrics, current - recorded for lower-is-better ones. Returns (fired,
@@ -658,7 +658,7 @@ def performance_decay(
 
     stated = {}
     if labels:
-        frame, stated = join_labels(current_path, labels, target_column, label_key)
+        frame, stated = join_labels(current_path, labels, target_column, label_id_column)
         if frame.empty:
             return None, {"reason": f"no captured row of the current window has a label in {labels}", **stated}
     else:
@@ -706,7 +706,7 @@ def check_triggers(
     min_new_rows: Optional[int] = None,
     tracking_uri: Optional[str] = None,
     labels: Optional[str] = None,
-    label_key: str = CAPTURE_KEY,
+    label_id_column: str = CAPTURE_KEY,
 ) -> Triggers:
     """Combines the retraining triggers: data drift (always), performance decay (when `max_metric_drop` is set; it
     needs `target_column` and `model_name`, and is left unchecked when the current data has no labels or the model
@@ -734,7 +734,7 @@ def check_triggers(
                 f"model_name; missing: {', '.join(missing)}"
             )
         triggers.performance_decay, triggers.details["performance_decay"] = performance_decay(
-            current_path, target_column, model_name, max_metric_drop, tracking_uri, labels, label_key
+            current_path, target_column, model_name, max_metric_drop, tracking_uri, labels, label_id_column
         )
     return triggers
 
@@ -858,7 +858,7 @@ def monitor_drift(
     tracking_uri: Optional[str] = None,
     report_sample_rows: int = 5000,
     labels: Optional[str] = None,
-    label_key: str = CAPTURE_KEY,
+    label_id_column: str = CAPTURE_KEY,
     current_window: Optional[dict] = None,
 ) -> MonitorDriftResult:
     """The whole monitor: drift per column, the triggers (performance decay when `performance_trigger`: on the
@@ -884,7 +884,7 @@ def monitor_drift(
         min_new_rows or None,
         tracking_uri,
         labels or None,
-        label_key,
+        label_id_column,
     )
     render_report(reference_path, current_path, drift, report_path, triggers, report_sample_rows)
     table = write_drift_table(drift, triggers, table_path)

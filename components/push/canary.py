@@ -9,7 +9,8 @@ bake time, and the canary is judged against the stable on what that traffic show
   relative error sum|canary - stable| / sum|stable|.
 
 The two are sent each row in turn (which goes first alternates), so that both see the same load. Replay goes on until
-the bake time has passed and at least `MIN_PAIRS` rows were sent to both. A canary that breaks any bound is rejected
+the bake time has passed and every row of the sample (at least `MIN_PAIRS` requests) was sent to both: the verdict
+is drawn from the same rows however fast the servers answer. A canary that breaks any bound is rejected
 (`CanaryRejected`, naming each bound broken and the figures); the caller rolls it back.
 
 The rows are a Parquet dataset (a file or a folder, hive-partitioned or not, e.g. captured traffic in
@@ -35,7 +36,7 @@ from kfp_ct.components._common import storage
 SAMPLE_ROWS = 200
 """How many rows of the dataset are replayed (a seeded random sample when it holds more)."""
 MIN_PAIRS = 20
-"""The fewest rows sent to both models, however short the bake time."""
+"""The fewest requests sent to both models, however short the bake time and small the sample."""
 REQUEST_TIMEOUT_S = 10.0
 """A request unanswered after this long counts as an error."""
 
@@ -184,14 +185,14 @@ def replay(
     clock: Callable[[], float] = time.monotonic,
     timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> tuple[Traffic, Traffic]:
-    """Sends the rows in turn to both models (cycling through them) until `bake_s` has passed and at least
-    `MIN_PAIRS` rows went to both; returns (stable's traffic, canary's traffic)."""
+    """Sends the rows in turn to both models (cycling through them) until `bake_s` has passed and every row (at
+    least `MIN_PAIRS` requests) went to both; returns (stable's traffic, canary's traffic)."""
     if not rows:
         raise ValueError("no rows to replay to the canary")
     stable, canary = Traffic(), Traffic()
     deadline = clock() + bake_s
     sent = 0
-    while sent < MIN_PAIRS or clock() < deadline:
+    while sent < max(MIN_PAIRS, len(rows)) or clock() < deadline:
         row = rows[sent % len(rows)]
         order = [(stable, stable_url), (canary, canary_url)]
         for traffic, url in order if sent % 2 == 0 else order[::-1]:

@@ -47,17 +47,18 @@ def push(
     version becomes the `champion` alias in MLflow (the previous champion stays registered).
 
     With canary_bake_s > 0 the candidate is also judged on traffic before it is promoted: a sample of real rows (the
-    test dataset, or canary_rows_uri) is replayed for canary_bake_s seconds to the canary and to the stable model (on
-    KServe Serverless the canary and previous revisions, through their tag URLs; in RawDeployment/Standard mode the
-    stable InferenceService and a second one, MODEL_NAME-canary, created for the candidate (same spec, labelled
-    kfp-ct.io/canary-of=MODEL_NAME; one left by a crashed push is replaced) and reached at their status.address.url;
-    locally the champion and the candidate, each on the catalog's server on loopback), and every comparison must stay
-    within its bound: the canary's error rate, its p99 latency over the stable's, and how far its predictions diverge
-    from the stable's (share of changed labels for classification, relative error for regression). Otherwise the
-    canary is rolled back to 0% (in raw mode the canary InferenceService is deleted and the stable one never
-    touched; locally the champion alias does not move), the published copy is withdrawn, the registry alias does not
-    move, and the step fails, naming each bound broken and the figures. In raw mode a canary that passes is deleted
-    after the stable InferenceService is rolled out to the candidate (full rollout, smoke test, rollback on failure).
+    test dataset, or canary_rows_uri) is replayed for canary_bake_s seconds (and each row at least once) to the canary
+    and to the stable model (on KServe Serverless the canary and previous revisions, through their tag URLs; in
+    RawDeployment/Standard mode the stable InferenceService and a second one, MODEL_NAME-canary, created for the
+    candidate (same spec, labelled kfp-ct.io/canary-of=MODEL_NAME; one left by a crashed push is replaced) and reached
+    at their status.address.url; locally the champion and the candidate, each on the catalog's server on loopback), and
+    every comparison must stay within its bound: the canary's error rate, its p99 latency over the stable's, and how far
+    its predictions diverge from the stable's (share of changed labels for classification, relative error for
+    regression). Otherwise the canary is rolled back to 0% (in raw mode the canary InferenceService is deleted and the
+    stable one never touched; locally the champion alias does not move), the published copy is withdrawn, the registry
+    alias does not move, and the step fails, naming each bound broken and the figures. In raw mode a canary that passes
+    is deleted after the stable InferenceService is rolled out to the candidate (full rollout, smoke test, rollback on
+    failure).
 
     Args:
         model: The model to push (a kfp-ct MLflow model directory, as the trainers write it).
@@ -86,9 +87,10 @@ def push(
             compared with the model on every row of it, and a proof of equality is published with the model (the
             server uses the fast path only for a model carrying that proof, else it runs the model itself); its rows
             are also what the canary analysis replays, unless canary_rows_uri is set.
-        canary_bake_s: How long the canary analysis replays rows to both models; 0 for no analysis (a smoke test
-            only). With target=kserve and deployment_mode=Serverless it needs canary_traffic_percent within 1..99;
-            in RawDeployment/Standard mode MODEL_NAME-canary must be a valid InferenceService name.
+        canary_bake_s: How long the canary analysis replays rows to both models (each row at least once); 0 for no
+            analysis (a smoke test only). With target=kserve and deployment_mode=Serverless it needs
+            canary_traffic_percent within 1..99; in RawDeployment/Standard mode MODEL_NAME-canary must be a valid
+            InferenceService name.
         canary_rows_uri: A Parquet dataset (a file or a folder, hive-partitioned or not, e.g. captured traffic under
             model=NAME/dt=DAY/hour=H/; a path, gs://, s3:// or minio://) holding the model's input columns, to
             replay instead of the test dataset.

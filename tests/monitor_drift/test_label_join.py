@@ -90,7 +90,7 @@ def test_the_served_models_own_answers_are_judged_and_the_labels_counted(
     window, test = captured_window(champion, elec2_split["test"], "own", tmp_path)
     labels, kept = labels_file(test, tmp_path)
     fired, details = core.performance_decay(
-        window, "class", champion["name"], 0.05, sqlite_tracking, labels=labels, label_key="request_id"
+        window, "class", champion["name"], 0.05, sqlite_tracking, labels=labels, label_id_column="request_id"
     )
     assert details["current_from"] == "the served model's captured predictions"
     assert details["labelled_rows"] == 299  # 300 labelled, less the one with conflicting labels
