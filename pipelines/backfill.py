@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def period_summary(summary: RunSummary) -> dict:
         "blessed": bool(evaluated.parameters.get("Output")) if evaluated else None,
         "pushed_version": _metadata(_task(summary, "push"), "manifest").get("version"),
         "run": summary.run_dir.name,
+        "run_dir": str(summary.run_dir),
     }
 
 
@@ -75,11 +77,20 @@ def period_line(period: dict) -> str:
 
 
 def backfill(
-    pipeline, arguments: dict, start: str, end: str, every: str, root: str | Path, *, verbose: bool = False
+    pipeline,
+    arguments: dict,
+    start: str,
+    end: str,
+    every: str,
+    root: str | Path,
+    *,
+    verbose: bool = False,
+    before_run: Callable[[datetime, datetime], None] | None = None,
 ) -> list[dict]:
     """Runs `pipeline` locally once per scheduled time of [start, end] every `every` (window: `every` unless the
     arguments give one), in order, printing each period's line; stops at the first failed run (the next periods
-    would start from a registry it left half-way)."""
+    would start from a registry it left half-way). `before_run(window start, as_of)` is called before each run
+    (the demo serves that period's traffic with the champion of the time)."""
     inputs = pipeline.component_spec.inputs or {}
     if "as_of" not in inputs or "window" not in inputs:
         raise ValueError(f"{pipeline.name} takes no window and as_of: only a windowed pipeline can be backfilled")
@@ -88,6 +99,8 @@ def backfill(
     windows.parse_duration(arguments["window"], "window")
     periods = []
     for moment in times:
+        if before_run is not None:
+            before_run(moment - windows.parse_duration(arguments["window"], "window"), moment)
         as_of = moment.isoformat().replace("+00:00", "Z")
         summary = run_local(pipeline, {**arguments, "as_of": as_of}, root, verbose=verbose)
         periods.append(period_summary(summary))

@@ -72,8 +72,9 @@ def continuous_training_pipeline(
     With `require_approval=True` a blessed candidate only gets the `challenger` alias; nothing is deployed until
     `kfp-ct promote` (or `kfp-ct reject` turns it down).
     `canary_bake_s` and `capture_url` are push's (see training_pipeline). With `current_uri` a model's captured
-    traffic (`<capture>/model=NAME/`, `time_column="time"`), `labels_uri` is the ground truth that arrived later,
-    joined on `label_id_column`: the performance-decay trigger then judges the served model's own predictions.
+    traffic (`<capture>/model=NAME/`, `time_column="time"`), its input columns are validated and compared, and
+    `labels_uri` is the ground truth that arrived later, joined on `label_id_column`: the performance-decay trigger
+    judges the served model's own predictions, and a retrain learns from the labelled rows of the window.
 
     A parameter that enters a branch has a value, never None (KFP 2.5 fails a branch on a null): an empty
     `time_column` means no time column, an empty `tracking_uri` MLFLOW_TRACKING_URI (else a sqlite file).
@@ -158,6 +159,8 @@ def continuous_training_pipeline(
                     test_fraction=test_fraction,
                     seed=seed,
                     time_column=time_column,
+                    labels_uri=labels_uri,
+                    label_id_column=label_id_column,
                 ),
                 retries=RETRIES,
             )

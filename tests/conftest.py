@@ -280,3 +280,40 @@ def one_thread_per_trainer(monkeypatch):
     """One OpenMP/BLAS thread per trainer: on a shared 2-core machine, spinning threads make HistGradientBoosting ~25x
     slower (kfp.local tasks inherit it too)."""
     monkeypatch.setenv("KFP_CT_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def elec2_capture(elec2_split, tmp_path_factory):
+    """The elec2 test split as a model's captured traffic (`_common.capture`'s layout written by its own writer: one
+    request per row, a minute apart from 2026-11-30 00:00 UTC, answered with the true class), and a labels CSV for
+    the first 300 requests: {"path", "labels", "rows", "labelled"}."""
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from kfp_ct.components._common import capture, datasets
+    from kfp_ct.components._common.featurizer import load_featurizer
+    from kfp_ct.components.push.server import Columns
+
+    featurizer = load_featurizer(elec2_split["featurizer"])
+    inputs = [(c["name"], c["mlflow_type"]) for c in featurizer.feature_columns]
+    test = datasets.read_frame(elec2_split["test"])
+    names = [name for name, _ in inputs]
+    schema = capture.CaptureSchema(inputs, "classification", featurizer.classes)
+    ids = [f"req-{i}" for i in range(len(test))]
+    answers = test["class"].tolist()
+    table = schema.table(
+        ids,
+        [0] * len(test),
+        [datetime(2026, 11, 30, tzinfo=UTC) + timedelta(minutes=i) for i in range(len(test))],
+        ["1"] * len(test),
+        Columns(inputs).from_instances(test[names].to_dict("records")),
+        answers,
+        [[1.0 if a == c else 0.0 for c in featurizer.classes] for a in answers],
+    )
+    folder = tmp_path_factory.mktemp("elec2_capture")
+    path = str(folder / "capture.parquet")
+    datasets.write_table(table, path, "capture")
+    labels = folder / "labels.csv"
+    pd.DataFrame({"request_id": ids[:300], "class": answers[:300]}).to_csv(labels, index=False)
+    return {"path": path, "labels": str(labels), "rows": len(test), "labelled": 300, "inputs": names}

@@ -408,3 +408,82 @@ def iter_request_ids(uri: str, model_name: str, start: datetime, end: datetime) 
     """The request ids captured for `model_name` in the hours that meet [start, end) (for de-duplication)."""
     for table in _tables(capture_files(uri, model_name, start, end), ["request_id"]):
         yield from table["request_id"].to_pylist()
+
+
+# --- captured traffic as a dataset ---------------------------------------------------------------------------------
+
+ANSWER_COLUMNS = ("prediction", "probabilities")
+ID_COLUMN = "request_id"
+"""The column a labels source is joined on by default: the request id each captured row carries."""
+
+
+def input_columns(names: list[str]) -> list[str] | None:
+    """The model's input columns of a dataset read from captured traffic (every column but `BASE_COLUMNS` and the
+    answer), or None when `names` are not a capture's columns (no request_id, row, time, model_version and
+    prediction)."""
+    if not all(c in names for c in (*BASE_COLUMNS, "prediction")):
+        return None
+    return [c for c in names if c not in BASE_COLUMNS and c not in ANSWER_COLUMNS]
+
+
+def join_labels(captured, labels_uri: str, target_column: str, id_column: str = ID_COLUMN):
+    """The captured rows (a pandas frame with `_common.capture`'s columns) that the model answered and that have a label
+    in the labels source `labels_uri` (any source ingest reads: a file or a folder or prefix of files, Parquet, CSV, ...
+    on a path, http(s)://, gs://, s3://), joined on `id_column` (and on `row` when the labels carry it, for requests of
+    several rows). Returns (the joined frame, the counts it states): rows without a label, labels without a captured
+    prediction, captured rows the model never answered, labels given more than once (the same label: kept once;
+    different labels: that id is left out), captured rows repeated under one id (kept once)."""
+    import pandas as pd
+
+    from kfp_ct.components._common import datasets
+    from kfp_ct.components._common.windows import read_dataset
+
+    missing = [c for c in (id_column, "prediction") if c not in captured.columns]
+    if missing:
+        raise ValueError(
+            f"labels need captured predictions in the data: it lacks {', '.join(map(repr, missing))} "
+            "(it must be the model's captured traffic, see kfp-ct serve --capture / capture-sink)"
+        )
+    with tempfile.TemporaryDirectory(prefix="kfp-ct-labels-") as tmp:
+        read_dataset(labels_uri, f"{tmp}/labels.parquet")
+        labels = datasets.read_frame(f"{tmp}/labels.parquet")
+    missing = [c for c in (id_column, target_column) if c not in labels.columns]
+    if missing:
+        raise ValueError(
+            f"the labels source {labels_uri} lacks column(s) {', '.join(map(repr, missing))}; its columns are: "
+            f"{', '.join(map(str, labels.columns))}"
+        )
+    keys = [id_column, "row"] if "row" in labels.columns and "row" in captured.columns else [id_column]
+    labels = labels[keys + [target_column]].dropna(subset=[target_column])
+    counts = labels.groupby(keys, dropna=False)[target_column].nunique()
+    conflicting = counts[counts > 1].index
+    repeated = int(len(labels) - labels.drop_duplicates(keys + [target_column]).shape[0])
+    labels = labels.drop_duplicates(keys + [target_column])
+    labels = labels[~labels.set_index(keys).index.isin(conflicting)]
+    captured = captured.drop(columns=[target_column], errors="ignore")
+    duplicated = int(captured.duplicated(keys).sum())
+    captured = captured.drop_duplicates(keys)
+    unanswered = int(captured["prediction"].isna().sum())
+    answered = captured[captured["prediction"].notna()]
+    joined = answered.merge(labels, on=keys, how="inner")
+    stated = {
+        "labels_source": labels_uri,
+        "join_key": keys,
+        "captured_rows": len(captured),
+        "labelled_rows": len(joined),
+        "unlabelled_rows": len(answered) - len(joined),
+        "unanswered_rows": unanswered,
+        "labels_without_prediction": len(labels) - len(joined),
+        "repeated_labels": repeated,
+        "conflicting_label_keys": len(conflicting),
+        "repeated_captured_rows": duplicated,
+    }
+    return pd.DataFrame(joined), stated
+
+
+def labelled_examples(captured, labels_uri: str, target_column: str, id_column: str = ID_COLUMN):
+    """Training rows from captured traffic: the rows with a label (`join_labels`), holding the model's input
+    columns, `time` and the target; returns (the frame, the counts `join_labels` states)."""
+    joined, stated = join_labels(captured, labels_uri, target_column, id_column)
+    inputs = input_columns(list(captured.columns)) or []
+    return joined[[c for c in inputs if c != target_column] + ["time", target_column]], stated

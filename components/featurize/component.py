@@ -18,6 +18,8 @@ def featurize(
     task: Optional[str] = None,
     exclude_columns: Optional[list] = None,
     impute_non_finite: bool = False,
+    labels_uri: str = "",
+    label_id_column: str = "request_id",
 ):
     """Splits a dataset into train and test, and fits a featurizer on the train split only.
 
@@ -40,6 +42,12 @@ def featurize(
         impute_non_finite: Impute inf and -inf in numeric features as missing values (median), in training and in
             serving alike; by default a feature holding them fails, naming the column (an infinite target always
             fails).
+        labels_uri: For a dataset of captured traffic (kfp-ct serve --capture, kfp-ct capture-sink): the ground truth
+            that arrived later (Parquet, CSV, ... on a path, http(s)://, gs://, s3://), with label_id_column and
+            target_column. The rows that have a label are learnt from (their input columns and the target; time, when
+            the request was served, stays in the splits but is not a feature);
+            captured traffic without labels_uri fails, as labels_uri with other data does.
+        label_id_column: The column that joins labels to captured rows (the capture's request_id).
 
     Returns:
         train: The train split, one Parquet file at {uri} with every column; metadata: rows, columns, sha256,
@@ -47,7 +55,8 @@ def featurize(
         test: The test split, as train.
         featurizer: A directory: {uri}/transformer.skops (the fitted scikit-learn transformer, raw feature columns ->
             float32 matrix) and {uri}/featurizer.json (feature columns and types, target column, task, classes,
-            time column); metadata: task, classes, target_column, features.
+            time column); metadata: task, classes, target_column, features (and labels: the label join's counts,
+            for captured traffic).
     """
     from kfp_ct.components.featurize.core import featurize as featurize_core
 
@@ -64,6 +73,8 @@ def featurize(
         exclude_columns=exclude_columns,
         impute_non_finite=impute_non_finite,
         source_uri=dataset.metadata.get("source_uri") or dataset.uri,
+        labels_uri=labels_uri,
+        label_id_column=label_id_column,
     )
     train.metadata.update(result.train)
     if dataset.metadata.get("window"):  # the time window ingest read: the trainers record it for reference_data

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfp_ct.components._common import schema
+from kfp_ct.components._common import capture, schema
 from kfp_ct.components._common.featurizer import Featurizer, build_transformer, label_key, split_id, to_datetime
 from kfp_ct.components._common.results import Result
 from kfp_ct.components._common.schema import CLASSIFICATION, REGRESSION
@@ -247,15 +247,23 @@ def featurize(
     exclude_columns: list[str] | None = None,
     impute_non_finite: bool = False,
     source_uri: str = "",
+    labels_uri: str = "",
+    label_id_column: str = capture.ID_COLUMN,
 ) -> FeaturizeResult:
     """Splits the dataset at `dataset_path` and fits the featurizer on its train split.
 
+    A dataset of captured traffic (`_common.capture`) is learnt from its rows that have a label in `labels_uri`
+    (joined on `label_id_column`): their input columns and the target, with `time` (when the request was served)
+    kept in the splits but not a feature.
     Writes the train and test splits (Parquet, every column kept, tagged with `source_uri` and the splits' id) and
     the featurizer directory; nothing is written unless all three succeed.
     """
     from kfp_ct.components._common import datasets
 
     frame = datasets.read_frame(dataset_path)
+    frame, labelled = _labelled(frame, dataset_path, target_column, labels_uri, label_id_column)
+    if labelled and "time" not in (exclude_columns or ()):
+        exclude_columns = [*(exclude_columns or ()), "time"]  # when it was served: kept for the split, not a feature
     if frame.empty:
         raise ValueError(f"{dataset_path}: the dataset has no rows")
     check_target(frame, target_column)
@@ -308,5 +316,29 @@ def featurize(
             "target_column": target_column,
             "features": features,
             "output_features": output_features,
+            **({"labels": labelled} if labelled else {}),
         },
     )
+
+
+def _labelled(frame, dataset_path: str, target_column: str, labels_uri: str, id_column: str):
+    """(the rows to learn from, the label join's counts or None): captured traffic needs its labels."""
+    if capture.input_columns(list(frame.columns)) is None:
+        if labels_uri:
+            raise ValueError(
+                f"labels_uri is for captured traffic (kfp-ct serve --capture, kfp-ct capture-sink), but {dataset_path} "
+                f"has no captured predictions; its columns are: {', '.join(map(str, frame.columns))}"
+            )
+        return frame, None
+    if not labels_uri:
+        raise ValueError(
+            f"{dataset_path} is captured traffic, which holds no '{target_column}': pass labels_uri, the ground truth "
+            f"keyed by {id_column}"
+        )
+    examples, stated = capture.labelled_examples(frame, labels_uri, target_column, id_column)
+    if examples.empty:
+        raise ValueError(
+            f"no captured row of {dataset_path} has a label in {labels_uri} (joined on {', '.join(stated['join_key'])}"
+            f"; {stated['captured_rows']} captured rows, {stated['labels_without_prediction']} labels without one)"
+        )
+    return examples.reset_index(drop=True), stated

@@ -10,6 +10,8 @@ The statistics follow evidently 0.7.23 (`evidently.legacy.calculations`) column 
   tested as categorical, with a note in the result); dictionary-encoded and boolean columns are categorical; dates
   and times are not tested.
 - Missing values and +-inf are dropped per column before anything else; a column left empty is an error.
+- Captured traffic (`_common.capture`'s layout) as the current data: the model's input columns it recorded are
+  compared (not the request ids, times, versions and answers; the reference's other columns are not model inputs).
 - The test per column, unless `column_tests` overrides it: with at most 1000 reference values, K-S (p <= 0.05)
   for numerical columns with more than 5 distinct values (over both windows), chi-squared (p < 0.05) for
   categorical columns, or for numerical ones with 3 to 5 values, and the Z-test for proportions (p < 0.05) with 1
@@ -49,7 +51,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from kfp_ct.components._common import datasets, schema
+from kfp_ct.components._common import capture, datasets, schema
 from kfp_ct.components._common.results import Result
 from kfp_ct.components.monitor_drift import stats
 from kfp_ct.components.monitor_drift.report import render_no_new_data, render_report
@@ -139,7 +141,16 @@ def _select_columns(
 ) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """(columns to stream, their kinds, columns skipped with the reason), with errors for bad input."""
     ref_names, cur_names = list(ref_schema.names), list(cur_schema.names)
-    if columns is None:
+    captured = capture.input_columns(cur_names)
+    if columns is None and captured is not None:  # captured traffic: the model's input columns, which it recorded
+        missing_ref = [c for c in captured if c not in ref_names]
+        if missing_ref:
+            raise ValueError(
+                f"the captured traffic ({current_path}) has input columns the reference ({reference_path}) lacks: "
+                f"{', '.join(missing_ref)} (is the reference the served model's training data?)"
+            )
+        candidates = [c for c in captured if c not in set(exclude)]
+    elif columns is None:
         missing_cur = [c for c in ref_names if c not in cur_names]
         missing_ref = [c for c in cur_names if c not in ref_names]
         if missing_cur or missing_ref:
@@ -556,67 +567,6 @@ def _recorded_metric(model, metric: str, model_name: str, version: str, tracking
     return None, None
 
 
-CAPTURE_KEY = "request_id"
-
-
-def join_labels(current_path: str, labels_uri: str, target_column: str, key_column: str = CAPTURE_KEY):
-    """The captured rows of the current window (`_common.capture`'s columns: request_id, row, prediction,
-    probabilities) that have a label in the labels source `labels_uri` (any source ingest reads: Parquet, CSV, ...
-    on a path, http(s)://, gs://, s3://), joined on `key_column` (and on `row` when the labels carry it, for
-    requests of several rows). Returns (the joined frame, the counts it states): rows without a label, labels
-    without a captured prediction, captured rows the model never answered, labels given more than once (the same
-    label: kept once; different labels: that key is left out), captured rows repeated under one key (kept once)."""
-    import tempfile
-
-    import pandas as pd
-
-    from kfp_ct.components._common.sources import read_dataset
-
-    captured = datasets.read_frame(current_path)
-    needed = [key_column, "prediction"]
-    missing = [c for c in needed if c not in captured.columns]
-    if missing:
-        raise ValueError(
-            f"labels need captured predictions in the current data: it lacks {', '.join(map(repr, missing))} "
-            "(the current window must be the model's capture, see kfp-ct serve --capture / capture-sink)"
-        )
-    with tempfile.TemporaryDirectory(prefix="kfp-ct-labels-") as tmp:
-        read_dataset(labels_uri, f"{tmp}/labels.parquet")
-        labels = datasets.read_frame(f"{tmp}/labels.parquet")
-    missing = [c for c in (key_column, target_column) if c not in labels.columns]
-    if missing:
-        raise ValueError(
-            f"the labels source {labels_uri} lacks column(s) {', '.join(map(repr, missing))}; its columns are: "
-            f"{', '.join(map(str, labels.columns))}"
-        )
-    keys = [key_column, "row"] if "row" in labels.columns and "row" in captured.columns else [key_column]
-    labels = labels[keys + [target_column]].dropna(subset=[target_column])
-    counts = labels.groupby(keys, dropna=False)[target_column].nunique()
-    conflicting = counts[counts > 1].index
-    repeated = int(len(labels) - labels.drop_duplicates(keys + [target_column]).shape[0])
-    labels = labels.drop_duplicates(keys + [target_column])
-    labels = labels[~labels.set_index(keys).index.isin(conflicting)]
-    captured = captured.drop(columns=[target_column], errors="ignore")
-    duplicated = int(captured.duplicated(keys).sum())
-    captured = captured.drop_duplicates(keys)
-    unanswered = int(captured["prediction"].isna().sum())
-    answered = captured[captured["prediction"].notna()]
-    joined = answered.merge(labels, on=keys, how="inner")
-    stated = {
-        "labels_source": labels_uri,
-        "join_key": keys,
-        "captured_rows": len(captured),
-        "labelled_rows": len(joined),
-        "unlabelled_rows": len(answered) - len(joined),
-        "unanswered_rows": unanswered,
-        "labels_without_prediction": len(labels) - len(joined),
-        "repeated_labels": repeated,
-        "conflicting_label_keys": len(conflicting),
-        "repeated_captured_rows": duplicated,
-    }
-    return pd.DataFrame(joined), stated
-
-
 def _served_metrics(model, frame, target_column: str) -> dict[str, float]:
     """The metrics of the served model's own answers (captured predictions/probabilities) against the labels."""
     from kfp_ct.components._common.training import validation_metrics
@@ -642,13 +592,14 @@ def performance_decay(
     max_metric_drop: float,
     tracking_uri: Optional[str] = None,
     labels: Optional[str] = None,
-    label_id_column: str = CAPTURE_KEY,
+    label_id_column: str = capture.ID_COLUMN,
 ) -> tuple[Optional[bool], dict]:
     """Compares the champion's primary metric (roc_auc for classification, else accuracy; rmse for regression) on
     the labelled current rows with the value recorded for it. Without `labels` the champion scores the current rows
-    (their label column); with `labels` (a labels source keyed by `label_id_column`, see `join_labels`) the current rows
-    are the captured traffic and the metric comes from the served model's own predictions on the rows that have a
-    label (no re-scoring), and the details state how many rows had one. The drop is in the metric's own units:
+    (their label column); with `labels` (a labels source keyed by `label_id_column`, see
+    `_common.capture.join_labels`) the current rows are the captured traffic and the metric comes from the served
+    model's own predictions on the rows that have a label (no re-scoring), and the details state how many rows had
+    one. The drop is in the metric's own units:
     recorded - current for higher-is-better metrics, current - recorded for lower-is-better ones. Returns (fired,
     details); fired is None when it cannot be checked."""
     import tempfile
@@ -658,7 +609,7 @@ def performance_decay(
 
     stated = {}
     if labels:
-        frame, stated = join_labels(current_path, labels, target_column, label_id_column)
+        frame, stated = capture.join_labels(datasets.read_frame(current_path), labels, target_column, label_id_column)
         if frame.empty:
             return None, {"reason": f"no captured row of the current window has a label in {labels}", **stated}
     else:
@@ -706,7 +657,7 @@ def check_triggers(
     min_new_rows: Optional[int] = None,
     tracking_uri: Optional[str] = None,
     labels: Optional[str] = None,
-    label_id_column: str = CAPTURE_KEY,
+    label_id_column: str = capture.ID_COLUMN,
 ) -> Triggers:
     """Combines the retraining triggers: data drift (always), performance decay (when `max_metric_drop` is set; it
     needs `target_column` and `model_name`, and is left unchecked when the current data has no labels or the model
@@ -858,7 +809,7 @@ def monitor_drift(
     tracking_uri: Optional[str] = None,
     report_sample_rows: int = 5000,
     labels: Optional[str] = None,
-    label_id_column: str = CAPTURE_KEY,
+    label_id_column: str = capture.ID_COLUMN,
     current_window: Optional[dict] = None,
 ) -> MonitorDriftResult:
     """The whole monitor: drift per column, the triggers (performance decay when `performance_trigger`: on the

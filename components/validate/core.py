@@ -68,6 +68,10 @@ Anomalies. Blocking ones fail validation (`ValidateResult.raise_for_blocking`); 
 | constant_column      | no       | a column (not the target) holds one value, and did not in the reference         |
 
 With `strict=True` every warning blocks as well.
+
+Captured traffic (`_common.capture`'s layout: request ids, times, versions and answers beside the model's input
+columns) is checked on the model's input columns only: its target comes later (a labels source), and a reference
+column it does not hold is not a model input (the time column, an excluded column), so neither is an anomaly.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kfp_ct.components._common import datasets
+from kfp_ct.components._common import capture, datasets
 from kfp_ct.components._common.results import Result
 from kfp_ct.components._common.schema import (
     CLASSIFICATION,
@@ -428,6 +432,9 @@ def validate(
     max_categories, max_classes = int(max_categories), int(max_classes)  # KFP may hand integers over as floats
     reference = load_schema(reference_schema_path) if reference_schema_path else None
     file_schema = datasets.open_dataset(dataset_path).schema_arrow
+    captured = capture.input_columns(file_schema.names)  # None unless captured traffic: then its input columns
+    if captured is not None:
+        file_schema = pa.schema([file_schema.field(name) for name in captured])
     stats = [
         _ColumnStats(
             f.name,
@@ -440,7 +447,7 @@ def validate(
         for f in file_schema
     ]
     rows = 0
-    for batch in datasets.iter_batches(dataset_path):
+    for batch in datasets.iter_batches(dataset_path, captured):
         rows += batch.num_rows
         for column, array in zip(stats, batch.columns):
             column.update(array)
@@ -456,9 +463,11 @@ def validate(
         "columns": {s.name: s.to_schema() for s in stats},
     }
     findings = _Findings(strict)
-    _dataset_findings(findings, schema, by_name, target_column, tolerances, reference, max_classes)
+    _dataset_findings(findings, schema, by_name, target_column, tolerances, reference, max_classes, captured is None)
     if reference is not None:
-        _reference_findings(findings, schema, by_name, reference, {**tolerances, "block_new_nulls": block_new_nulls})
+        _reference_findings(
+            findings, schema, by_name, reference, {**tolerances, "block_new_nulls": block_new_nulls}, captured is None
+        )
     return ValidateResult(str(dataset_path), schema, findings.anomalies, reference_schema_path)
 
 
@@ -483,15 +492,17 @@ def _dataset_findings(
     tolerances: dict,
     reference: dict | None,
     max_classes: int,
+    needs_target: bool = True,
 ) -> None:
     """Anomalies that need no reference: an empty dataset, all-null columns, inf and -inf, the target (and its
-    number of classes), constant columns (unless the reference's column was constant too)."""
+    number of classes; its absence only when `needs_target`), constant columns (unless the reference's column was
+    constant too)."""
     was_constant = {name for name, c in (reference or {}).get("columns", {}).items() if c.get("constant")}
     rows = schema["rows"]
     if rows == 0:
         findings.add(None, "empty_dataset", "at least one row", "0 rows", True)
     target = by_name.get(target_column)
-    if target is None:
+    if target is None and needs_target:
         findings.add(
             target_column,
             "target_missing",
@@ -569,8 +580,11 @@ def _target_findings(findings: _Findings, target: _ColumnStats, target_schema: d
         )
 
 
-def _reference_findings(findings: _Findings, schema: dict, by_name: dict, reference: dict, tolerances: dict) -> None:
-    """Anomalies against the reference: columns, types, nulls, ranges, categories, constants, the target."""
+def _reference_findings(
+    findings: _Findings, schema: dict, by_name: dict, reference: dict, tolerances: dict, all_columns: bool = True
+) -> None:
+    """Anomalies against the reference: columns (a reference column missing only when `all_columns`), types,
+    nulls, ranges, categories, constants, the target."""
     target_column = schema["target"]["column"]
     expected_columns = reference["columns"]
     ref_target = (reference.get("target") or {}).get("column")
@@ -582,7 +596,7 @@ def _reference_findings(findings: _Findings, schema: dict, by_name: dict, refere
     order = listed + sorted(set(expected_columns) - set(listed))
     for name in order:
         expected = expected_columns[name]
-        if name not in by_name and name != target_column:
+        if name not in by_name and name != target_column and all_columns:
             findings.add(name, "missing_column", f"a column of type {expected.get('type')}", "no such column", True)
     for name, stats in by_name.items():
         expected = expected_columns.get(name)

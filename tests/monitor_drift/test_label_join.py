@@ -138,3 +138,14 @@ def test_labels_without_the_key_or_a_window_without_predictions_are_named(
         core.performance_decay(window, "class", champion["name"], 0.05, sqlite_tracking, labels=str(path))
     with pytest.raises(ValueError, match="lacks 'request_id', 'prediction'"):
         core.performance_decay(elec2_split["test"], "class", champion["name"], 0.05, sqlite_tracking, labels=str(path))
+
+
+def test_drift_on_captured_traffic_compares_the_models_input_columns(elec2_capture, elec2_split, tmp_path):
+    """The capture against the training data: the input columns are tested; the request ids, times, answers and the
+    training data's target are not (and a reference lacking an input column is named)."""
+    result = core.detect_drift(elec2_split["train"], elec2_capture["path"], 0.5, exclude_columns=["class"])
+    assert [c.column for c in result.columns] == elec2_capture["inputs"]
+    inputs = datasets.open_dataset(elec2_split["train"]).read().drop_columns(["nswprice"])
+    datasets.write_table(inputs, tmp_path / "less.parquet", "reference")
+    with pytest.raises(ValueError, match="input columns the reference .* lacks: nswprice"):
+        core.detect_drift(str(tmp_path / "less.parquet"), elec2_capture["path"], 0.5, exclude_columns=["class"])

@@ -1,7 +1,9 @@
 """`make demo` end to end, run as a person runs it (`kfp-ct demo` in a subprocess, once per session): train and push
-v1, serve it, retrain on drift and promote v2, then leave a window without drift alone. The console tells that story
-in under 150 lines; the run report and the history over runs render in headless Chromium (the system's, driven by
-playwright; never a downloaded browser), with the DAG, a ROC curve and the charts drawn and no console error."""
+v1, then a year of traffic served by the champion of the time and captured by the capture sink, labelled later, with
+a continuous-training run per quarter (backfill): the drifted quarter retrains on its labelled traffic and promotes
+v2, which serves from then on; the quarters without drift are left alone. The console tells that story in under 150
+lines; the run report and the history over runs render in headless Chromium (the system's, driven by playwright;
+never a downloaded browser), with the DAG, a ROC curve and the charts drawn and no console error."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from kfp_ct.pipelines.local_run import load_run
 
 pytestmark = [pytest.mark.local, pytest.mark.integration]
 
-PERIODS = ("train 2025H1", "continuous 2025H2", "continuous 2026H1")
+QUIET = ("continuous 2025Q2", "continuous 2025Q4", "continuous 2026Q1")
+PERIODS = ("train 2025H1", "continuous 2025Q3", *QUIET)
 
 
 def _ran(summary, prefix: str) -> bool:
@@ -48,13 +51,36 @@ def demo(tmp_path_factory):
 
 def test_the_loop_retrains_on_drift_and_only_then(demo):
     assert demo["first_champion"] == "1"
-    drifted, steady = demo["runs"]["continuous 2025H2"], demo["runs"]["continuous 2026H1"]
+    drifted = demo["runs"]["continuous 2025Q3"]
     assert drifted.task("monitor-drift").parameters["Output"] is True
     assert _ran(drifted, "train-sklearn") and drifted.task("evaluate").parameters["Output"] is True
     assert _ran(drifted, "push")
     assert demo["champion"] == "2"
-    assert steady.task("monitor-drift").parameters["Output"] is False
-    assert not _ran(steady, "train-") and not _ran(steady, "push")
+    for name in QUIET:
+        steady = demo["runs"][name]
+        assert steady.task("monitor-drift").parameters["Output"] is False, name
+        assert not _ran(steady, "train-") and not _ran(steady, "push"), name
+
+
+def test_the_runs_read_the_captured_traffic_of_their_quarter_and_judge_the_served_predictions(demo):
+    """Each quarter's window holds the traffic captured in it, answered by v1 until v2 was promoted and by v2 after;
+    the drifted quarter's decay is judged on the served model's own labelled predictions, and its retrain learns from
+    those labelled rows."""
+    from kfp_ct.components._common import capture, windows
+
+    captured = capture.read_capture(str(demo["root"] / "capture"), "loan-default")
+    served = list(zip(captured["time"].to_pylist(), captured["model_version"].to_pylist()))
+    for name, version in (("continuous 2025Q2", "1"), ("continuous 2025Q3", "1"), ("continuous 2025Q4", "2")):
+        dataset = demo["runs"][name].task("ingest").artifacts["dataset"]["metadata"]
+        start, end = (windows.parse_time(dataset["window"][k], "window") for k in ("start", "end"))
+        in_window = [v for t, v in served if start <= t < end]
+        assert dataset["rows"] == len(in_window) > 5000 and set(in_window) == {version}, name
+    drifted = demo["runs"]["continuous 2025Q3"]
+    assert "performance_decay" in drifted.task("monitor-drift").artifacts["drift_table"]["metadata"]["triggers"]
+    featurize = drifted.task("featurize").artifacts
+    labels = featurize["featurizer"]["metadata"]["labels"]
+    assert labels["labelled_rows"] == sum(featurize[s]["metadata"]["rows"] for s in ("train", "test"))
+    assert 0.6 < labels["labelled_rows"] / labels["captured_rows"] < 0.8
 
 
 def test_the_console_tells_the_story_in_under_150_lines(demo):
@@ -64,10 +90,14 @@ def test_the_console_tells_the_story_in_under_150_lines(demo):
     for name in PERIODS:
         for task in demo["runs"][name].tasks:  # one line per task, with its status
             assert any(line.split()[:2] == [task.name, "ok"] for line in lines), f"no line for {task.name}"
+    assert sum(line.lstrip().startswith("served ") and "captured by kfp-ct capture-sink" in line for line in lines) == 4
     summary = demo["console"].split("== Summary")[1]
     assert "train 2025H1" in summary and "pushed and promoted version 1" in summary
-    assert "continuous 2025H2" in summary and "retrained, blessed, pushed and promoted version 2" in summary
-    assert "continuous 2026H1" in summary and "no trigger fired: nothing retrained" in summary
+    assert "continuous 2025Q3" in summary and "retrained, blessed, pushed and promoted version 2" in summary
+    for name in QUIET:
+        assert next(line for line in summary.splitlines() if name in line).endswith(
+            "nothing retrained, the champion stays"
+        )
     drifted = next(line for line in lines if line.split()[:1] == ["monitor-drift"] and "retrain" in line)
     assert "drift in" in drifted and "data_drift" in drifted
 
@@ -116,7 +146,7 @@ def _drawn(boxes: dict) -> list[str]:
 
 
 def test_the_run_report_draws_the_dag_and_the_roc_curve(demo, tmp_path):
-    run = demo["runs"]["continuous 2025H2"]
+    run = demo["runs"]["continuous 2025Q3"]
     tasks = ["reference-data", "ingest", "validate-2", "monitor-drift", "featurize", "train-sklearn", "push"]
     page = _render(
         run.index.as_uri(),
@@ -139,7 +169,7 @@ def test_the_run_report_draws_the_dag_and_the_roc_curve(demo, tmp_path):
 
 def test_a_run_without_drift_shows_the_branch_skipped(demo, tmp_path):
     page = _render(
-        demo["runs"]["continuous 2026H1"].index.as_uri(),
+        demo["runs"]["continuous 2026Q1"].index.as_uri(),
         demo["root"] / "run-report-steady.png",
         ["#dag-monitor-drift", "#dag-featurize"],
         ["#dag-status-monitor-drift", "#dag-status-featurize", "#dag-status-push"],
