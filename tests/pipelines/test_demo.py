@@ -189,7 +189,7 @@ def test_the_history_charts_drift_triggers_and_the_champion_over_runs(demo, tmp_
         history.as_uri(),
         demo["root"] / "history.png",
         [
-            "#history-drift-2",  # the drifted window's bar
+            "#history-drift-3",  # the drifted window's bar (runs: train, 2025Q2, 2025Q3, ...)
             "#history-trigger-data_drift",
             "#history-trigger-performance_decay",
             "#history-champion-recorded",
