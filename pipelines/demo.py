@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -137,16 +138,21 @@ class Traffic:
         )
         quarter = self.applications[(self.times >= start) & (self.times < end)]
         days = self.times[quarter.index].dt.floor("D")
-        logger_url = f"{sink_base}/models/{MODEL_NAME}?model_uri={self.model_dir}&version={self.version}"
+        query = urllib.parse.urlencode({"model_uri": self.model_dir, "version": self.version})
+        logger_url = f"{sink_base}/models/{MODEL_NAME}?{query}"
 
         def send(group: pd.DataFrame) -> list[dict]:
             """One request (the applications of one day) to the server; its request and answer to the sink."""
             request_id = f"{MODEL_NAME}-{days[group.index[0]]:%Y%m%d}"
             rows = group[self.inputs].astype(object).where(group[self.inputs].notna(), None).to_dict("records")
-            body = json.dumps({"instances": rows}).encode()
-            answer = _post(f"{self.base}/v1/models/{MODEL_NAME}:predict", body, {"Content-Type": "application/json"})
+            request = {"instances": rows}
+            answer = _post(
+                f"{self.base}/v1/models/{MODEL_NAME}:predict",
+                json.dumps(request).encode(),
+                {"Content-Type": "application/json"},
+            )
             when = self.times[group.index[-1]].isoformat().replace("+00:00", "Z")
-            for kind, data in ((REQUEST, json.loads(body)), (RESPONSE, json.loads(answer))):
+            for kind, data in ((REQUEST, request), (RESPONSE, json.loads(answer))):
                 event = CloudEvent(
                     {"type": kind, "source": "http://localhost:9081/", "id": request_id, "time": when}, data
                 )
