@@ -854,8 +854,8 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 413: b"Payload T
 
 
 class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 keep-alive connection, parsed with httptools; its requests are answered in order (a pipelined
-    request answered early waits for those before it)."""
+    """One HTTP/1.1 keep-alive connection, parsed with httptools; its requests are handled one after another, in
+    order (a pipelined request waits for the answers to those before it)."""
 
     def __init__(self, app: SinkApp):
         import httptools
@@ -863,7 +863,7 @@ class _Connection(asyncio.Protocol):
         self.app = app
         self.parser = httptools.HttpRequestParser(self)
         self.transport = None
-        self.pending: deque = deque()  # [answer or None] of each request not yet answered, in order
+        self.pending: deque = deque()  # the requests not yet answered, in order: the first is being handled
         self._reset()
 
     def _reset(self) -> None:
@@ -892,25 +892,26 @@ class _Connection(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
-        slot = [None]
-        self.pending.append(slot)
-        method, url, headers, body, size = self.parser.get_method(), self.url, self.headers, self.body, self.size
+        self.pending.append((self.parser.get_method(), self.url, self.headers, self.body, self.size))
         self._reset()
-        if size > MAX_BODY_BYTES:
-            self._answer(slot, (413, b'{"error": "event larger than the sink accepts"}', _JSON))
-        else:
-            self.app.handle(
-                method.decode(), url.decode("latin-1"), headers, b"".join(body), lambda a: self._answer(slot, a)
-            )
+        if len(self.pending) == 1:  # else it waits for the answers to those before it
+            self._handle()
 
-    def _answer(self, slot: list, answer: tuple) -> None:
-        slot[0] = answer
-        while self.pending and self.pending[0][0] is not None:
-            answer = self.pending.popleft()[0]
-            if self.transport.is_closing():
-                self.pending.clear()
-                return
-            self._write(*answer)
+    def _handle(self) -> None:
+        method, url, headers, body, size = self.pending[0]
+        if size > MAX_BODY_BYTES:
+            self._answer((413, b'{"error": "event larger than the sink accepts"}', _JSON))
+        else:
+            self.app.handle(method.decode(), url.decode("latin-1"), headers, b"".join(body), self._answer)
+
+    def _answer(self, answer: tuple) -> None:
+        self.pending.popleft()
+        if self.transport.is_closing():
+            self.pending.clear()
+            return
+        self._write(*answer)
+        if self.pending:  # (a pipelined request: the next loop turn handles it, never a deeper call)
+            asyncio.get_running_loop().call_soon(self._handle)
 
     def _write(self, status: int, body: bytes, content_type: bytes, close: bool = False) -> None:
         head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
