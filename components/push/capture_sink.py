@@ -314,6 +314,7 @@ class CaptureSink:
         self._sealed_cond = threading.Condition()  # guards the sealed segments the flusher takes
         self._queue: list = []  # (payload, record, None: an event of the loop's, or callback(error)) for the committer
         self._loop = None  # the event loop that accepts events (the committer answers through it)
+        self._kicking = False  # the committer's wake-up is scheduled on the loop
         self._records: list = []  # the active segment's records (committer thread)
         self._sealed: list = []  # (seq, records) for the flusher
         self._stopping = False
@@ -497,6 +498,16 @@ class CaptureSink:
             self._loop = asyncio.get_running_loop()
         with self._cond:
             self._queue.append((_encode(record), record, None))
+        if not self._kicking:
+            self._kicking = True
+            self._loop.call_soon(self._kick)
+
+    def _kick(self) -> None:
+        """Wakes the committer once a turn of the event loop, after every event that turn read is queued: one write and
+        one fsync for them all (woken for each event, it would take the GIL between two events and commit a few at a
+        time: 5 events a commit instead of 18 at 40 connections, and more fsyncs)."""
+        self._kicking = False
+        with self._cond:
             self._cond.notify()
 
     def _logged(self, keys: list, error: OSError | None) -> None:
