@@ -5,6 +5,14 @@
    `inference.request` event (one elec2 record) and one `inference.response` event, sent by a load generator in its
    own process (asyncio, `--connections` keep-alive connections, one event in flight on each). Measured: events/s
    acknowledged, acknowledgement latency p50/p99, and afterwards that every acknowledged pair is a Parquet row.
+   The default of 40 connections is what KServe's logger can have in flight at that rate: its agent (kserve
+   cmd/agent/main.go, `--workers`, default 5, which the agent injector does not set) sends with 5 workers, each
+   posting one event and waiting for its answer (pkg/logger/worker.go), so at most 5 per predictor replica; the
+   goal's 5,000 events/s are 2,500 scored requests/s, which take 5 to 9 replicas at the 589 to 286 requests/s that
+   `kfp-ct serve` answered on this 2-core machine (bench/serving.py, idle and loaded): with 8 replicas, 40 events
+   in flight at most (the logger code is the same at v0.20.0 and on the master of 2026-08). Every connection sends its
+   next event as soon as the previous one is answered, so the sink runs at its capacity: a latency measured under
+   saturation, with as many events waiting as KServe would allow.
 2. `kfp-ct serve MODEL` without and with `--capture FOLDER`, both running, loaded in turn (A B A B ..., so that the
    machine's other load falls on both alike) on the same model (bench/serving.py's load generator: 8 connections,
    one record per request): requests/s and server CPU per request of each, and their ratios.
@@ -37,6 +45,8 @@ from serving import NAME, free_port, run_load, start, stop, train, wait_ready  #
 GOAL_EVENTS_S = 5000.0
 GOAL_P99_MS = 20.0
 GOAL_COST = 0.10
+LOGGER_WORKERS = 5  # KServe's agent: events in flight per predictor replica
+REPLICAS = 8  # predictor replicas for 2,500 requests/s (5,000 events/s)
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"
 
@@ -254,7 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (5000-row model, 3 s per measurement)")
     parser.add_argument("--seconds", type=float, default=None, help="load duration per measurement")
-    parser.add_argument("--connections", type=int, default=32, help="the sink load's concurrent connections")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=LOGGER_WORKERS * REPLICAS,
+        help="the sink load's concurrent connections (default: KServe's 5 logger workers x 8 predictor replicas)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 15.0)

@@ -182,6 +182,26 @@ def test_a_repeated_event_is_written_once_even_after_a_restart(sink_factory, tra
     assert sink.stats()["duplicates"] == 1
 
 
+def test_pipelined_requests_are_answered_in_order(sink_factory, trained_model):
+    """One keep-alive connection, three requests in one write: an event, the same event again while the first is being
+    logged, and /stats, which is answerable at once but waits for the two answers before it."""
+    import socket
+
+    sink = sink_factory()
+    headers, body = event(REQUEST, "piped", {"instances": _records(trained_model, 1)})
+    path = f"/models/{MODEL}?model_uri={quote(sink.model_path)}"
+    post = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+    post = (post + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", sink.port), timeout=30) as conn:
+        conn.sendall(post + post + b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 3 or not data.rstrip().endswith(b"}"):
+            data += conn.recv(65536)
+    answers = [json.loads(part.split(b"\r\n\r\n", 1)[1]) for part in data.split(b"HTTP/1.1 ")[1:]]
+    assert answers[0] == answers[1] == {"status": "accepted"}
+    assert answers[2]["accepted"] == 1 and answers[2]["duplicates"] == 1
+
+
 def test_bad_events_are_refused_with_4xx_and_counted(sink_factory, trained_model):
     sink = sink_factory()
     record = _records(trained_model, 1)[0]
