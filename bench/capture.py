@@ -10,9 +10,12 @@
    posting one event and waiting for its answer (pkg/logger/worker.go), so at most 5 per predictor replica; the
    goal's 5,000 events/s are 2,500 scored requests/s, which take 5 to 9 replicas at the 589 to 286 requests/s that
    `kfp-ct serve` answered on this 2-core machine (bench/serving.py, idle and loaded): with 8 replicas, 40 events
-   in flight at most (the logger code is the same at v0.20.0 and on the master of 2026-08). Every connection sends its
-   next event as soon as the previous one is answered, so the sink runs at its capacity: a latency measured under
-   saturation, with as many events waiting as KServe would allow.
+   in flight at most (the logger code is the same at v0.20.0 and on the master of 2026-08). Two runs, each against a
+   new sink: at the goal's rate (events due at 5,000 a second, sent by whichever connection is free; each latency
+   counted from the event's due time, so an event that waited for a free connection counts its wait: no coordinated
+   omission), which is what "sustains 5,000 events/s with p99 < 20 ms" asks; and at its capacity (every connection
+   sends its next event as soon as the previous one is answered: the most events/s, with as many waiting as KServe
+   would allow, and the sink's CPU per event).
 2. `kfp-ct serve MODEL` without and with `--capture FOLDER`, both running, loaded in turn (A B A B ..., so that the
    machine's other load falls on both alike) on the same model (bench/serving.py's load generator: 8 connections,
    one record per request): requests/s and server CPU per request of each, and their ratios.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -98,18 +102,25 @@ def sink_requests(model: dict, port: int, n: int, model_uri: str) -> list[bytes]
     return out
 
 
-async def _send_all(port: int, requests: list[bytes], connections: int, duration: float) -> dict:
+async def _send_all(port: int, requests: list[bytes], connections: int, duration: float, rate: float | None) -> dict:
+    """Sends `requests` over `connections` for `duration` s: event i due at i / `rate` s (latency from then), or, with
+    no rate, each as soon as a connection is free."""
     latencies, statuses = [], {}
-    deadline = time.perf_counter() + duration
+    opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    first = time.perf_counter()
+    deadline = first + duration
     position = [0]
     acknowledged = []
 
-    async def connection() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while time.perf_counter() < deadline and position[0] < len(requests):
+    async def connection(reader, writer) -> None:
+        while position[0] < len(requests):
             i = position[0]
+            started = first + i / rate if rate else time.perf_counter()
+            if started >= deadline:
+                break
             position[0] += 1
-            started = time.perf_counter()
+            if started > time.perf_counter():
+                await asyncio.sleep(started - time.perf_counter())
             writer.write(requests[i])
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -121,24 +132,26 @@ async def _send_all(port: int, requests: list[bytes], connections: int, duration
                 acknowledged.append(i)
         writer.close()
 
-    started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    await asyncio.gather(*(connection(reader, writer) for reader, writer in opened))
     return {
         "latencies": latencies,
         "statuses": statuses,
-        "elapsed": time.perf_counter() - started,
+        "elapsed": time.perf_counter() - first,
         "acknowledged": acknowledged,
     }
 
 
-def _sink_load(port: int, requests: list[bytes], connections: int, duration: float, queue) -> None:
+def _sink_load(port: int, requests: list[bytes], connections: int, duration: float, rate: float | None, queue) -> None:
     import uvloop
 
-    queue.put(uvloop.run(_send_all(port, requests, connections, duration)))
+    queue.put(uvloop.run(_send_all(port, requests, connections, duration, rate)))
 
 
-def run_sink(model: dict, workdir: Path, seconds: float, connections: int) -> dict:
+def run_sink(model: dict, workdir: Path, seconds: float, connections: int, rate: float | None) -> dict:
+    """A new sink loaded for `seconds` at `rate` events/s (None: at its capacity); its figures."""
+    workdir = workdir / f"sink-{rate or 'capacity'}"
     capture, wal, log = workdir / "capture", workdir / "wal", workdir / "sink.log"
+    workdir.mkdir()
     port = free_port()
     cli = Path(sys.executable).parent / "kfp-ct"
     args = [str(cli)] if cli.exists() else [sys.executable, "-m", "kfp_ct.pipelines.cli"]
@@ -153,12 +166,12 @@ def run_sink(model: dict, workdir: Path, seconds: float, connections: int) -> di
         context = multiprocessing.get_context("spawn")
         # warm-up: the model's signature is read on the first event
         queue = context.Queue()
-        warm = context.Process(target=_sink_load, args=(port, requests[:2], 1, 10.0, queue))
+        warm = context.Process(target=_sink_load, args=(port, requests[:2], 1, 10.0, None, queue))
         warm.start()
         queue.get(timeout=60)
         warm.join()
         queue = context.Queue()
-        loader = context.Process(target=_sink_load, args=(port, requests[2:], connections, seconds, queue))
+        loader = context.Process(target=_sink_load, args=(port, requests[2:], connections, seconds, rate, queue))
         cpu_before = group_cpu_seconds(process.pid)
         loader.start()
         result = queue.get(timeout=seconds + 120)
@@ -180,6 +193,8 @@ def run_sink(model: dict, workdir: Path, seconds: float, connections: int) -> di
     lat = np.asarray(result["latencies"]) * 1000
     return {
         "cpu_us_per_event": sink_cpu / len(lat) * 1e6,
+        "rate": rate,
+        "due": min(len(requests) - 2, math.ceil(rate * seconds)) if rate else None,
         "events": len(lat),
         "events_s": len(lat) / result["elapsed"],
         "p50_ms": float(np.percentile(lat, 50)),
@@ -276,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kfp-ct-bench-capture-"))
     try:
         model = train(workdir, 5000 if args.quick else None, 20 if args.quick else 100)
-        sink = run_sink(model, workdir, seconds, args.connections)
+        paced = run_sink(model, workdir, seconds, args.connections, GOAL_EVENTS_S)
+        sink = run_sink(model, workdir, seconds, args.connections, None)
         plain, captured = run_servers(model, workdir, seconds, 2 if args.quick else 3)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -287,17 +303,27 @@ def main(argv: list[str] | None = None) -> int:
         f"load average of this machine at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
         f"on {os.cpu_count()} cores (other work shares them: the CPU figures do not depend on it)"
     )
-    sink_ok = sink["events_s"] >= GOAL_EVENTS_S and sink["p99_ms"] < GOAL_P99_MS
-    complete = sink["pairs_captured"] == sink["pairs_acknowledged"]
-    print(f"capture sink ({args.connections} connections, {seconds:g} s, one row per request/response pair)")
-    print(f"  events acknowledged: {sink['events']:,}  ({sink['statuses']})")
-    print(f"  events/s: {sink['events_s']:,.0f}  (goal >= {GOAL_EVENTS_S:,.0f})")
-    print(f"  ack latency: p50 {sink['p50_ms']:.2f} ms  p99 {sink['p99_ms']:.2f} ms  (goal p99 < {GOAL_P99_MS:g} ms)")
+    sustained = paced["events"] == paced["due"] and set(paced["statuses"]) == {200}
+    sink_ok = sustained and paced["p99_ms"] < GOAL_P99_MS and sink["events_s"] >= GOAL_EVENTS_S
+    complete = all(run["pairs_captured"] == run["pairs_acknowledged"] for run in (paced, sink))
+    print(f"capture sink ({args.connections} connections, {seconds:g} s a run, one row per request/response pair)")
+    print(f"  at the goal's rate ({GOAL_EVENTS_S:,.0f} events/s due; latency from each event's due time):")
+    print(f"    events acknowledged: {paced['events']:,} of {paced['due']:,} due  ({paced['statuses']})")
     print(
-        f"  sink CPU per event: {sink['cpu_us_per_event']:.0f} us = {capacity:,.0f} events/s per CPU core "
+        f"    ack latency: p50 {paced['p50_ms']:.2f} ms  p99 {paced['p99_ms']:.2f} ms  (goal p99 < {GOAL_P99_MS:g} ms)"
+    )
+    print("  at its capacity (each connection sends as soon as it is answered):")
+    print(f"    events acknowledged: {sink['events']:,}  ({sink['statuses']})")
+    print(f"    events/s: {sink['events_s']:,.0f}  (goal >= {GOAL_EVENTS_S:,.0f})")
+    print(f"    ack latency: p50 {sink['p50_ms']:.2f} ms  p99 {sink['p99_ms']:.2f} ms  (at saturation)")
+    print(
+        f"    sink CPU per event: {sink['cpu_us_per_event']:.0f} us = {capacity:,.0f} events/s per CPU core "
         f"(goal >= {GOAL_EVENTS_S:,.0f}): {'met' if capacity >= GOAL_EVENTS_S else 'NOT met'}"
     )
-    print(f"  acknowledged pairs captured as rows: {sink['pairs_captured']:,}/{sink['pairs_acknowledged']:,}")
+    print(
+        "  acknowledged pairs captured as rows: "
+        + ", ".join(f"{run['pairs_captured']:,}/{run['pairs_acknowledged']:,}" for run in (paced, sink))
+    )
     print(f"  sink goal: {'met' if sink_ok and complete else 'NOT met'}")
     print(f"kfp-ct serve, loaded in turn, {seconds:g} s each, {2 if args.quick else 3} rounds")
     print(f"  without capture: {plain['rps']:,.0f} req/s  p99 {plain['p99_ms']:.2f} ms  errors {plain['errors']}")
@@ -315,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(goal <= 10%): {'met' if cpu_cost <= GOAL_COST else 'NOT met'}"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({"sink": sink, "plain": plain, "captured": captured}, default=str))
+        figures = {"paced": paced, "sink": sink, "plain": plain, "captured": captured}
+        Path(args.json).write_text(json.dumps(figures, default=str))
     return 0
 
 
