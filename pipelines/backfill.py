@@ -96,11 +96,11 @@ def backfill(
         raise ValueError(f"{pipeline.name} takes no window and as_of: only a windowed pipeline can be backfilled")
     times = schedule(start, end, every)
     arguments = {"window": every, **arguments}
-    windows.parse_duration(arguments["window"], "window")
+    length = windows.parse_duration(arguments["window"], "window")
     periods = []
     for moment in times:
         if before_run is not None:
-            before_run(moment - windows.parse_duration(arguments["window"], "window"), moment)
+            before_run(moment - length, moment)
         as_of = moment.isoformat().replace("+00:00", "Z")
         summary = run_local(pipeline, {**arguments, "as_of": as_of}, root, verbose=verbose)
         periods.append(period_summary(summary))

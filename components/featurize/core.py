@@ -262,7 +262,7 @@ def featurize(
 
     frame = datasets.read_frame(dataset_path)
     frame, labelled = _labelled(frame, dataset_path, target_column, labels_uri, label_id_column)
-    if labelled and "time" not in (exclude_columns or ()):
+    if labelled is not None and "time" not in (exclude_columns or ()):
         exclude_columns = [*(exclude_columns or ()), "time"]  # when it was served: kept for the split, not a feature
     if frame.empty:
         raise ValueError(f"{dataset_path}: the dataset has no rows")
@@ -316,7 +316,7 @@ def featurize(
             "target_column": target_column,
             "features": features,
             "output_features": output_features,
-            **({"labels": labelled} if labelled else {}),
+            **({"labels": labelled} if labelled is not None else {}),
         },
     )
 
