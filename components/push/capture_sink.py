@@ -16,14 +16,17 @@ Endpoints:
 - `GET /metrics` (Prometheus text) and `GET /stats` (JSON): counters; `GET /healthz`.
 
 Durability: accepted events go to an append-only write-ahead log (length + crc32 framed records, group commit: one
-write and one fsync for all the events that arrived meanwhile). Every `flush_seconds` the active log segment is
-sealed and its events are paired by id and written as Parquet (`_common.capture`: atomic files); the requests still
-waiting for their response are appended again to the live segment, then the sealed segment is deleted. A request
-whose response has not come within `pair_timeout_s` is written without a prediction; a response without its request
-is dropped (counted). A restart replays the segments left; the ids written by each flush are kept in
-`WAL/written/` (and the files a flush of a replayed segment may have written before a crash are read back), so a
-repeated event is written once; an event repeated within `dedupe_seconds` of the first is answered 200 and not
-logged again.
+write and one fsync for all the events that arrived meanwhile, at most every `COMMIT_INTERVAL_S`, on the event loop).
+Every `flush_seconds` the active log segment is sealed and handed to the flusher, a second process (so that its work
+never holds up an acknowledgement: no shared interpreter lock or garbage collector). It pairs the segment's events by
+id and writes them as Parquet (`_common.capture`: atomic files), records the ids it wrote in `WAL/written/`, keeps the
+requests still waiting for their response in a carry file (`carry-{seq}.log`, written aside and renamed), and only then
+deletes the segment. A request whose response has not come within `pair_timeout_s` is written without a prediction; a
+response without its request is dropped (counted). A restart replays the newest carry and the segments after it; the
+ids written within `dedupe_seconds` (and those in the files a flush of a replayed segment may have written before a
+crash, read back) are not written again, so a repeated event is written once; an event repeated within
+`dedupe_seconds` of the first is answered 200 and not logged again. The flusher dies with the sink, and a restarted
+sink's flusher waits for the previous one to be gone (a lock in the log's folder).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import json
 import logging
 import os
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -56,6 +60,7 @@ RESPONSE = "org.kubeflow.serving.inference.response"
 FLUSH_SECONDS = 10.0
 PAIR_TIMEOUT_S = 60.0
 DEDUPE_SECONDS = 300.0
+COMMIT_INTERVAL_S = 0.002  # commits start at most this often: fewer fsyncs (150 us of CPU each), bigger groups
 MAX_BODY_BYTES = 32 << 20
 _HEADER = struct.Struct("<II")  # record length, crc32
 _log = logging.getLogger(__name__)
@@ -72,23 +77,82 @@ class Refused(Exception):
 # --- the write-ahead log ------------------------------------------------------------------------------------------
 
 
-class WriteAheadLog:
-    """Segments `wal-{seq}.log` of framed records in `directory`; only the committer thread appends."""
+class LogFolder:
+    """The write-ahead log's folder: segments `wal-{seq}.log` of framed records (length, crc32, payload) and
+    `carry-{seq}.log`, the events the flusher still held unpaired once every segment up to `seq` was written."""
 
     def __init__(self, directory: str):
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
+
+    def path(self, seq: int, kind: str = "wal") -> str:
+        return os.path.join(self.directory, f"{kind}-{seq:012d}.log")
+
+    def segments(self) -> list[int]:
+        return self._numbers("wal-")
+
+    def carries(self) -> list[int]:
+        return self._numbers("carry-")
+
+    def _numbers(self, prefix: str) -> list[int]:
+        return sorted(
+            int(n[len(prefix) : -4]) for n in os.listdir(self.directory) if n.startswith(prefix) and n.endswith(".log")
+        )
+
+    @staticmethod
+    def read(path: str) -> list[bytes]:
+        """The records of a segment up to its first torn or corrupt one (which no one was acknowledged for)."""
+        with open(path, "rb") as f:
+            data = f.read()
+        records, at = [], 0
+        while at + _HEADER.size <= len(data):
+            length, crc = _HEADER.unpack_from(data, at)
+            payload = data[at + _HEADER.size : at + _HEADER.size + length]
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                break
+            records.append(payload)
+            at += _HEADER.size + length
+        return records
+
+    def records(self, seq: int, kind: str = "wal") -> list[dict]:
+        return [_decode(payload) for payload in self.read(self.path(seq, kind))]
+
+    def replay(self, segments: list[int]) -> tuple[int, dict]:
+        """(the newest carry's number or 0, the records by (id, type) of that carry and of the `segments` after it):
+        what a previous run left to write."""
+        carry = max(self.carries(), default=0)
+        records = {}
+        for record in (self.records(carry, "carry") if carry else []) + [
+            r for seq in segments if seq > carry for r in self.records(seq)
+        ]:
+            records[(record["id"], record["type"])] = record
+        return carry, records
+
+    def write_carry(self, seq: int, records: list[dict]) -> None:
+        """`carry-{seq}.log`, whole or not at all (written aside, fsync'd, renamed)."""
+        path = self.path(seq, "carry")
+        tmp = os.path.join(self.directory, f".{os.path.basename(path)}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(_frame([_encode(r) for r in records]))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.directory)
+
+    def delete(self, seq: int, kind: str = "wal") -> None:
+        os.remove(self.path(seq, kind))
+
+
+class WriteAheadLog(LogFolder):
+    """The log the committer thread appends to: a new active segment after every sealed or carried one found."""
+
+    def __init__(self, directory: str):
+        super().__init__(directory)
         self.sealed = self.segments()
-        self.seq = (self.sealed[-1] + 1) if self.sealed else 1
+        self.seq = max(self.sealed + self.carries(), default=0) + 1
         self._file = None
         self.torn = False  # a failed append left bytes that could not be cut back: rotate before the next
         self._open()
-
-    def path(self, seq: int) -> str:
-        return os.path.join(self.directory, f"wal-{seq:012d}.log")
-
-    def segments(self) -> list[int]:
-        return sorted(int(n[4:-4]) for n in os.listdir(self.directory) if n.startswith("wal-") and n.endswith(".log"))
 
     def _open(self) -> None:
         self._file = open(self.path(self.seq), "ab", buffering=0)  # noqa: SIM115 - held open while active
@@ -96,7 +160,7 @@ class WriteAheadLog:
 
     def append(self, payloads: list[bytes]) -> None:
         """Writes the records and fsyncs them; on failure the segment is cut back to where it was."""
-        data = b"".join(_HEADER.pack(len(p), zlib.crc32(p)) + p for p in payloads)
+        data = _frame(payloads)
         start = os.fstat(self._file.fileno()).st_size  # (not tell(): a truncate leaves the offset where it was)
         try:
             view = memoryview(data)
@@ -118,26 +182,12 @@ class WriteAheadLog:
         self._open()
         return sealed
 
-    @staticmethod
-    def read(path: str) -> list[bytes]:
-        """The records of a segment up to its first torn or corrupt one (which no one was acknowledged for)."""
-        with open(path, "rb") as f:
-            data = f.read()
-        records, at = [], 0
-        while at + _HEADER.size <= len(data):
-            length, crc = _HEADER.unpack_from(data, at)
-            payload = data[at + _HEADER.size : at + _HEADER.size + length]
-            if len(payload) != length or zlib.crc32(payload) != crc:
-                break
-            records.append(payload)
-            at += _HEADER.size + length
-        return records
-
-    def delete(self, seq: int) -> None:
-        os.remove(self.path(seq))
-
     def close(self) -> None:
         self._file.close()
+
+
+def _frame(payloads: list[bytes]) -> bytes:
+    return b"".join(_HEADER.pack(len(p), zlib.crc32(p)) + p for p in payloads)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -185,6 +235,21 @@ class _Model:
         self.columns = Columns(inputs)
         self.schema = CaptureSchema(inputs, meta.get("task", ""), meta.get("classes"))
         self.version = model_uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _start_up() -> None:
+    """Imports what reading a model needs (scikit-learn and MLflow among them: seconds), so that neither the first
+    events nor the first flush pay for it, and freezes what the process holds by then out of the garbage collector's
+    passes (`gc.freeze`): it lives as long as the process, and each full collection would walk it all again (0.25 s of
+    the flusher's CPU for 10,000 events; stalls of the acknowledgements)."""
+    import gc
+
+    import mlflow.models  # noqa: F401 - (what _common.model reads an MLmodel file with)
+
+    from kfp_ct.components._common import capture, model, storage  # noqa: F401
+    from kfp_ct.components.push import server  # noqa: F401
+
+    gc.freeze()
 
 
 def check_request(columns, data) -> None:
@@ -266,11 +331,25 @@ def response_rows(data, n: int, classification: bool) -> tuple[list, list | None
     return predictions, proba if classification else None
 
 
-# --- the sink -------------------------------------------------------------------------------------------------------
+# --- the sink: acknowledging (event loop and committer thread) ------------------------------------------------------
+
+ACK_COUNTS = ("accepted", "duplicates", "malformed", "refused_5xx")
+FLUSH_COUNTS = (
+    "rows_written",
+    "files_written",
+    "unanswered_rows",
+    "orphan_responses",
+    "invalid_pairs",
+    "flush_failures",
+)
+FLUSHER_NICENESS = 5  # the flusher yields the CPU to the acknowledgements when both want it
 
 
 class CaptureSink:
-    """Accepts events (`accept`, from the event loop), logs them durably, pairs them and writes Parquet."""
+    """Accepts events (`accept`, from the event loop) and logs them durably (the committer thread); the `Flusher`, a
+    second process, pairs the logged events and writes Parquet. The flusher shares neither the interpreter lock nor
+    the garbage collector with the acknowledgements: its work (150 ms of CPU for 10,000 events) and its many live
+    events never hold one up."""
 
     def __init__(
         self,
@@ -288,48 +367,30 @@ class CaptureSink:
             raise ValueError("flush_seconds must be positive; pair_timeout_s and dedupe_seconds at least 0")
         self.capture_uri = capture_uri
         self.defaults = dict(models or {})
-        self.flush_seconds, self.pair_timeout_s, self.dedupe_seconds = flush_seconds, pair_timeout_s, dedupe_seconds
-        self.counts = dict.fromkeys(
-            (
-                "accepted",
-                "duplicates",
-                "malformed",
-                "refused_5xx",
-                "rows_written",
-                "files_written",
-                "unanswered_rows",
-                "orphan_responses",
-                "invalid_pairs",
-                "flush_failures",
-            ),
-            0,
-        )
-        self.store_error: str | None = None
+        self.flush_seconds, self.dedupe_seconds = flush_seconds, dedupe_seconds
+        self.counts = dict.fromkeys(ACK_COUNTS, 0)
+        self.flushed: dict = {}  # the flusher's last report: its counts, pending_segments, unpaired
+        self.store_error: str | None = None  # the flusher's, or that it stopped
         self.wal_error: str | None = None
         self._models: dict[str, _Model] = {}
         self._seen: OrderedDict = OrderedDict()  # (id, type) -> time accepted, or its waiters; loop thread only
-        self._written: OrderedDict = OrderedDict()  # request id -> time written; flusher thread only
-        self._unpaired: dict = {}  # (id, type) -> record; flusher thread only
-        self._cond = threading.Condition()  # guards the committer's queue
-        self._sealed_cond = threading.Condition()  # guards the sealed segments the flusher takes
-        self._queue: list = []  # (payload, record, None: an event of the loop's, or callback(error)) for the committer
-        self._loop = None  # the event loop that accepts events (the committer answers through it)
-        self._kicking = False  # the committer's wake-up is scheduled on the loop
-        self._records: list = []  # the active segment's records (committer thread)
-        self._sealed: list = []  # (seq, records) for the flusher
+        self._queue: list = []  # (payload, key) of the events the next commit logs
+        self._loop = None  # the event loop that accepts events
+        self._committing = None  # the next commit, scheduled on the loop
+        self._committed = 0.0  # when the last commit started (time.monotonic)
+        self._segment_started = time.monotonic()
+        self._unsealed = False  # the active segment holds events
         self._stopping = False
         self.wal_dir = wal_dir
+        _start_up()
         self.wal = WriteAheadLog(wal_dir)
         self.instance, self.boot = self._identity()
         self._recover()
-        self._threads = [
-            threading.Thread(target=self._commit_loop, name="capture-commit", daemon=True),
-            threading.Thread(target=self._flush_loop, name="capture-flush", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._start_flusher(pair_timeout_s)
+        self._reporting = threading.Thread(target=self._report_loop, name="capture-reports", daemon=True)
+        self._reporting.start()
 
-    # --- identity and recovery --------------------------------------------------------------------------------------
+    # --- identity, recovery and the flusher --------------------------------------------------------------------------
     def _identity(self) -> tuple[str, int]:
         path = os.path.join(self.wal_dir, "instance")
         if not os.path.isfile(path):
@@ -344,61 +405,68 @@ class CaptureSink:
         _write_durably(boot_path, str(boot))
         return instance, boot
 
-    def _written_dir(self) -> str:
-        path = os.path.join(self.wal_dir, "written")
-        os.makedirs(path, exist_ok=True)
-        return path
-
     def _recover(self) -> None:
-        """Rebuilds what a previous run left: the ids it wrote (within the dedupe window) and the events of the log
-        segments it did not finish, which the first flush writes."""
+        """Remembers the events a previous run wrote (within the dedupe window) or left in the log to write: repeated,
+        they are answered as duplicates."""
         now = time.time()
-        folder = self._written_dir()
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if name.startswith(".") or now - os.path.getmtime(path) > self.dedupe_seconds:
-                os.remove(path)
-                continue
-            with open(path) as f:
-                for rid in f.read().split():
-                    self._remember_written(rid, os.path.getmtime(path))
-        replayed = self.wal.sealed
-        records = {}
-        for seq in replayed:
-            for payload in WriteAheadLog.read(self.wal.path(seq)):
-                record = _decode(payload)
-                records[(record["id"], record["type"])] = record
-        for record in records.values():
-            self._seen[(record["id"], record["type"])] = now
-        for rid in self._written:
+        for rid, _ in _written_ids(self.wal_dir, self.dedupe_seconds):
             self._seen[(rid, REQUEST)] = self._seen[(rid, RESPONSE)] = now
-        if replayed:
-            self._already_written(list(records.values()), replayed)
-            self._sealed.append((replayed[0], list(records.values()), replayed))
+        for key in self.wal.replay(self.wal.sealed)[1]:
+            self._seen[key] = now
 
-    def _already_written(self, records: list[dict], segments: list[int]) -> None:
-        """Ids that a flush of these segments wrote before a crash kept it from recording them (its files are named
-        after the segment), read back from the capture store."""
-        from kfp_ct.components._common import capture
+    def _start_flusher(self, pair_timeout_s: float) -> None:
+        """Starts the flusher process and waits for its first report (after its recovery and its first look at the
+        capture store). Started from the thread that lives as long as the sink: Linux kills the flusher when that
+        thread ends (`_flusher_main`)."""
+        import multiprocessing
 
-        names = tuple(f"{self.instance}-{seq:012d}-" for seq in segments)
-        by_model: dict[str, list[datetime]] = {}
-        for record in records:
-            by_model.setdefault(record["model"], []).append(_time(record))
-        for model, times in by_model.items():
-            end = max(times).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-            files = [
-                f
-                for f in capture.capture_files(self.capture_uri, model, min(times), end)
-                if f.rsplit("/", 1)[-1].startswith(names)
-            ]
-            for table in capture._tables(files, ["request_id"]):
-                for rid in table["request_id"].to_pylist():
-                    self._remember_written(rid, time.time())
+        context = multiprocessing.get_context("spawn")
+        commands, self._commands = context.Pipe(duplex=False)
+        self._reports, reports = context.Pipe(duplex=False)
+        config = {
+            "capture_uri": self.capture_uri,
+            "wal_dir": self.wal_dir,
+            "sealed": self.wal.sealed,
+            "flush_seconds": self.flush_seconds,
+            "pair_timeout_s": pair_timeout_s,
+            "dedupe_seconds": self.dedupe_seconds,
+            "instance": self.instance,
+            "boot": self.boot,
+            "parent": os.getpid(),
+        }
+        self._flusher = context.Process(
+            target=_flusher_main, args=(config, commands, reports), name="capture-flush", daemon=True
+        )
+        self._flusher.start()
+        commands.close()
+        reports.close()
+        try:
+            self._report(self._reports.recv())
+        except EOFError:
+            self._flusher.join()
+            raise RuntimeError(
+                f"the capture sink's flusher process exited (code {self._flusher.exitcode}) before it was ready; "
+                "its error is in the log above"
+            ) from None
 
-    def _remember_written(self, rid: str, when: float) -> None:
-        self._written[rid] = when
-        self._written.move_to_end(rid)
+    def _report_loop(self) -> None:
+        while True:
+            try:
+                report = self._reports.recv()
+            except (EOFError, OSError):
+                break
+            self._report(report)
+        if not self._stopping:
+            self._flusher.join(5)
+            self.store_error = (
+                f"the capture sink's flusher process stopped (exit code {self._flusher.exitcode}): nothing is written "
+                "until the sink restarts"
+            )
+            _log.error("kfp-ct capture sink: %s", self.store_error)
+
+    def _report(self, report: dict) -> None:
+        self.store_error = report.pop("store_error")
+        self.flushed = report
 
     # --- accepting (event loop) ---------------------------------------------------------------------------------------
     def model(self, name: str, model_uri: str | None) -> _Model:
@@ -494,24 +562,53 @@ class CaptureSink:
                 reply(None)
             return
         self._seen[key] = [reply]
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        with self._cond:
-            self._queue.append((_encode(record), record, None))
-        if not self._kicking:
-            self._kicking = True
-            self._loop.call_soon(self._kick)
+        self._queue.append((_encode(record), key))
+        if self._committing is None:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+                self._loop.call_later(self.flush_seconds, self._tick)
+            wait = self._committed + COMMIT_INTERVAL_S - time.monotonic()
+            self._committing = self._loop.call_later(max(0.0, wait), self._commit)
 
-    def _kick(self) -> None:
-        """Wakes the committer once a turn of the event loop, after every event that turn read is queued: one write and
-        one fsync for them all (woken for each event, it would take the GIL between two events and commit a few at a
-        time: 5 events a commit instead of 18 at 40 connections, and more fsyncs)."""
-        self._kicking = False
-        with self._cond:
-            self._cond.notify()
+    # --- committing (event loop): group commit and segment rotation ---------------------------------------------------
+    def _commit(self) -> None:
+        """Logs the queued events with one write and one fsync, then answers them. Commits start at most every
+        `COMMIT_INTERVAL_S` (the events that arrive meanwhile share the next), and on the event loop, which waits for
+        the fsync: the events it would read meanwhile could not be answered before the next fsync anyway, and a second
+        thread would cost each event its share of the hand-overs of the interpreter lock."""
+        self._committing = None
+        self._committed = time.monotonic()
+        batch, self._queue = self._queue, []
+        try:
+            self.wal.append([payload for payload, _ in batch])
+            error = self.wal_error = None
+            self._unsealed = True
+        except OSError as err:
+            error = err
+            self.wal_error = f"the write-ahead log in {self.wal_dir} cannot be written: {type(err).__name__}: {err}"
+            if self.wal.torn:
+                self.wal.torn = False
+                self._seal()
+        self._logged([key for _, key in batch], error)
+        if self._unsealed and self._committed - self._segment_started >= self.flush_seconds:
+            self._seal()
+
+    def _tick(self) -> None:
+        """Every `flush_seconds`: seals the active segment if it holds events (when events stop coming too)."""
+        if self._stopping:
+            return
+        if self._unsealed and time.monotonic() - self._segment_started >= self.flush_seconds:
+            self._seal()
+        self._loop.call_later(self.flush_seconds, self._tick)
+
+    def _seal(self) -> None:
+        """Starts the next segment and hands the sealed one to the flusher."""
+        self._unsealed = False
+        self._segment_started = time.monotonic()
+        self._commands.send(("sealed", self.wal.rotate()))
 
     def _logged(self, keys: list, error: OSError | None) -> None:
-        """The committer's answer for a group of events (on the event loop): each one's waiters are answered."""
+        """Answers each logged event's waiters."""
         now = time.time()
         for key in keys:
             waiters = self._seen.pop(key)
@@ -534,150 +631,234 @@ class CaptureSink:
                 break
             self._seen.popitem(last=False)
 
-    # --- the committer thread: group commit and segment rotation ------------------------------------------------------
-    def _commit_loop(self) -> None:
-        started = time.monotonic()
+    # --- the service's state -----------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        return {
+            **self.counts,
+            **self.flushed,
+            "healthy": not (self.wal_error or self.store_error),
+            "error": self.wal_error or self.store_error,
+        }
+
+    def metrics(self) -> str:
+        lines = []
+        for key, value in self.stats().items():
+            if isinstance(value, bool):
+                value = int(value)
+            if isinstance(value, int):
+                lines += [f"# TYPE kfp_ct_capture_{key} gauge", f"kfp_ct_capture_{key} {value}"]
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        """Logs what is queued, lets the flusher write what is paired and keep what waits for its pair for the next
+        start, and stops (on the event loop, or after it)."""
+        self._stopping = True
+        if self._committing is not None:
+            self._committing.cancel()
+        if self._queue:
+            self._commit()
+        if self._unsealed:
+            self._seal()
+        self._commands.send(("stop",))
+        self._flusher.join()
+        self._reporting.join()
+        self.wal.close()
+
+
+# --- the flusher process: pairing and Parquet ------------------------------------------------------------------------
+
+
+def _flusher_main(config: dict, commands, reports) -> None:
+    """The flusher process's start: it dies with the sink (on Linux the kernel kills it when the thread that started it
+    ends, a kill -9 of the sink included; elsewhere the command pipe's end stops it), waits for a previous sink's
+    flusher to be gone (a lock on the log's folder), and yields the CPU to the acknowledgements."""
+    import fcntl
+    import signal
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != config["parent"]:  # the sink died before that took effect
+        return
+    with open(os.path.join(config["wal_dir"], "flusher.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.nice(FLUSHER_NICENESS)
+        _start_up()
+        Flusher(config, reports).run(commands)
+
+
+class Flusher:
+    """Takes the log segments the committer seals, pairs their events by id and writes them as Parquet
+    (`_common.capture`: atomic files), records the ids it wrote, keeps the events that still wait for their pair in a
+    carry file, and only then deletes the segments; reports its counts to the sink after each step."""
+
+    def __init__(self, config: dict, reports):
+        self.capture_uri = config["capture_uri"]
+        self.flush_seconds = config["flush_seconds"]
+        self.pair_timeout_s, self.dedupe_seconds = config["pair_timeout_s"], config["dedupe_seconds"]
+        self.instance, self.boot = config["instance"], config["boot"]
+        self.log = LogFolder(config["wal_dir"])
+        self.written_dir = _written_dir(config["wal_dir"])
+        self.counts = dict.fromkeys(FLUSH_COUNTS, 0)
+        self.store_error: str | None = None
+        self._reports = reports
+        self._models: dict[str, _Model] = {}
+        self._written: OrderedDict = OrderedDict()  # request id -> time written
+        self._unpaired: dict = {}  # (id, type) -> record
+        self._pending: list[int] = []  # sealed segments not yet written
+        self._carry = 0  # the carry file that holds `_unpaired` (0: none)
+        self._flushes = 0  # this boot's flushes: each names its files
+        self._recover(config["sealed"])
+
+    def _recover(self, sealed: list[int]) -> None:
+        """Takes up what a previous run left: the ids it wrote (within the dedupe window), its newest carry file and
+        the segments after it, and the ids that a flush of those wrote before a crash kept it from recording them."""
+        self._expire_written(time.time())
+        for rid, when in _written_ids(self.log.directory, self.dedupe_seconds):
+            self._remember_written(rid, when)
+        self._carry, records = self.log.replay(sealed)
+        for seq in sealed:
+            if seq <= self._carry:  # written, or held in the carry
+                self.log.delete(seq)
+        for seq in self.log.carries()[:-1]:
+            self.log.delete(seq, "carry")
+        self._pending = [seq for seq in sealed if seq > self._carry]
+        if records:
+            self._already_written(list(records.values()), ([self._carry] if self._carry else []) + self._pending)
+        self._unpaired = {key: r for key, r in records.items() if r["id"] not in self._written}
+
+    def _already_written(self, records: list[dict], segments: list[int]) -> None:
+        """Ids that a flush of these segments (or of the carry) wrote before a crash kept it from recording them (its
+        files are named after the first segment), read back from the capture store."""
+        from kfp_ct.components._common import capture
+
+        names = tuple(f"{self.instance}-{seq:012d}-" for seq in segments)
+        by_model: dict[str, list[datetime]] = {}
+        for record in records:
+            by_model.setdefault(record["model"], []).append(_time(record))
+        for model, times in by_model.items():
+            end = max(times).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            files = [
+                f
+                for f in capture.capture_files(self.capture_uri, model, min(times), end)
+                if f.rsplit("/", 1)[-1].startswith(names)
+            ]
+            for table in capture._tables(files, ["request_id"]):
+                for rid in table["request_id"].to_pylist():
+                    self._remember_written(rid, time.time())
+
+    def _remember_written(self, rid: str, when: float) -> None:
+        self._written[rid] = when
+        self._written.move_to_end(rid)
+
+    def run(self, commands) -> None:
+        """Flushes the segments the sink hands over (`("sealed", seq)`) until `("stop",)`; every `flush_seconds`
+        without one, writes the requests whose response did not come in time."""
+        self.probe_store()
+        self._report()
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    if not self._cond.wait(max(0.0, started + self.flush_seconds - time.monotonic())):
-                        break
-                batch, self._queue = self._queue, []
-                stopping = self._stopping
-            if batch:
-                self._commit(batch)
-            if stopping or time.monotonic() - started >= self.flush_seconds:
-                started = time.monotonic()
-                self._seal()
-            if stopping and not batch:
+            wait = 1.0 if (self.store_error or self._pending) else (self.flush_seconds if self._unpaired else None)
+            stopping, ready = False, commands.poll(wait)
+            try:
+                while ready:
+                    command = commands.recv()
+                    if command[0] == "stop":
+                        stopping = True
+                    else:
+                        self._pending.append(command[1])
+                    ready = commands.poll(0)
+            except EOFError:  # the sink is gone without a word: what is not written stays in the log
+                return
+            if self._pending or self._unpaired:
+                self._try_flush()
+            elif self.store_error:  # nothing to write, but new events wait for the store: try it again
+                self.probe_store()
+            self._report()
+            if stopping:  # what waits for its pair, or could not be written, stays for the next start
                 return
 
-    def _commit(self, batch: list) -> None:
+    def _try_flush(self) -> None:
+        batch = list(self._pending)
         try:
-            self.wal.append([payload for payload, _, _ in batch])
-            error = self.wal_error = None
-            self._records.extend(record for _, record, _ in batch)
-        except OSError as err:
-            error = err
-            self.wal_error = f"the write-ahead log in {self.wal_dir} cannot be written: {type(err).__name__}: {err}"
-            if self.wal.torn:
-                self.wal.torn = False
-                self._seal()
-        keys = [(record["id"], record["type"]) for _, record, finish in batch if finish is None]
-        if keys:  # one wake-up of the event loop for the whole group
-            self._loop.call_soon_threadsafe(self._logged, keys, error)
-        for _, _, finish in batch:
-            if finish is not None:
-                finish(error)
-
-    def _seal(self) -> None:
-        if not self._records:
+            self._flush(batch)
+        except Exception as err:  # the store cannot be written: keep the segments, the sink refuses events, retry
+            self.counts["flush_failures"] += 1
+            self.store_error = f"the capture store {self.capture_uri} cannot be written: {type(err).__name__}: {err}"
+            _log.warning("kfp-ct capture sink: %s", self.store_error)
             return
-        seq = self.wal.rotate()  # a segment whose every record failed is empty: replayed as nothing
-        records, self._records = self._records, []
-        with self._sealed_cond:
-            self._sealed.append((seq, records, [seq]))
-            self._sealed_cond.notify()
+        self.store_error = None
+        del self._pending[: len(batch)]
 
-    # --- the flusher thread ------------------------------------------------------------------------------------------
-    def _flush_loop(self) -> None:
-        while True:
-            with self._sealed_cond:
-                if not self._sealed:
-                    if self._stopping and not self._threads[0].is_alive():
-                        return
-                    self._sealed_cond.wait(1.0)
-            if not self._sealed:
-                if self.store_error:  # nothing to write, but new events wait for the store: try it again
-                    self.probe_store()
-                continue
-            seq, records, segments = self._sealed[0]
-            try:
-                self._flush(seq, records, segments)
-                self.store_error = None
-                with self._sealed_cond:
-                    self._sealed.pop(0)
-            except Exception as err:  # the store cannot be written: keep the segment, refuse new events, retry
-                self.counts["flush_failures"] += 1
-                self.store_error = (
-                    f"the capture store {self.capture_uri} cannot be written: {type(err).__name__}: {err}"
-                )
-                _log.warning("kfp-ct capture sink: %s", self.store_error)
-                if self._stopping:  # what is left stays in the log for the next start
-                    return
-                time.sleep(1.0)
-
-    def _flush(self, seq: int, records: list[dict], segments: list[int]) -> None:
+    def _flush(self, segments: list[int]) -> None:
         from kfp_ct.components._common.capture import CaptureWriter
 
         now = time.time()
-        for record in records:
-            if record["id"] not in self._written:
-                self._unpaired[(record["id"], record["type"])] = record
+        for seq in segments:
+            for record in self.log.records(seq):
+                if record["id"] not in self._written:
+                    self._unpaired[(record["id"], record["type"])] = record
         rows: dict[str, list] = {}
-        for (rid, kind), record in list(self._unpaired.items()):
+        for (rid, kind), record in self._unpaired.items():
             if kind != REQUEST:
                 continue
             response = self._unpaired.get((rid, RESPONSE))
             if response is None and now - record["received"] < self.pair_timeout_s:
                 continue
             rows.setdefault(record["model"], []).append((record, response))
+        orphans = [  # responses whose request never came
+            key
+            for key, record in self._unpaired.items()
+            if key[1] == RESPONSE
+            and (key[0], REQUEST) not in self._unpaired
+            and now - record["received"] >= self.pair_timeout_s
+        ]
+        if not (segments or rows or orphans):  # (a turn of the clock with nothing due)
+            return
+        name = f"{self.instance}-{(segments[0] if segments else self._carry):012d}-{self.boot}-{self._flushes}"
         written = []
         for model_name, pairs in rows.items():
             for uri, group in _by_model_uri(pairs).items():
-                model = self.model(model_name, uri)
+                model = self._model(uri)
                 table = self._table(model, group)
                 if table is not None:
-                    files = CaptureWriter(self.capture_uri, model_name, model.schema).write(
-                        table, f"{self.instance}-{seq:012d}-{self.boot}"
-                    )
+                    files = CaptureWriter(self.capture_uri, model_name, model.schema).write(table, name)
                     self.counts["files_written"] += len(files)
                     self.counts["rows_written"] += table.num_rows
+                    self._report()
             written += [record["id"] for record, _ in pairs]
         if written:
-            _write_durably(os.path.join(self._written_dir(), f"{seq:012d}-{self.boot}.ids"), "\n".join(written))
+            _write_durably(os.path.join(self.written_dir, f"{name}.ids"), "\n".join(written))
+        self._flushes += 1
         for rid in written:
             self._unpaired.pop((rid, REQUEST), None)
             self._unpaired.pop((rid, RESPONSE), None)
             self._remember_written(rid, now)
-        for (rid, kind), record in list(self._unpaired.items()):  # responses whose request never came
-            if kind == RESPONSE and now - record["received"] >= self.pair_timeout_s:
-                del self._unpaired[(rid, kind)]
-                self.counts["orphan_responses"] += 1
-        if self._unpaired:
-            if self._stopping:  # no committer to carry them: their segments stay for the next start to replay
-                return
-            self._carry(list(self._unpaired.values()))
-        for number in segments:
-            self.wal.delete(number)
+        for key in orphans:
+            del self._unpaired[key]
+            self.counts["orphan_responses"] += 1
+        last = segments[-1] if segments else self._carry
+        if self._unpaired:  # before the segments go
+            self.log.write_carry(last, list(self._unpaired.values()))
+        for seq in segments:
+            self.log.delete(seq)
+        if self._carry and (self._carry != last or not self._unpaired):
+            self.log.delete(self._carry, "carry")
+        self._carry = last if self._unpaired else 0
         self._expire_written(now)
 
-    def _carry(self, records: list[dict]) -> None:
-        """Appends the still unpaired events to the live segment (through the committer) before their segment goes."""
-        done = threading.Event()
-        outcome = []
-
-        def finish(error):
-            outcome.append(error)
-            if len(outcome) == len(records):
-                done.set()
-
-        with self._cond:
-            self._queue.extend((_encode(r), r, finish) for r in records)
-            self._cond.notify()
-        done.wait()
-        errors = [e for e in outcome if e is not None]
-        if errors:
-            raise OSError(f"could not carry {len(records)} unpaired events over: {errors[0]}")
+    def _model(self, model_uri: str) -> _Model:
+        if model_uri not in self._models:
+            self._models[model_uri] = _Model(model_uri)
+        return self._models[model_uri]
 
     def _expire_written(self, now: float) -> None:
         horizon = now - self.dedupe_seconds
         while self._written and next(iter(self._written.values())) < horizon:
             self._written.popitem(last=False)
-        folder = self._written_dir()
-        for name in os.listdir(folder):
-            path = os.path.join(folder, name)
-            if os.path.getmtime(path) < horizon:
+        for name in os.listdir(self.written_dir):
+            path = os.path.join(self.written_dir, name)
+            if name.startswith(".") or os.path.getmtime(path) < horizon:  # (a dot file: a crash's half-written one)
                 os.remove(path)
 
     def _table(self, model: _Model, pairs: list):
@@ -730,24 +911,15 @@ class CaptureSink:
             at += n
         buffer.extend(ids, rows, times, versions, columns, predictions, probabilities)
 
-    # --- the service's state -----------------------------------------------------------------------------------------
-    def stats(self) -> dict:
-        return {
-            **self.counts,
-            "pending_segments": len(self._sealed),
-            "unpaired": len(self._unpaired),
-            "healthy": not (self.wal_error or self.store_error),
-            "error": self.wal_error or self.store_error,
-        }
-
-    def metrics(self) -> str:
-        lines = []
-        for key, value in self.stats().items():
-            if isinstance(value, bool):
-                value = int(value)
-            if isinstance(value, int):
-                lines += [f"# TYPE kfp_ct_capture_{key} gauge", f"kfp_ct_capture_{key} {value}"]
-        return "\n".join(lines) + "\n"
+    def _report(self) -> None:
+        self._reports.send(
+            {
+                **self.counts,
+                "pending_segments": len(self._pending),
+                "unpaired": len(self._unpaired),
+                "store_error": self.store_error,
+            }
+        )
 
     def probe_store(self) -> None:
         """Writes and removes a probe object in the capture store; sets the store error when it cannot."""
@@ -772,16 +944,26 @@ class CaptureSink:
         except Exception as err:
             self.store_error = f"the capture store {self.capture_uri} cannot be written: {type(err).__name__}: {err}"
 
-    def close(self) -> None:
-        """Writes what is paired, keeps what waits for its pair in the log for the next start, stops the threads."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        with self._sealed_cond:
-            self._sealed_cond.notify()
-        for thread in self._threads:
-            thread.join()
-        self.wal.close()
+
+def _written_dir(wal_dir: str) -> str:
+    path = os.path.join(wal_dir, "written")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _written_ids(wal_dir: str, dedupe_seconds: float) -> list[tuple[str, float]]:
+    """(request id, when written) of the requests the flusher wrote within the last `dedupe_seconds`, oldest first."""
+    folder = _written_dir(wal_dir)
+    horizon = time.time() - dedupe_seconds
+    out = []
+    for path in sorted(
+        (os.path.join(folder, n) for n in os.listdir(folder) if not n.startswith(".")), key=os.path.getmtime
+    ):
+        when = os.path.getmtime(path)
+        if when >= horizon:
+            with open(path) as f:
+                out += [(rid, when) for rid in f.read().split()]
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -954,7 +1136,6 @@ def run(
     sink = CaptureSink(capture_uri, wal_dir, models, flush_seconds, pair_timeout_s, dedupe_seconds)
     for name, uri in (models or {}).items():  # a model given at start must be readable: fail now, not per event
         sink.model(name, uri)
-    sink.probe_store()
     if sink.store_error:
         _log.warning("kfp-ct capture sink: %s (events are refused with 503 until it can)", sink.store_error)
     app = SinkApp(sink)
@@ -967,7 +1148,7 @@ def run(
         server = await loop.create_server(lambda: _Connection(app), host, port, backlog=1024)
         await stop.wait()
         server.close()
-        await loop.run_in_executor(None, sink.close)
+        sink.close()
 
     uvloop.run(serve())
 
