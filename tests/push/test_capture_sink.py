@@ -182,6 +182,67 @@ def test_a_repeated_event_is_written_once_even_after_a_restart(sink_factory, tra
     assert sink.stats()["duplicates"] == 1
 
 
+def test_a_request_waits_for_its_response_across_a_restart(sink_factory, trained_model, tmp_path):
+    """The request is logged, the sink stops before its response comes: the flusher keeps it in a carry file, and the
+    response sent to the restarted sink completes the row. A request whose response never comes is written without a
+    prediction once the pair timeout (2 s here) has passed, with no other event to wake the sink."""
+    sink = sink_factory()
+    record = _records(trained_model, 1)
+    assert sink.send(REQUEST, "early", {"instances": record})[0] == 200
+    deadline = time.monotonic() + 30
+    while not list(sink.wal.glob("carry-*.log")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sink.stop()
+    assert list(sink.wal.glob("carry-*.log")) and not list(sink.wal.glob("wal-*.log"))[:-1]
+    assert capture.read_capture(str(tmp_path / "capture"), MODEL) is None
+    sink.start()
+    assert sink.send(RESPONSE, "early", {"predictions": ["UP"], "probabilities": [[0.1, 0.9]]})[0] == 200
+    assert sink.send(REQUEST, "alone", {"instances": record})[0] == 200
+    table = wait_for_rows(str(tmp_path / "capture"), {"early", "alone"})
+    rows = {r["request_id"]: r for r in table.to_pylist()}
+    assert rows["early"]["prediction"] == "UP" and rows["early"]["probabilities"] == [0.1, 0.9]
+    assert rows["alone"]["prediction"] is None
+    assert sink.stats()["unanswered_rows"] == 1
+
+
+def _flusher(sink_pid: int) -> int:
+    """The pid of the sink's flusher process (multiprocessing's spawned child; not its resource tracker)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                spawned = b"spawn_main" in f.read()
+        except OSError:
+            continue
+        if parent == sink_pid and spawned:
+            found.append(int(entry))
+    (pid,) = found
+    return pid
+
+
+def test_the_flusher_dies_with_the_sink_and_its_death_is_answered_503(sink_factory, trained_model):
+    sink = sink_factory()
+    flusher = _flusher(sink.process.pid)
+    sink.kill()
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{flusher}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{flusher}"), "the flusher outlived the sink"
+    sink.start()
+    flusher = _flusher(sink.process.pid)
+    os.kill(flusher, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while sink.stats()["healthy"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status, body = sink.send(REQUEST, "late", {"instances": _records(trained_model, 1)})
+    assert status == 503 and "flusher process stopped" in body["error"]
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(f"{sink.base}/healthz", timeout=10)
+    assert answer.value.code == 503
+
+
 def test_pipelined_requests_are_answered_in_order(sink_factory, trained_model):
     """One keep-alive connection, three requests in one write: an event, the same event again while the first is being
     logged, and /stats, which is answerable at once but waits for the two answers before it."""
