@@ -75,6 +75,19 @@ def group_cpu_seconds(pgid: int) -> float:
     return total
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user nice system idle iowait irq softirq steal ...)."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The share of this machine's CPU time that its hypervisor gave to other machines between two readings: time
+    the sink waited for a CPU it was due, which no code of its own can win back."""
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    return delta[7] / max(1, sum(delta))
+
+
 def sink_requests(model: dict, port: int, n: int, model_uri: str) -> list[bytes]:
     """`n` request/response event pairs as raw HTTP/1.1 requests (binary-mode CloudEvents from the SDK)."""
     from urllib.parse import quote
@@ -172,10 +185,11 @@ def run_sink(model: dict, workdir: Path, seconds: float, connections: int, rate:
         warm.join()
         queue = context.Queue()
         loader = context.Process(target=_sink_load, args=(port, requests[2:], connections, seconds, rate, queue))
-        cpu_before = group_cpu_seconds(process.pid)
+        cpu_before, machine_before = group_cpu_seconds(process.pid), cpu_times()
         loader.start()
         result = queue.get(timeout=seconds + 120)
         sink_cpu = group_cpu_seconds(process.pid) - cpu_before  # (the flushes that follow are not counted)
+        steal = steal_share(machine_before, cpu_times())
         loader.join(timeout=30)
         acked = set(result["acknowledged"])  # loader index k is event k + 2: pair p's events are 2p - 2 and 2p - 1
         expected_pairs = {f"req-{p}" for p in range(1, pairs) if 2 * p - 2 in acked and 2 * p - 1 in acked}
@@ -193,6 +207,7 @@ def run_sink(model: dict, workdir: Path, seconds: float, connections: int, rate:
     lat = np.asarray(result["latencies"]) * 1000
     return {
         "cpu_us_per_event": sink_cpu / len(lat) * 1e6,
+        "steal": steal,
         "rate": rate,
         "due": min(len(requests) - 2, math.ceil(rate * seconds)) if rate else None,
         "events": len(lat),
@@ -309,12 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"capture sink ({args.connections} connections, {seconds:g} s a run, one row per request/response pair)")
     print(f"  at the goal's rate ({GOAL_EVENTS_S:,.0f} events/s due; latency from each event's due time):")
     print(f"    events acknowledged: {paced['events']:,} of {paced['due']:,} due  ({paced['statuses']})")
+    print(f"    CPU time taken by the hypervisor (steal) meanwhile: {paced['steal'] * 100:.1f}%")
     print(
         f"    ack latency: p50 {paced['p50_ms']:.2f} ms  p99 {paced['p99_ms']:.2f} ms  (goal p99 < {GOAL_P99_MS:g} ms)"
     )
     print("  at its capacity (each connection sends as soon as it is answered):")
     print(f"    events acknowledged: {sink['events']:,}  ({sink['statuses']})")
     print(f"    events/s: {sink['events_s']:,.0f}  (goal >= {GOAL_EVENTS_S:,.0f})")
+    print(f"    CPU time taken by the hypervisor (steal) meanwhile: {sink['steal'] * 100:.1f}%")
     print(f"    ack latency: p50 {sink['p50_ms']:.2f} ms  p99 {sink['p99_ms']:.2f} ms  (at saturation)")
     print(
         f"    sink CPU per event: {sink['cpu_us_per_event']:.0f} us = {capacity:,.0f} events/s per CPU core "
