@@ -456,13 +456,14 @@ class CaptureSink:
             except (EOFError, OSError):
                 break
             self._report(report)
-        if not self._stopping:
+        if not self._stopping:  # crash-only: what was acknowledged is in the log, and a restart writes it
             self._flusher.join(5)
-            self.store_error = (
-                f"the capture sink's flusher process stopped (exit code {self._flusher.exitcode}): nothing is written "
-                "until the sink restarts"
+            _log.error(
+                "kfp-ct capture sink: its flusher process stopped (exit code %s); the sink exits so that it is "
+                "restarted (nothing acknowledged is lost: it is in the write-ahead log)",
+                self._flusher.exitcode,
             )
-            _log.error("kfp-ct capture sink: %s", self.store_error)
+            os._exit(1)
 
     def _report(self, report: dict) -> None:
         self.store_error = report.pop("store_error")
