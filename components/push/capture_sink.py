@@ -53,7 +53,7 @@ from cloudevents.http import from_http
 from cloudevents.sdk import converters
 from cloudevents.sdk.event import v1
 
-from kfp_ct.components.push.server import MAX_ROWS, PayloadError, _check_size
+from kfp_ct.components.push.server import MAX_ROWS, PayloadError, check_size
 
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"
@@ -302,7 +302,7 @@ def request_columns(columns, data) -> list[np.ndarray]:
         if not isinstance(values, list):
             raise PayloadError(f"input '{name}' has no 'data' list")
         values = [v for part in values for v in part] if values and isinstance(values[0], list) else values
-        _check_size(len(values), f"input '{name}'")
+        check_size(len(values), f"input '{name}'")
         out.append(columns.convert(i, values, lambda r, name=name: f"row {r} of input '{name}'"))
     if len({len(c) for c in out}) != 1:
         raise PayloadError("the inputs have different numbers of rows")

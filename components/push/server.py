@@ -118,7 +118,7 @@ class Columns:
     def from_instances(self, instances) -> list[np.ndarray]:
         if not isinstance(instances, list):
             raise PayloadError(f"'instances' must be a list of records or rows, got {type(instances).__name__}")
-        _check_size(len(instances), "'instances'")
+        check_size(len(instances), "'instances'")
         first = instances[0]
         if isinstance(first, dict):
             return self._from_records(instances)
@@ -204,7 +204,7 @@ class Columns:
             if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
                 raise PayloadError(f"input '{name}' has shape {shape}, expected [n] or [n, 1]")
             n = shape[0]
-            _check_size(n, f"input '{name}'")
+            check_size(n, f"input '{name}'")
             if rows is None:
                 rows = n
             elif n != rows:
@@ -256,7 +256,8 @@ def _flatten(data) -> list:
     return list(data)
 
 
-def _check_size(n, what: str) -> None:
+def check_size(n, what: str) -> None:
+    """PayloadError naming `what` unless it holds 1 to MAX_ROWS rows (the server's and the capture sink's rule)."""
     if not isinstance(n, int) or n <= 0:
         raise PayloadError(f"{what} is empty: send at least one row")
     if n > MAX_ROWS:
