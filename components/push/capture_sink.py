@@ -144,7 +144,7 @@ class LogFolder:
 
 
 class WriteAheadLog(LogFolder):
-    """The log the committer thread appends to: a new active segment after every sealed or carried one found."""
+    """The log the sink appends to (on its event loop): a new active segment after every sealed or carried one found."""
 
     def __init__(self, directory: str):
         super().__init__(directory)
@@ -331,7 +331,7 @@ def response_rows(data, n: int, classification: bool) -> tuple[list, list | None
     return predictions, proba if classification else None
 
 
-# --- the sink: acknowledging (event loop and committer thread) ------------------------------------------------------
+# --- the sink: acknowledging (the event loop) ---------------------------------------------------------------------
 
 ACK_COUNTS = ("accepted", "duplicates", "malformed", "refused_5xx")
 FLUSH_COUNTS = (
@@ -346,7 +346,7 @@ FLUSHER_NICENESS = 5  # the flusher yields the CPU to the acknowledgements when 
 
 
 class CaptureSink:
-    """Accepts events (`accept`, from the event loop) and logs them durably (the committer thread); the `Flusher`, a
+    """Accepts events (`accept`) and logs them durably (`_commit`), both on the event loop; the `Flusher`, a
     second process, pairs the logged events and writes Parquet. The flusher shares neither the interpreter lock nor
     the garbage collector with the acknowledgements: its work (150 ms of CPU for 10,000 events) and its many live
     events never hold one up."""
@@ -690,7 +690,7 @@ def _flusher_main(config: dict, commands, reports) -> None:
 
 
 class Flusher:
-    """Takes the log segments the committer seals, pairs their events by id and writes them as Parquet
+    """Takes the log segments the sink seals, pairs their events by id and writes them as Parquet
     (`_common.capture`: atomic files), records the ids it wrote, keeps the events that still wait for their pair in a
     carry file, and only then deletes the segments; reports its counts to the sink after each step."""
 
